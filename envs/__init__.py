@@ -1,0 +1,61 @@
+"""Environment registry: ``envs.make("Pendulum")`` builds an env by name.
+
+Constructors take only static structure (``max_steps``, observation layout) as keyword arguments;
+physics and task fields come from ``env.default_params()`` or a randomized ``Params`` batch.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable, Dict, List
+
+from envs.cartpole import CartPole, CartPoleContinuous, CartPoleParams, CartPoleState
+from envs.pendulum import Pendulum, PendulumParams, PendulumState
+from envs.point_nav import PointNav2D, PointNavParams, PointNavState
+from metarl_jax.core.env import Env
+
+_REGISTRY: Dict[str, Callable[..., Env]] = {}
+
+
+def register(name: str, constructor: Callable[..., Env], overwrite: bool = False) -> None:
+    """Make ``make(name, **kwargs)`` call ``constructor(**kwargs)``. Re-registering a name raises
+    ``ValueError`` unless ``overwrite`` is true (a silent shadowing is usually a typo)."""
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"environment {name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[name] = constructor
+
+
+def registered() -> List[str]:
+    """The registered names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **kwargs) -> Env:
+    """Build the env registered as ``name``; ``kwargs`` go to its constructor (e.g. ``max_steps``)."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY.keys(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown environment {name!r}.{hint} Known: {', '.join(registered())}")
+    return _REGISTRY[name](**kwargs)
+
+
+register("Pendulum", Pendulum)
+register("CartPole", CartPole)
+register("CartPoleContinuous", CartPoleContinuous)
+register("PointNav2D", PointNav2D)
+
+__all__ = [
+    "CartPole",
+    "CartPoleContinuous",
+    "CartPoleParams",
+    "CartPoleState",
+    "Pendulum",
+    "PendulumParams",
+    "PendulumState",
+    "PointNav2D",
+    "PointNavParams",
+    "PointNavState",
+    "make",
+    "register",
+    "registered",
+]

@@ -1,0 +1,252 @@
+"""Proximal policy optimization (Schulman et al. 2017), pure-functional and compiled whole.
+
+    ppo = PPO(env)                                   # env: any Env (wrapped or not)
+    state = ppo.init(key, config, space)             # space: ParamSpace the episodes are drawn from
+    state, metrics = ppo.train_chunk(state, config, num_updates=10)   # one compiled lax.scan
+    state, metrics = ppo.train(key, config, space)   # the whole run as one program
+
+Every episode of every env draws fresh physics from ``space`` inside the compiled program
+(``AutoReset``); the space is part of the train state, so adaptive schemes can update it.
+``PPOConfig`` is a pytree: sizes are static (changing them recompiles), rates are leaves
+(changing a learning rate does not). Seeds are a ``vmap`` axis: ``init_seeds`` /
+``train_chunk_seeds`` train several seeds in one program.
+
+Shapes: ``N = num_envs``, ``T = num_steps``; the rollout is time-major ``[T, N, ...]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from metarl_jax.algos.advantages import gae
+from metarl_jax.core import normalization
+from metarl_jax.core.env import Env, is_discrete
+from metarl_jax.core.rollout import reset_batch, rollout
+from metarl_jax.core.wrappers import AutoReset, EpisodeStats
+from metarl_jax.nets.actor_critic import ActorCritic
+from metarl_jax.randomization.param_space import ParamSpace
+
+static = dict(pytree_node=False)
+
+
+@struct.dataclass
+class PPOConfig:
+    """PPO hyperparameters. Sizes are static fields; rates are pytree leaves."""
+
+    num_envs: int = struct.field(default=64, **static)
+    num_steps: int = struct.field(default=128, **static)  # rollout length per update
+    total_steps: int = struct.field(default=1_000_000, **static)  # env steps, all envs together
+    num_epochs: int = struct.field(default=10, **static)
+    num_minibatches: int = struct.field(default=8, **static)
+    hidden_sizes: Tuple[int, ...] = struct.field(default=(64, 64), **static)
+    normalize_obs: bool = struct.field(default=True, **static)
+    anneal_lr: bool = struct.field(default=True, **static)
+    init_log_std: float = struct.field(default=0.0, **static)
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    reward_scale: float = 1.0
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
+
+    def validate(self) -> "PPOConfig":
+        """Raise ``ValueError`` naming the field for an inconsistent config; return self."""
+        for name in ("num_envs", "num_steps", "total_steps", "num_epochs", "num_minibatches"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"PPOConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size % self.num_minibatches:
+            raise ValueError(
+                f"PPOConfig: num_envs * num_steps = {self.batch_size} is not divisible by "
+                f"num_minibatches = {self.num_minibatches}"
+            )
+        if self.num_updates < 1:
+            raise ValueError(
+                f"PPOConfig.total_steps = {self.total_steps} is less than one update "
+                f"(num_envs * num_steps = {self.batch_size})"
+            )
+        if not 0.0 < self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"PPOConfig: need 0 < gamma <= 1 and 0 <= gae_lambda <= 1, got "
+                             f"gamma={self.gamma}, gae_lambda={self.gae_lambda}")
+        for name in ("learning_rate", "clip_eps", "max_grad_norm", "reward_scale"):
+            if not float(getattr(self, name)) > 0.0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)}")
+        return self
+
+
+@struct.dataclass
+class PPOState:
+    """Everything a run needs to continue bit-for-bit (checkpointed whole)."""
+
+    params: Any  # network parameters
+    opt_state: Any
+    obs_stats: normalization.RunningStats
+    env_state: Any  # [N, ...] (EpisodeStats(AutoReset(env)) state, incl. current episode params)
+    obs: jax.Array  # [N, obs_size]
+    space: ParamSpace  # the randomization distribution episodes are drawn from
+    key: jax.Array
+    update_step: jax.Array  # [] int32, updates done so far
+
+
+def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
+    # The learning rate is applied outside optax so it can be a traced (dynamic) value with an
+    # annealing schedule computed from the update counter stored in the train state.
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+
+
+class PPO:
+    """PPO on one env. Holds only static structure (the wrapped env); all data is in ``PPOState``.
+
+    Args:
+        env: the environment; wrapped here as ``EpisodeStats(AutoReset(env, resample_every))``.
+        resample_every: draw new params every N steps (``None``: once per episode).
+    """
+
+    def __init__(self, env: Env, resample_every: int | None = None):
+        self.env = env
+        self.train_env = EpisodeStats(AutoReset(env, resample_every))
+        self.discrete = is_discrete(env.action_space)
+        self.init = jax.jit(self._init)
+        self.update = jax.jit(self._update)
+        self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_updates")
+        self.init_seeds = jax.jit(jax.vmap(self._init, in_axes=(0, None, None)))
+        self.train_chunk_seeds = jax.jit(
+            jax.vmap(self._train_chunk, in_axes=(0, None, None)), static_argnames="num_updates"
+        )
+        self.train = jax.jit(self._train)
+
+    # ----------------------------------------------------------------------------- networks
+    def network(self, config: PPOConfig) -> ActorCritic:
+        return ActorCritic(self.env.action_size, self.discrete, tuple(config.hidden_sizes),
+                           config.init_log_std)
+
+    def _normalize(self, config, stats, obs):
+        return normalization.normalize(stats, obs) if config.normalize_obs else obs
+
+    def act(self, params, obs_stats, config: PPOConfig, key, obs, deterministic: bool = False):
+        """Actions for ``obs[..., obs_size]`` (raw observations; normalized here)."""
+        net = self.network(config)
+        dist, _ = net.apply(params, self._normalize(config, obs_stats, obs))
+        return net.head.mode(dist) if deterministic else net.head.sample(key, dist)
+
+    # ----------------------------------------------------------------------------- init
+    def _init(self, key: jax.Array, config: PPOConfig, space: ParamSpace) -> PPOState:
+        net_key, env_key, key = jax.random.split(key, 3)
+        obs_size = self.env.observation_size
+        params = self.network(config).init(net_key, jnp.zeros((1, obs_size), jnp.float32))
+        env_state, obs = reset_batch(self.train_env, env_key, space, config.num_envs)
+        return PPOState(
+            params=params,
+            opt_state=_optimizer(config).init(params),
+            obs_stats=normalization.init(obs_size),
+            env_state=env_state,
+            obs=obs,
+            space=space,
+            key=key,
+            update_step=jnp.int32(0),
+        )
+
+    # ----------------------------------------------------------------------------- update
+    def _update(self, state: PPOState, config: PPOConfig) -> Tuple[PPOState, Dict[str, jax.Array]]:
+        net = self.network(config)
+        key, rollout_key, perm_key = jax.random.split(state.key, 3)
+
+        def policy(k, obs):
+            dist, value = net.apply(state.params, self._normalize(config, state.obs_stats, obs))
+            action = net.head.sample(k, dist)
+            return action, {"log_prob": net.head.log_prob(dist, action), "value": value}
+
+        carry, traj = rollout(
+            policy, self.train_env, rollout_key, state.env_state, state.obs, state.space,
+            config.num_steps, info_keys=("episode_return", "episode_length"),
+        )
+
+        # Normalize with the statistics the actions were chosen under (ratios start at 1),
+        # then fold this batch into the statistics for the next rollout.
+        obs = self._normalize(config, state.obs_stats, traj.obs)
+        final_obs = self._normalize(config, state.obs_stats, traj.final_obs)
+        _, next_value = net.apply(state.params, final_obs)
+        reward = traj.reward * config.reward_scale
+        advantages, targets = gae(reward, traj.extras["value"], next_value, traj.terminated,
+                                  traj.done, config.gamma, config.gae_lambda)
+        obs_stats = (normalization.update(state.obs_stats, traj.obs)
+                     if config.normalize_obs else state.obs_stats)
+
+        batch = (obs, traj.action, traj.extras["log_prob"], advantages, targets)
+        batch = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
+        tx = _optimizer(config)
+        lr = config.learning_rate
+        if config.anneal_lr:
+            lr = lr * (1.0 - state.update_step.astype(jnp.float32) / config.num_updates)
+
+        def loss_fn(params, minibatch):
+            mb_obs, mb_action, mb_logp, mb_adv, mb_target = minibatch
+            dist, value = net.apply(params, mb_obs)
+            logp = net.head.log_prob(dist, mb_action)
+            ratio = jnp.exp(logp - mb_logp)
+            adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+            clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+            policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
+            value_loss = 0.5 * jnp.mean((value - mb_target) ** 2)
+            entropy = jnp.mean(net.head.entropy(dist))
+            loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+            return loss, {
+                "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+                "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
+                "clip_frac": jnp.mean(jnp.abs(ratio - 1.0) > config.clip_eps),
+            }
+
+        def minibatch_step(carry, minibatch):
+            params, opt_state = carry
+            (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, minibatch)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            updates = jax.tree.map(lambda u: -lr * u, updates)
+            stats["grad_norm"] = optax.global_norm(grads)
+            return (optax.apply_updates(params, updates), opt_state), stats
+
+        def epoch(carry, epoch_key):
+            perm = jax.random.permutation(epoch_key, config.batch_size)
+            minibatches = jax.tree.map(
+                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch
+            )
+            return jax.lax.scan(minibatch_step, carry, minibatches)
+
+        (params, opt_state), stats = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(perm_key, config.num_epochs)
+        )
+        metrics = jax.tree.map(jnp.mean, stats)
+        finished = traj.done.astype(jnp.float32)
+        num_finished = finished.sum()
+        metrics.update(
+            # Mean return of the latest finished episode of each env (0 before any finishes).
+            episode_return=jnp.mean(carry.env_state.last_return),
+            episodes_finished=num_finished,
+            rollout_reward=jnp.mean(traj.reward),
+        )
+        new_state = state.replace(
+            params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=carry.env_state,
+            obs=carry.obs, key=key, update_step=state.update_step + 1,
+        )
+        return new_state, metrics
+
+    def _train_chunk(self, state: PPOState, config: PPOConfig, num_updates: int):
+        """``num_updates`` updates in one ``lax.scan``. Metrics: ``[num_updates]`` per key."""
+        return jax.lax.scan(lambda s, _: self._update(s, config), state, None, length=num_updates)
+
+    def _train(self, key: jax.Array, config: PPOConfig, space: ParamSpace):
+        """The whole run, ``config.num_updates`` updates, as one program."""
+        return self._train_chunk(self._init(key, config, space), config, config.num_updates)

@@ -1,0 +1,205 @@
+"""Env wrappers: thin classes over the pure ``(key, state, action, params)`` functions.
+
+Each wrapper's state is a small dataclass around the inner state. The order that training uses::
+
+    env = ObservationNoise(ActionDelay(Pendulum(), max_delay=3))   # read params fields
+    env = EpisodeStats(AutoReset(env))                               # params = a ParamSpace
+
+``ActionDelay`` and ``ObservationNoise`` read ``params.action_delay`` / ``params.obs_noise_std``
+(fields every env's ``Params`` inherits from ``EnvParams``), so latency and sensor noise are
+randomized by the same ``ParamSpace`` as the physics. ``AutoReset`` changes the meaning of the
+``params`` argument: it takes a ``ParamSpace`` and draws fresh env params at every reset (per
+episode) or every ``resample_every`` steps -- inside ``jit``, per env, from the key it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from metarl_jax.core.env import Env, is_discrete
+from metarl_jax.randomization.param_space import ParamSpace, fixed_space
+
+
+def _select(pred: jax.Array, on_true, on_false):
+    """Elementwise ``where`` over two pytrees of the same structure (``pred``: [] bool)."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+class Wrapper(Env):
+    """Forwards everything to ``env``; subclasses override what they change."""
+
+    def __init__(self, env: Env):
+        self.env = env
+        self.max_steps = env.max_steps
+
+    def default_params(self):
+        return self.env.default_params()
+
+    def reset(self, key, params):
+        return self.env.reset(key, params)
+
+    def step(self, key, state, action, params):
+        return self.env.step(key, state, action, params)
+
+    @property
+    def observation_space(self):
+        return self.env.observation_space
+
+    @property
+    def action_space(self):
+        return self.env.action_space
+
+    @property
+    def unwrapped(self) -> Env:
+        return self.env.unwrapped
+
+    @property
+    def name(self) -> str:
+        return self.env.name
+
+
+@struct.dataclass
+class ActionDelayState:
+    inner: Any
+    buffer: jax.Array  # [max_delay + 1, *action_shape]; buffer[d] = the action chosen d steps ago
+
+
+class ActionDelay(Wrapper):
+    """Applies the action chosen ``params.action_delay`` steps ago (actuation latency).
+
+    The buffer holds the last ``max_delay + 1`` actions and starts filled with zeros (a zero
+    torque/force for continuous envs; action 0 for discrete ones). Delays are clipped to
+    ``[0, max_delay]``; ``max_delay`` is static because it sizes the buffer.
+    """
+
+    def __init__(self, env: Env, max_delay: int):
+        if max_delay < 0:
+            raise ValueError(f"max_delay must be >= 0, got {max_delay}")
+        super().__init__(env)
+        self.max_delay = int(max_delay)
+
+    def _empty_buffer(self):
+        space = self.env.action_space
+        if is_discrete(space):
+            return jnp.zeros((self.max_delay + 1,), jnp.int32)
+        return jnp.zeros((self.max_delay + 1,) + tuple(space.shape), jnp.float32)
+
+    def reset(self, key, params):
+        inner, obs = self.env.reset(key, params)
+        return ActionDelayState(inner, self._empty_buffer()), obs
+
+    def step(self, key, state, action, params):
+        buffer = jnp.concatenate([action[None].astype(state.buffer.dtype), state.buffer[:-1]])
+        delay = jnp.clip(params.action_delay, 0, self.max_delay)
+        applied = buffer[delay]
+        inner, obs, reward, done, info = self.env.step(key, state.inner, applied, params)
+        return ActionDelayState(inner, buffer), obs, reward, done, info
+
+
+class ObservationNoise(Wrapper):
+    """Adds ``N(0, params.obs_noise_std^2)`` to every observation entry (sensor noise)."""
+
+    def reset(self, key, params):
+        key, noise_key = jax.random.split(key)
+        state, obs = self.env.reset(key, params)
+        return state, self._noisy(noise_key, obs, params)
+
+    def step(self, key, state, action, params):
+        key, noise_key = jax.random.split(key)
+        state, obs, reward, done, info = self.env.step(key, state, action, params)
+        return state, self._noisy(noise_key, obs, params), reward, done, info
+
+    @staticmethod
+    def _noisy(key, obs, params):
+        return obs + params.obs_noise_std * jax.random.normal(key, obs.shape, obs.dtype)
+
+
+@struct.dataclass
+class AutoResetState:
+    inner: Any
+    params: Any  # the env Params of the current episode (drawn from the space)
+    steps_since_resample: jax.Array  # [] int32
+
+
+class AutoReset(Wrapper):
+    """Resets finished episodes in place and draws their physics from a ``ParamSpace``.
+
+    ``reset(key, space)`` / ``step(key, state, action, space)``: the ``params`` argument is a
+    ``ParamSpace`` (use ``fixed_space(params)`` for no randomization). A fresh ``Params`` is drawn
+    at every episode start, or -- with ``resample_every=N`` -- every N steps even mid-episode
+    (and still at every reset). On the step that ends an episode, ``obs`` is already the first
+    observation of the next one; the last observation of the finished episode is in
+    ``info["final_obs"]`` (learners bootstrap from it when ``info["truncated"]``).
+    """
+
+    def __init__(self, env: Env, resample_every: Optional[int] = None):
+        if resample_every is not None and resample_every < 1:
+            raise ValueError(f"resample_every must be >= 1 or None, got {resample_every}")
+        super().__init__(env)
+        self.resample_every = resample_every
+
+    def default_params(self) -> ParamSpace:
+        return fixed_space(self.env.default_params())
+
+    def reset(self, key, space: ParamSpace):
+        param_key, reset_key = jax.random.split(key)
+        params = space.sample(param_key)
+        inner, obs = self.env.reset(reset_key, params)
+        return AutoResetState(inner, params, jnp.int32(0)), obs
+
+    def step(self, key, state, action, space: ParamSpace):
+        step_key, param_key, reset_key = jax.random.split(key, 3)
+        inner, obs, reward, done, info = self.env.step(step_key, state.inner, action, state.params)
+        since = state.steps_since_resample + 1
+        resample = done
+        if self.resample_every is not None:
+            resample = resample | (since >= self.resample_every)
+        fresh = space.sample(param_key)
+        params = _select(resample, fresh, state.params)
+        reset_inner, reset_obs = self.env.reset(reset_key, params)
+        info = dict(info, final_obs=obs)
+        inner = _select(done, reset_inner, inner)
+        obs = jnp.where(done, reset_obs, obs)
+        since = jnp.where(resample, 0, since).astype(jnp.int32)
+        return AutoResetState(inner, params, since), obs, reward, done, info
+
+
+@struct.dataclass
+class EpisodeStatsState:
+    inner: Any
+    episode_return: jax.Array  # [] float32, running return of the current episode
+    episode_length: jax.Array  # [] int32
+    last_return: jax.Array  # [] float32, return of the most recently finished episode
+    last_length: jax.Array  # [] int32
+
+
+class EpisodeStats(Wrapper):
+    """Tracks undiscounted episode returns and lengths across auto-resets.
+
+    Adds to ``info``: ``episode_return`` / ``episode_length`` (of the episode that ended on this
+    step; valid where ``done``), and ``last_return`` (of the latest finished episode).
+    """
+
+    def reset(self, key, params):
+        inner, obs = self.env.reset(key, params)
+        zero_f, zero_i = jnp.float32(0.0), jnp.int32(0)
+        return EpisodeStatsState(inner, zero_f, zero_i, zero_f, zero_i), obs
+
+    def step(self, key, state, action, params):
+        inner, obs, reward, done, info = self.env.step(key, state.inner, action, params)
+        ret = state.episode_return + reward
+        length = state.episode_length + 1
+        new_state = EpisodeStatsState(
+            inner,
+            jnp.where(done, 0.0, ret).astype(jnp.float32),
+            jnp.where(done, 0, length).astype(jnp.int32),
+            jnp.where(done, ret, state.last_return).astype(jnp.float32),
+            jnp.where(done, length, state.last_length).astype(jnp.int32),
+        )
+        info = dict(info, episode_return=ret, episode_length=length,
+                    last_return=new_state.last_return)
+        return new_state, obs, reward, done, info
