@@ -124,9 +124,7 @@ class PPO:
         self.update = jax.jit(self._update)
         self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_updates")
         self.init_seeds = jax.jit(jax.vmap(self._init, in_axes=(0, None, None)))
-        self.train_chunk_seeds = jax.jit(
-            jax.vmap(self._train_chunk, in_axes=(0, None, None)), static_argnames="num_updates"
-        )
+        self.train_chunk_seeds = jax.jit(self._train_chunk_seeds, static_argnames="num_updates")
         self.train = jax.jit(self._train)
 
     # ----------------------------------------------------------------------------- networks
@@ -215,7 +213,7 @@ class PPO:
             (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, minibatch)
             updates, opt_state = tx.update(grads, opt_state, params)
             updates = jax.tree.map(lambda u: -lr * u, updates)
-            stats["grad_norm"] = optax.global_norm(grads)
+            stats["grad_norm"] = optax.tree.norm(grads)
             return (optax.apply_updates(params, updates), opt_state), stats
 
         def epoch(carry, epoch_key):
@@ -246,6 +244,10 @@ class PPO:
     def _train_chunk(self, state: PPOState, config: PPOConfig, num_updates: int):
         """``num_updates`` updates in one ``lax.scan``. Metrics: ``[num_updates]`` per key."""
         return jax.lax.scan(lambda s, _: self._update(s, config), state, None, length=num_updates)
+
+    def _train_chunk_seeds(self, states: PPOState, config: PPOConfig, num_updates: int):
+        """``_train_chunk`` over a leading seed axis of ``states``; metrics ``[S, num_updates]``."""
+        return jax.vmap(lambda s: self._train_chunk(s, config, num_updates))(states)
 
     def _train(self, key: jax.Array, config: PPOConfig, space: ParamSpace):
         """The whole run, ``config.num_updates`` updates, as one program."""
