@@ -1,0 +1,31 @@
+# metarl_jax: `make run` sets up a virtualenv and runs the main job's small preset on CPU;
+# `make test` runs the test suite (the command CI runs).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install run test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test,bench,dev]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+run: install
+	$(PY) -m experiments.dr_pendulum --preset quick
+
+test: install
+	$(PY) -m pytest -n 2 -q
+
+bench: install
+	$(PY) -m benchmarks.env_throughput
+
+lint: install
+	$(PY) -m ruff check metarl_jax envs experiments benchmarks tests
+
+clean:
+	rm -rf $(VENV) .jax_cache .pytest_cache *.egg-info

@@ -1,0 +1,518 @@
+"""Experiment configs: frozen dataclasses, presets, command-line overrides and JSON round trips.
+
+An experiment declares one frozen dataclass (fields may themselves be frozen dataclasses) and a
+dict of presets (``quick``, ``cpu``, ``accel``). The command line picks a preset and overrides
+single fields by dotted name::
+
+    python -m experiments.ppo_pendulum --preset quick --seed 3 ppo.learning_rate=1e-3 hidden=64,64
+
+Values are parsed by the field's annotated type (``int``, ``float``, ``bool``, ``str``,
+``tuple[...]`` written ``0.5,1.5``, ``X | None`` written ``none``, ``Literal[...]``), and the
+result is built with ``dataclasses.replace``, so a dataclass's ``__post_init__`` checks still run.
+
+Every mistake the user can make on the command line raises a ``UsageError`` with a message meant
+to be read by a person; ``run_cli`` prints it and exits with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+_NONE = ("none", "null")
+_OPTIONS = ("--preset", "--seed", "--out", "--resume", "--help")
+
+
+class UsageError(Exception):
+    """An error in what the user asked for (a bad flag, field, value or folder).
+
+    ``run_cli`` turns every ``UsageError`` into a one-line message on stderr and exit status 2.
+    """
+
+
+class ConfigError(UsageError, ValueError):
+    """A config, preset or override that cannot be applied; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunArgs:
+    """What an experiment's command line asked for.
+
+    Attributes:
+        config: the preset with every override applied (an instance of the experiment's config).
+        preset: the preset's name.
+        seed: the base seed for ``jax.random.PRNGKey``.
+        out: run folder to create, or None for the default ``runs/<name>/<timestamp>``.
+        resume: run folder to continue, or None for a fresh run. A resumed run should
+            rebuild its config from the folder's ``config.json`` (``config_from_dict``): the
+            ``config`` here is only what this command line would have started.
+    """
+
+    config: Any
+    preset: str
+    seed: int
+    out: Path | None
+    resume: Path | None
+
+
+# ----------------------------------------------------------------------------------------------
+# Field introspection
+
+
+def _settable_fields(cls: type) -> dict[str, Any]:
+    """``{name: resolved type}`` of the fields of a dataclass that ``replace`` can set."""
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"{cls!r} is not a dataclass type")
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(cls) if f.init}
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def field_names(cls: type, prefix: str = "") -> list[str]:
+    """Every settable leaf field of a (nested) config class as a dotted name, in field order."""
+    names = []
+    for name, tp in _settable_fields(cls).items():
+        if _is_dataclass_type(tp):
+            names.extend(field_names(tp, f"{prefix}{name}."))
+        else:
+            names.append(prefix + name)
+    return names
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _optional_inner(tp: Any) -> Any | None:
+    """``X`` when ``tp`` is ``X | None`` / ``Optional[X]``, else None."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0]
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing text (command line) into typed values
+
+
+def _parse_scalar(text: str, tp: Any) -> Any:
+    """Parse ``text`` as ``tp``; raises ValueError (without context) when it does not parse."""
+    if tp is bool:
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueError
+    if tp is int:
+        try:
+            return int(text, 10)
+        except ValueError:
+            # Accept integral scientific notation (num_steps=1e6) but nothing lossy.
+            x = float(text)
+            if not x.is_integer() or abs(x) > 2**53:
+                raise
+            return int(x)
+    if tp is float:
+        return float(text)
+    if tp is str:
+        return text
+    raise TypeError
+
+
+def parse_value(text: str, tp: Any) -> Any:
+    """Parse one command-line value ``text`` as the annotated type ``tp``.
+
+    Raises:
+        ValueError: ``text`` does not parse as ``tp``.
+        TypeError: ``tp`` cannot be written on a command line (e.g. a dict).
+    """
+    inner = _optional_inner(tp)
+    if inner is not None:
+        return None if text.strip().lower() in _NONE else parse_value(text, inner)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        for choice in args:
+            if str(choice) == text:
+                return choice
+        raise ValueError
+    if origin is tuple or tp is tuple:
+        parts = [p.strip() for p in text.split(",")] if text.strip() else []
+        if not args:
+            elem_types = [float] * len(parts)
+        elif len(args) == 2 and args[1] is Ellipsis:
+            elem_types = [args[0]] * len(parts)
+        else:
+            if len(parts) != len(args):
+                raise ValueError
+            elem_types = list(args)
+        return tuple(_parse_scalar(p, t) for p, t in zip(parts, elem_types))
+    return _parse_scalar(text, tp)
+
+
+# ----------------------------------------------------------------------------------------------
+# Overrides
+
+
+def _unknown_field(name: str, cls: type) -> ConfigError:
+    valid = field_names(cls)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(
+        f"unknown config field '{name}'.{hint} Valid fields: {', '.join(valid)}."
+    )
+
+
+def _parse_override(cls: type, name: str, text: str) -> Any:
+    """Resolve dotted ``name`` in ``cls`` and parse ``text`` as that field's type."""
+    tp, owner = None, cls
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        fields = _settable_fields(owner)
+        if part not in fields:
+            raise _unknown_field(name, cls)
+        tp = fields[part]
+        if i < len(parts) - 1:
+            if not _is_dataclass_type(tp):
+                raise _unknown_field(name, cls)
+            owner = tp
+    if _is_dataclass_type(tp):
+        sub = ", ".join(field_names(tp, name + "."))
+        raise ConfigError(f"'{name}' is a group of fields, not a value; set one of: {sub}.")
+    try:
+        return parse_value(text, tp)
+    except TypeError:
+        raise ConfigError(
+            f"field '{name}' has type {_type_name(tp)}, which cannot be set from the command line."
+        ) from None
+    except ValueError:
+        expected = _type_name(tp)
+        if tp is bool:
+            expected += " (true/false/1/0/yes/no)"
+        elif typing.get_origin(tp) is tuple or tp is tuple:
+            expected += " (comma-separated, e.g. 0.5,1.5)"
+        raise ConfigError(
+            f"cannot parse '{text}' for field '{name}': expected {expected}."
+        ) from None
+
+
+def _replace_nested(cfg: Any, values: Mapping[tuple[str, ...], Any]) -> Any:
+    direct = {path[0]: v for path, v in values.items() if len(path) == 1}
+    groups: dict[str, dict[tuple[str, ...], Any]] = {}
+    for path, v in values.items():
+        if len(path) > 1:
+            groups.setdefault(path[0], {})[path[1:]] = v
+    for head, sub in groups.items():
+        direct[head] = _replace_nested(getattr(cfg, head), sub)
+    try:
+        return dataclasses.replace(cfg, **direct)
+    except (ValueError, TypeError, AssertionError) as e:
+        # A __post_init__ check of the config rejected the combination.
+        raise ConfigError(f"invalid config {type(cfg).__name__}: {e}") from None
+
+
+def apply_overrides(cfg: C, overrides: Sequence[str] | Mapping[str, str]) -> C:
+    """Return ``cfg`` with ``name=value`` overrides applied (dotted names reach nested configs).
+
+    Args:
+        cfg: a frozen dataclass instance.
+        overrides: ``["ppo.learning_rate=1e-3", ...]`` or ``{"ppo.learning_rate": "1e-3"}``;
+            a later override of the same field wins.
+
+    Raises:
+        ConfigError: unknown field (with the closest match and the valid names), malformed
+            override, or a value that does not parse as the field's type.
+    """
+    if isinstance(overrides, Mapping):
+        pairs = list(overrides.items())
+    else:
+        pairs = []
+        for item in overrides:
+            name, sep, text = item.partition("=")
+            if not sep or not name.strip():
+                raise ConfigError(
+                    f"override '{item}' is not of the form name=value "
+                    f"(e.g. {field_names(type(cfg))[0]}=...)."
+                )
+            pairs.append((name, text))
+    values = {}
+    for name, text in pairs:
+        name = name.strip()
+        values[tuple(name.split("."))] = _parse_override(type(cfg), name, str(text))
+    return _replace_nested(cfg, values) if values else cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# The command line
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(message)
+
+
+def _unknown_option(opt: str, cls: type) -> ConfigError:
+    flag = opt.split("=", 1)[0]
+    bare = flag.lstrip("-").replace("-", "_")
+    fields = field_names(cls)
+    if bare in fields:
+        return ConfigError(f"unknown option '{flag}'. Config fields are set as '{bare}=VALUE'.")
+    close = difflib.get_close_matches(flag, _OPTIONS, n=1, cutoff=0.6)
+    if close:
+        return ConfigError(f"unknown option '{flag}'. Did you mean '{close[0]}'?")
+    close = difflib.get_close_matches(bare, fields, n=1, cutoff=0.6)
+    if close:
+        return ConfigError(
+            f"unknown option '{flag}'. Did you mean the field override '{close[0]}=VALUE'?"
+        )
+    return ConfigError(f"unknown option '{flag}'. Valid options: {', '.join(_OPTIONS)}.")
+
+
+def _default_preset(presets: Mapping[str, Any]) -> str:
+    return "cpu" if "cpu" in presets else next(iter(presets))
+
+
+def parse_args(
+    config_cls: type[C],
+    presets: Mapping[str, C],
+    argv: Sequence[str] | None = None,
+    description: str = "",
+    *,
+    default_preset: str | None = None,
+) -> RunArgs:
+    """Parse ``[--preset P] [--seed N] [--out DIR] [--resume DIR] [field=value ...]``.
+
+    Args:
+        config_cls: the experiment's frozen config dataclass.
+        presets: preset name -> config instance (``quick``, ``cpu``, ``accel``).
+        argv: arguments without the program name; ``sys.argv[1:]`` when None.
+        description: shown by ``--help``.
+        default_preset: preset used without ``--preset``; ``cpu`` if present, else the first.
+
+    Raises:
+        ConfigError: unknown option or field, bad preset, or a value that does not parse.
+    """
+    if not presets:
+        raise ValueError("an experiment needs at least one preset")
+    for name, cfg in presets.items():
+        if not isinstance(cfg, config_cls):
+            raise TypeError(f"preset '{name}' is a {type(cfg).__name__}, not a {config_cls.__name__}")
+    default_preset = default_preset or _default_preset(presets)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    epilog = "config fields (set as name=value):\n" + "\n".join(
+        f"  {n} = {_default_repr(presets[default_preset], n)}" for n in field_names(config_cls)
+    )
+    parser = _Parser(
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--preset", default=default_preset, metavar="|".join(presets),
+                        help=f"size of the run (default: {default_preset})")
+    parser.add_argument("--seed", default="0", help="base random seed (default: 0)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="run folder (default: runs/<name>/<timestamp>)")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run saved in DIR from its latest checkpoint")
+    parser.add_argument("overrides", nargs="*", metavar="field=value")
+    ns, extras = parser.parse_known_intermixed_args(argv)
+    for item in extras:
+        if item.startswith("-"):
+            raise _unknown_option(item, config_cls)
+    overrides = list(ns.overrides) + [e for e in extras if not e.startswith("-")]
+
+    if ns.preset not in presets:
+        close = difflib.get_close_matches(ns.preset, list(presets), n=1, cutoff=0.5)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"unknown preset '{ns.preset}'.{hint} Valid presets: {', '.join(presets)}."
+        )
+    try:
+        seed = int(ns.seed, 10)
+    except ValueError:
+        raise ConfigError(f"--seed expects an integer, got '{ns.seed}'.") from None
+    if seed < 0:
+        raise ConfigError(f"--seed must be non-negative, got {seed}.")
+    if ns.out is not None and ns.resume is not None:
+        raise ConfigError("--out and --resume exclude each other: a resumed run writes into "
+                          "its own folder.")
+    config = apply_overrides(presets[ns.preset], overrides)
+    return RunArgs(
+        config=config,
+        preset=ns.preset,
+        seed=seed,
+        out=Path(ns.out) if ns.out is not None else None,
+        resume=Path(ns.resume) if ns.resume is not None else None,
+    )
+
+
+def _default_repr(cfg: Any, dotted: str) -> str:
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def run_cli(
+    main: Callable[[RunArgs], R],
+    config_cls: type[C],
+    presets: Mapping[str, C],
+    argv: Sequence[str] | None = None,
+    description: str = "",
+    *,
+    default_preset: str | None = None,
+) -> R:
+    """The entry point of ``python -m experiments.<name>``: parse, then ``main(run_args)``.
+
+    A ``UsageError`` (bad flag/field/value, a run folder that would be overwritten, a resume
+    folder that is not a run) raised while parsing or inside ``main`` is printed as
+    ``error: <message>`` on stderr and ends the process with exit status 2, without traceback.
+    Any other exception propagates unchanged.
+    """
+    prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "experiment"
+    try:
+        args = parse_args(config_cls, presets, argv, description, default_preset=default_preset)
+        return main(args)
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON round trip
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A nested, JSON-able dict of a config dataclass (tuples become lists)."""
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        raise TypeError(f"expected a dataclass instance, got {type(cfg).__name__}")
+    return {f.name: _to_plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return config_to_dict(value)
+    if isinstance(value, (tuple, list)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()  # numpy / jax scalars
+    return value
+
+
+def config_from_dict(cls: type[C], d: Mapping[str, Any]) -> C:
+    """Rebuild a config of class ``cls`` from ``config_to_dict`` output (e.g. a run's config.json).
+
+    Missing keys take the class defaults; unknown keys or values of the wrong type raise
+    ConfigError, so a config saved by another version of the experiment is not misread.
+    """
+    return _from_dict(cls, d, prefix="")
+
+
+def _from_dict(cls: type, d: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"'{prefix.rstrip('.') or cls.__name__}' should be an object, got {d!r}.")
+    fields = _settable_fields(cls)
+    unknown = [k for k in d if k not in fields]
+    if unknown:
+        raise ConfigError(
+            f"unknown field(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}; "
+            f"valid fields: {', '.join(prefix + f for f in fields)}."
+        )
+    kwargs = {}
+    for name, value in d.items():
+        tp = fields[name]
+        if _is_dataclass_type(tp):
+            kwargs[name] = _from_dict(tp, value, prefix + name + ".")
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError, AssertionError) as e:
+        raise ConfigError(f"invalid config {cls.__name__}: {e}") from None
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check a JSON value against an annotated type, converting lists to tuples and ints to floats."""
+    def bad() -> ConfigError:
+        return ConfigError(f"field '{where}' expects {_type_name(tp)}, got {value!r}.")
+
+    inner = _optional_inner(tp)
+    if inner is not None:
+        return None if value is None else _coerce(value, inner, where)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise bad()
+        return value
+    if origin is tuple or tp is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        if not args:
+            elem_types = [Any] * len(value)
+        elif len(args) == 2 and args[1] is Ellipsis:
+            elem_types = [args[0]] * len(value)
+        else:
+            if len(value) != len(args):
+                raise bad()
+            elem_types = list(args)
+        return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, elem_types)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    return value  # other annotations (dict, callables, ...) are taken as stored
+
+
+__all__ = [
+    "ConfigError",
+    "RunArgs",
+    "UsageError",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "field_names",
+    "parse_args",
+    "parse_value",
+    "run_cli",
+]

@@ -1,0 +1,212 @@
+"""Run folders: where one experiment run writes everything it produces.
+
+Layout (see DESIGN.md, "Experiments contract")::
+
+    runs/<name>/<YYYYmmdd-HHMMSS>/
+        config.json      the resolved config (written once, with write_json)
+        metrics.jsonl    one line per logged iteration (metrics.MetricsLog)
+        summary.json     the final numbers the experiment exists to produce
+        *.png            plots
+        checkpoints/     orbax checkpoints (checkpoint.Checkpointer)
+
+A run folder is never overwritten: ``create_run_dir`` refuses a non-empty folder, and the only
+way back into an existing one is ``open_for_resume``. ``write_json`` writes atomically (temporary
+file in the same folder, then ``os.replace``), so a killed process leaves either the old file or
+the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from metarl_jax.io.config import UsageError, config_to_dict
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+class RunDirError(UsageError):
+    """A run folder cannot be created (it already holds a run, or is a file)."""
+
+
+class ResumeError(UsageError):
+    """``--resume DIR`` does not point at a run that can be continued."""
+
+
+def create_run_dir(name: str, out: str | os.PathLike | None = None, *,
+                   root: str | os.PathLike = "runs") -> Path:
+    """Create the folder a new run writes into and return it.
+
+    Args:
+        name: the experiment's name (``runs/<name>/...``).
+        out: the folder to use (``--out DIR``); None for ``<root>/<name>/<YYYYmmdd-HHMMSS>``
+            (with ``-1``, ``-2``, ... appended if two runs start in the same second).
+        root: parent of the default folders.
+
+    Raises:
+        RunDirError: ``out`` exists and is not an empty folder. An existing run is never
+            overwritten; continue it with ``--resume`` or choose another ``--out``.
+    """
+    if out is not None:
+        path = Path(out)
+        if path.exists():
+            if not path.is_dir():
+                raise RunDirError(f"--out {path}: a file with that name exists; choose another folder.")
+            content = sorted(p.name for p in path.iterdir())
+            if content:
+                shown = ", ".join(content[:5]) + (", ..." if len(content) > 5 else "")
+                raise RunDirError(
+                    f"refusing to write into {path}: it is not empty ({shown}). Runs are never "
+                    f"overwritten; choose a new --out, or continue that run with --resume {path}."
+                )
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / name
+    base.mkdir(parents=True, exist_ok=True)
+    for i in range(1000):
+        path = base / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            path.mkdir()  # exist_ok=False: two processes never share a folder
+            return path
+        except FileExistsError:
+            continue
+    raise RunDirError(f"could not find a free run folder under {base} for {stamp}")
+
+
+def open_for_resume(path: str | os.PathLike) -> Path:
+    """Check that ``path`` holds a run that can be continued and return it.
+
+    A resumable run has ``config.json`` and at least one complete checkpoint in
+    ``checkpoints/`` or in a sub-folder of it (e.g. one ``Checkpointer`` per training phase,
+    ``checkpoints/<phase>/<step>``). Orbax names a finished step folder by its number; an
+    interrupted save leaves only a ``<step>.orbax-checkpoint-tmp`` folder, which does not count.
+
+    Raises:
+        ResumeError: the folder is missing, is not a run folder, or has no complete checkpoint.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ResumeError(f"--resume {path}: no such folder.")
+    if not path.is_dir():
+        raise ResumeError(f"--resume {path}: this is a file, not a run folder.")
+    if not (path / CONFIG_FILE).is_file():
+        raise ResumeError(
+            f"--resume {path}: not a run folder (no {CONFIG_FILE}). Point --resume at the "
+            f"folder a run printed at start-up, e.g. runs/<name>/<timestamp>."
+        )
+    ckpt = path / CHECKPOINT_DIR
+    if not _has_complete_step(ckpt):
+        raise ResumeError(
+            f"--resume {path}: the run has no complete checkpoint in {ckpt} (it stopped before "
+            f"its first checkpoint was written); start a new run instead."
+        )
+    return path
+
+
+def _has_complete_step(directory: Path) -> bool:
+    """Whether a folder named by a step number exists in ``directory`` or below it."""
+    if not directory.is_dir():
+        return False
+    for _, dirs, _ in os.walk(directory):
+        if any(d.isdigit() for d in dirs):
+            return True
+        # Do not descend into orbax's temporary folders of interrupted saves.
+        dirs[:] = [d for d in dirs if "orbax-checkpoint-tmp" not in d]
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON
+
+
+def to_jsonable(obj: Any, where: str = "$") -> Any:
+    """Convert ``obj`` to plain JSON types: dicts, lists, str, int, float, bool, None.
+
+    numpy / jax scalars become Python numbers, arrays become nested lists, tuples become lists,
+    dataclasses become dicts, paths become strings.
+
+    Raises:
+        ValueError: a float is NaN or infinite (JSON has neither); the message names the key,
+            e.g. ``$['eval']['return'][3]``.
+        TypeError: a value has no JSON form.
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        if not math.isfinite(obj):
+            raise ValueError(f"{where} is {obj}; JSON cannot hold NaN or infinity.")
+        return float(obj)
+    if isinstance(obj, Mapping):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where} has a key {k!r} of type {type(k).__name__}; "
+                                "JSON keys are strings.")
+            out[str(k)] = to_jsonable(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(config_to_dict(obj), where)
+    if isinstance(obj, np.generic) or hasattr(obj, "__array__"):
+        arr = np.asarray(obj)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{where} is an array of dtype {arr.dtype}, which has no JSON form.")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{where} holds NaN or infinity; JSON cannot hold them.")
+        return arr.tolist() if arr.ndim else arr.item()
+    raise TypeError(f"{where} is a {type(obj).__name__}, which has no JSON form.")
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (temporary file, fsync, ``os.replace``).
+
+    Raises:
+        ValueError: ``obj`` holds NaN/infinity (the message names the key); nothing is written.
+        TypeError: ``obj`` holds a value with no JSON form.
+    """
+    path = Path(path)
+    try:
+        text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"cannot write {path}: {e}") from None
+    atomic_write_text(path, text + "\n")
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` by ``text`` so that a reader (or a crash) never sees a partial file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file written by ``write_json``."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

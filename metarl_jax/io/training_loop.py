@@ -1,0 +1,141 @@
+"""The thin Python loop around a compiled training chunk: log, checkpoint, report, resume.
+
+``train_phase`` drives any learner that exposes ``init() -> state`` and
+``chunk(state, num_updates) -> (state, metrics)`` (metrics: ``{name: [S, num_updates]}`` with a
+leading seed axis, or ``[num_updates]``). Between chunks it appends one ``metrics.jsonl`` line per
+update (averaged over seeds), updates the progress line, and writes a full-state orbax checkpoint
+under ``<run>/checkpoints/<phase>/<update>``. A run resumed from a checkpoint replays exactly the
+same sequence of chunks as an uninterrupted one, so its final state and metrics are bit-identical
+(chunk boundaries are a fixed multiple of ``updates_per_chunk`` from update 0).
+
+SIGINT / SIGTERM during a chunk: the loop stops after the chunk in flight, saves the last complete
+state, and raises ``Interrupted`` (the experiment prints how to resume).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import jax
+import numpy as np
+
+from metarl_jax.io.checkpoint import Checkpointer
+from metarl_jax.io.metrics import MetricsLog, read_metrics, truncate_metrics
+from metarl_jax.io.progress import Progress
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class Interrupted(Exception):
+    """Training was stopped by SIGINT/SIGTERM after saving a checkpoint at ``update``."""
+
+    def __init__(self, run_dir: Path, phase: str, update: int):
+        super().__init__(f"phase {phase!r} interrupted at update {update} (checkpoint saved)")
+        self.run_dir, self.phase, self.update = run_dir, phase, update
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """Turn SIGINT/SIGTERM into a flag checked between chunks (restored on exit)."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        flag["stop"] = True
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _seed_mean(metrics: Dict[str, np.ndarray], i: int) -> Dict[str, float]:
+    """Metrics of update ``i`` of a chunk, averaged over a leading seed axis if there is one."""
+    return {k: float(np.mean(v[..., i])) for k, v in metrics.items()}
+
+
+def train_phase(
+    run_dir: Path,
+    phase: str,
+    init: Callable[[], Any],
+    chunk: Callable[[Any, int], Tuple[Any, Dict[str, Any]]],
+    num_updates: int,
+    updates_per_chunk: int,
+    steps_per_update: int,
+    show: Sequence[str] = ("episode_return",),
+    checkpoint_every: int = 1,
+    stop_after_updates: Optional[int] = None,
+) -> Any:
+    """Run (or resume, or skip if finished) one training phase and return its final state.
+
+    Args:
+        run_dir: the run folder (holds ``metrics.jsonl`` and ``checkpoints/``).
+        phase: a name for this training run within the experiment (e.g. ``"nominal"``).
+        init: builds the initial train state (also the template a checkpoint is restored into).
+        chunk: ``chunk(state, n) -> (state, metrics)`` runs ``n`` updates (compiled).
+        num_updates: updates in the whole phase.
+        updates_per_chunk: updates per compiled call (logging/checkpoint granularity).
+        steps_per_update: env steps per update, all envs and seeds together (for progress).
+        show: metric names printed on the progress line.
+        checkpoint_every: save every this many chunks (and always at the end).
+        stop_after_updates: stop (as if interrupted) once this many updates are done; for tests.
+    """
+    if updates_per_chunk < 1 or num_updates < 1:
+        raise ValueError(f"need num_updates >= 1 and updates_per_chunk >= 1, got "
+                         f"{num_updates}, {updates_per_chunk}")
+    metrics_path = run_dir / "metrics.jsonl"
+    checkpointer = Checkpointer(run_dir / CHECKPOINT_DIR / phase, max_to_keep=2)
+    try:
+        state, done = init(), 0
+        latest = checkpointer.latest_step()
+        if latest is not None:
+            state, _ = checkpointer.restore(latest, like=jax.eval_shape(lambda: state))
+            done = latest
+            # Drop lines this phase logged after the checkpoint: they will be logged again.
+            truncate_metrics(metrics_path, lambda line: not (
+                line.get("phase") == phase and line["update"] > done))
+        if done >= num_updates:
+            return state
+        progress = Progress(num_updates * steps_per_update, label=phase,
+                            initial_steps=done * steps_per_update)
+        chunks_since_save = 0
+        with MetricsLog(metrics_path) as log, _stop_requests() as stop:
+            while done < num_updates:
+                n = min(updates_per_chunk, num_updates - done)
+                state, metrics = chunk(state, n)
+                metrics = jax.device_get(metrics)
+                for i in range(n):
+                    line = _seed_mean(metrics, i)
+                    log.log((done + i + 1) * steps_per_update, line, phase=phase,
+                            update=done + i + 1)
+                done += n
+                chunks_since_save += 1
+                progress.update(done * steps_per_update,
+                                {k: line[k] for k in show if k in line})
+                interrupted = stop["stop"] or (
+                    stop_after_updates is not None and done >= stop_after_updates)
+                if chunks_since_save >= checkpoint_every or done >= num_updates or interrupted:
+                    checkpointer.save(done, state, {"phase": phase, "update": done})
+                    chunks_since_save = 0
+                if interrupted and done < num_updates:
+                    checkpointer.wait()
+                    progress.close()
+                    raise Interrupted(run_dir, phase, done)
+        progress.close()
+        return state
+    finally:
+        checkpointer.close()
+
+
+def phase_metrics(run_dir: Path, phase: str) -> list:
+    """The ``metrics.jsonl`` lines of one phase, in order."""
+    return [line for line in read_metrics(run_dir / "metrics.jsonl") if line.get("phase") == phase]
