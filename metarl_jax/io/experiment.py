@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Tuple
 
+from metarl_jax.io.checkpoint import CheckpointError
 from metarl_jax.io.config import RunArgs, UsageError, config_from_dict, config_to_dict, run_cli
 from metarl_jax.io.run_dir import (
     CONFIG_FILE, ResumeError, create_run_dir, open_for_resume, read_json, write_json)
@@ -75,7 +76,8 @@ def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
     """Entry point: parse, run, and map the expected ways of stopping to exit codes.
 
     Exit status 0 on success (or a resume of a finished run, which says so), 2 on a usage error
-    (message on stderr, no traceback), 130 when interrupted by SIGINT/SIGTERM after saving a
+    (message on stderr, no traceback), 1 on an unreadable checkpoint (message, nothing
+    overwritten), 130 when interrupted by SIGINT/SIGTERM after saving a
     checkpoint (the message says how to resume).
     """
 
@@ -91,6 +93,9 @@ def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
 
     try:
         run_cli(guarded, config_cls, presets, argv, description)
+    except CheckpointError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 1
     except Interrupted as e:
         print(f"\n{name}: {e}. Continue with: python -m experiments.{name} --resume {e.run_dir}",
               file=sys.stderr)

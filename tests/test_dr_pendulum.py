@@ -1,0 +1,131 @@
+"""The main job end to end: quick preset, exact resume after SIGKILL / SIGTERM, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments import dr_pendulum
+from metarl_jax.io.experiment import cli
+from metarl_jax.io.metrics import read_metrics
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _run_inprocess(*argv):
+    return cli(dr_pendulum.NAME, dr_pendulum.main, dr_pendulum.Config, dr_pendulum.PRESETS,
+               argv=list(argv))
+
+
+def _spawn(*argv):
+    env = dict(os.environ, PYTHONPATH=str(ROOT),
+               JAX_COMPILATION_CACHE_DIR=str(ROOT / ".jax_cache"))
+    return subprocess.Popen([sys.executable, "-m", "experiments.dr_pendulum", *argv], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dr") / "run"
+    assert _run_inprocess("--preset", "quick", "--seed", "0", "--out", str(out)) == 0
+    return out
+
+
+def test_quick_preset_writes_the_contract(quick_run):
+    summary = json.loads((quick_run / "summary.json").read_text())
+    config = dr_pendulum.PRESETS["quick"]
+    num_cells = (len(config.eval_mass_scales) * len(config.eval_length_scales)
+                 * len(config.eval_delays))
+    for policy in ("nominal", "dr"):
+        result = summary["results"][policy]
+        assert result["heldout_worst"] <= result["heldout_cvar10"] <= result["heldout_mean"] < 0
+        assert len(result["cell_returns"]) == num_cells
+        assert min(result["cell_returns"]) == result["heldout_worst"]
+    assert len(summary["grid"]["m"]) == num_cells and set(summary["grid"]["action_delay"]) == {0, 3}
+    # The grid reaches outside the training range (mass scale 2.4 > 2.0).
+    assert max(summary["grid"]["m"]) > config.mass_scale[1]
+    lines = read_metrics(quick_run / "metrics.jsonl")
+    assert [l["update"] for l in lines if l["phase"] == "dr"] == list(range(1, config.ppo.num_updates + 1))
+    for png in ("heatmap.png", "curves.png"):
+        assert (quick_run / png).stat().st_size > 5000
+    saved = json.loads((quick_run / "config.json").read_text())
+    assert saved["preset"] == "quick" and saved["config"]["ppo"]["num_envs"] == 32
+
+
+def _wait_for(path: Path, proc, timeout=240):
+    start = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - start < timeout, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_run_resumes_to_identical_results(quick_run, tmp_path, sig):
+    out = tmp_path / "run"
+    proc = _spawn("--preset", "quick", "--seed", "0", "--out", str(out))
+    # Stop it once the first checkpoint of the second phase is complete (mid-run).
+    _wait_for(out / "checkpoints" / "dr" / "4", proc)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "--resume" in stderr, stderr
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert not (out / "summary.json").exists()
+
+    resumed = _spawn("--resume", str(out))
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    expected = json.loads((quick_run / "summary.json").read_text())["results"]
+    got = json.loads((out / "summary.json").read_text())["results"]
+    assert got == expected
+    assert read_metrics(out / "metrics.jsonl") == read_metrics(quick_run / "metrics.jsonl")
+
+    again = _spawn("--resume", str(out))
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0 and "already finished" in stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bogus"], "unknown option '--bogus'"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
+    (["mass_scal=0.5,2.0"], "mass_scale"),
+    (["mass_scale=2.0,0.5"], "0 <= low <= high"),
+    (["ppo.num_minibatches=7"], "not divisible"),
+    (["--resume", "/nonexistent/run"], "no such folder"),
+])
+def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run_inprocess(*argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_existing_run_is_never_overwritten(quick_run, capsys):
+    before = {p: p.stat().st_mtime_ns for p in quick_run.rglob("*")}
+    with pytest.raises(SystemExit):
+        _run_inprocess("--preset", "quick", "--out", str(quick_run))
+    assert "not empty" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in quick_run.rglob("*")} == before
+
+
+def test_resume_from_a_corrupt_checkpoint_fails_clearly_without_writing(tmp_path, capsys):
+    out = tmp_path / "run"
+    proc = _spawn("--preset", "quick", "--out", str(out))
+    _wait_for(out / "checkpoints" / "nominal" / "4", proc)
+    proc.kill()
+    proc.communicate()
+    for f in (out / "checkpoints" / "nominal").rglob("*"):
+        if f.is_file() and "meta" not in f.name:
+            f.write_bytes(b"garbage")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert _run_inprocess("--resume", str(out)) == 1
+    assert "checkpoint" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
