@@ -129,3 +129,12 @@ def test_resume_from_a_corrupt_checkpoint_fails_clearly_without_writing(tmp_path
     assert _run_inprocess("--resume", str(out)) == 1
     assert "checkpoint" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_nonfinite_training_stops_with_a_clear_message(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = _run_inprocess("--preset", "quick", "--out", str(out), "ppo.reward_scale=1e38")
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "at update 1 of phase 'nominal'" in err
+    assert not (out / "summary.json").exists()

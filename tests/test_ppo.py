@@ -120,3 +120,19 @@ def test_ppo_learns_pendulum_continuous():
     returns = np.asarray(metrics["episode_return"])
     # Random torques score about -1200; a swing-up policy about -150 to -250.
     assert returns[1] < -700 and returns[-1] > -400, returns
+
+
+def test_nonfinite_update_is_flagged_and_the_last_good_state_kept():
+    env = Pendulum()
+    ppo = PPO(env)
+    space = fixed_space(env.default_params())
+    state = ppo.init(jax.random.PRNGKey(0), SMALL, space)
+    good, metrics = ppo.train_chunk(state, SMALL, num_updates=2)
+    assert np.all(np.asarray(metrics["nonfinite_flags"]) == 0)
+    # Rewards scaled past float32's range make the value targets and the loss infinite.
+    exploding = SMALL.replace(reward_scale=1e38)
+    after, metrics = ppo.train_chunk(good, exploding, num_updates=2)
+    flags = np.asarray(metrics["nonfinite_flags"])
+    assert flags[0] & 1  # bit 0: the loss
+    jax.tree.map(np.testing.assert_array_equal, after.params, good.params)
+    assert int(after.update_step) == int(good.update_step)

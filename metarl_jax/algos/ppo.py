@@ -26,6 +26,7 @@ from flax import struct
 from metarl_jax.algos.advantages import gae
 from metarl_jax.core import normalization
 from metarl_jax.core.env import Env, is_discrete
+from metarl_jax.core.nonfinite import keep_if_finite, nonfinite_code
 from metarl_jax.core.rollout import reset_batch, rollout
 from metarl_jax.core.wrappers import AutoReset, EpisodeStats
 from metarl_jax.nets.actor_critic import ActorCritic
@@ -227,19 +228,21 @@ class PPO:
             epoch, (state.params, state.opt_state), jax.random.split(perm_key, config.num_epochs)
         )
         metrics = jax.tree.map(jnp.mean, stats)
-        finished = traj.done.astype(jnp.float32)
-        num_finished = finished.sum()
         metrics.update(
             # Mean return of the latest finished episode of each env (0 before any finishes).
             episode_return=jnp.mean(carry.env_state.last_return),
-            episodes_finished=num_finished,
+            episodes_finished=traj.done.astype(jnp.float32).sum(),
             rollout_reward=jnp.mean(traj.reward),
         )
+        code = nonfinite_code(loss=(stats["policy_loss"], stats["value_loss"]),
+                              grad=stats["grad_norm"], params=params)
+        metrics["nonfinite_flags"] = code
         new_state = state.replace(
             params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=carry.env_state,
             obs=carry.obs, key=key, update_step=state.update_step + 1,
         )
-        return new_state, metrics
+        # On a NaN/inf the state stays the last good one (the loop stops after this chunk).
+        return keep_if_finite(code, new_state, state), metrics
 
     def _train_chunk(self, state: PPOState, config: PPOConfig, num_updates: int):
         """``num_updates`` updates in one ``lax.scan``. Metrics: ``[num_updates]`` per key."""

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Tuple
 
+from metarl_jax.core.nonfinite import NonFiniteError
 from metarl_jax.io.checkpoint import CheckpointError
 from metarl_jax.io.config import RunArgs, UsageError, config_from_dict, config_to_dict, run_cli
 from metarl_jax.io.run_dir import (
@@ -77,7 +78,7 @@ def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
 
     Exit status 0 on success (or a resume of a finished run, which says so), 2 on a usage error
     (message on stderr, no traceback), 1 on an unreadable checkpoint (message, nothing
-    overwritten), 130 when interrupted by SIGINT/SIGTERM after saving a
+    overwritten), 3 when training hit a NaN/inf (which quantity, which update), 130 when interrupted by SIGINT/SIGTERM after saving a
     checkpoint (the message says how to resume).
     """
 
@@ -96,6 +97,10 @@ def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
     except CheckpointError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 1
+    except NonFiniteError as e:
+        print(f"\n{name}: error: {e} ({e.run_dir}). Lower the learning rate or check the "
+              f"rewards, then start a new run.", file=sys.stderr)
+        return 3
     except Interrupted as e:
         print(f"\n{name}: {e}. Continue with: python -m experiments.{name} --resume {e.run_dir}",
               file=sys.stderr)

@@ -8,6 +8,10 @@ under ``<run>/checkpoints/<phase>/<update>``. A run resumed from a checkpoint re
 same sequence of chunks as an uninterrupted one, so its final state and metrics are bit-identical
 (chunk boundaries are a fixed multiple of ``updates_per_chunk`` from update 0).
 
+A NaN/inf in the loss, gradients or parameters (the learner's ``nonfinite_flags`` metric, see
+``metarl_jax.core.nonfinite``) stops the phase with ``NonFiniteError``; the updates before it are
+logged and no checkpoint is written after the last good one.
+
 SIGINT / SIGTERM during a chunk: the loop stops after the chunk in flight, saves the last complete
 state, and raises ``Interrupted`` (the experiment prints how to resume).
 """
@@ -22,6 +26,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
+from metarl_jax.core.nonfinite import NonFiniteError
 from metarl_jax.io.checkpoint import Checkpointer
 from metarl_jax.io.metrics import MetricsLog, read_metrics, truncate_metrics
 from metarl_jax.io.progress import Progress
@@ -56,6 +61,18 @@ def _stop_requests():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _first_nonfinite(metrics: Dict[str, np.ndarray]) -> Optional[Tuple[int, int]]:
+    """``(update index in the chunk, bitmask)`` of the first update whose ``nonfinite`` metric
+    is set in any seed, or None."""
+    codes = metrics.get("nonfinite_flags")
+    if codes is None:
+        return None
+    codes = np.asarray(codes).reshape(-1, np.shape(codes)[-1])  # [S, n]
+    per_update = np.bitwise_or.reduce(codes, axis=0)
+    flagged = np.flatnonzero(per_update)
+    return (int(flagged[0]), int(per_update[flagged[0]])) if flagged.size else None
 
 
 def _seed_mean(metrics: Dict[str, np.ndarray], i: int) -> Dict[str, float]:
@@ -113,6 +130,14 @@ def train_phase(
                 n = min(updates_per_chunk, num_updates - done)
                 state, metrics = chunk(state, n)
                 metrics = jax.device_get(metrics)
+                bad = _first_nonfinite(metrics)
+                if bad is not None:
+                    index, code = bad
+                    for i in range(index):  # the good updates before it are still logged
+                        log.log((done + i + 1) * steps_per_update, _seed_mean(metrics, i),
+                                phase=phase, update=done + i + 1)
+                    progress.close()
+                    raise NonFiniteError(phase, done + index + 1, code, run_dir)
                 for i in range(n):
                     line = _seed_mean(metrics, i)
                     log.log((done + i + 1) * steps_per_update, line, phase=phase,

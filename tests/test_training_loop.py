@@ -1,0 +1,63 @@
+"""The chunked training loop with a toy learner: logging, checkpoints, resume, NaN stop."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metarl_jax.core.nonfinite import NonFiniteError
+from metarl_jax.io.checkpoint import Checkpointer
+from metarl_jax.io.metrics import read_metrics
+from metarl_jax.io.training_loop import Interrupted, train_phase
+
+
+def _toy(bad_update=None):
+    """State counts updates; the metric is the update index; ``bad_update`` sets the NaN flag."""
+
+    def init():
+        return {"x": jnp.float32(0.0), "n": jnp.int32(0)}
+
+    def chunk(state, n):
+        idx = np.arange(int(state["n"]) + 1, int(state["n"]) + n + 1)
+        flags = np.where(idx == bad_update, 1, 0) if bad_update else np.zeros(n, int)
+        good = idx[flags == 0] if bad_update in idx else idx
+        last = int(good[-1]) if good.size else int(state["n"])
+        if bad_update in idx:
+            last = bad_update - 1
+        return ({"x": jnp.float32(last * 0.5), "n": jnp.int32(last)},
+                {"value": idx.astype(np.float32), "nonfinite_flags": flags})
+
+    return init, chunk
+
+
+def test_logs_every_update_and_checkpoints_every_chunk(tmp_path):
+    init, chunk = _toy()
+    state = train_phase(tmp_path, "a", init, chunk, num_updates=10, updates_per_chunk=4,
+                        steps_per_update=100, show=("value",))
+    assert float(state["x"]) == 5.0
+    lines = read_metrics(tmp_path / "metrics.jsonl")
+    assert [l["update"] for l in lines] == list(range(1, 11))
+    assert [l["step"] for l in lines][-1] == 1000
+    with Checkpointer(tmp_path / "checkpoints" / "a") as ckpt:
+        assert ckpt.all_steps() == [8, 10]  # max_to_keep=2, chunks end at 4, 8, 10
+
+
+def test_finished_phase_is_skipped_and_interrupted_one_resumes(tmp_path):
+    init, chunk = _toy()
+    with pytest.raises(Interrupted) as info:
+        train_phase(tmp_path, "a", init, chunk, 10, 4, 1, stop_after_updates=4)
+    assert info.value.update == 4
+    state = train_phase(tmp_path, "a", init, chunk, 10, 4, 1)
+    assert int(state["n"]) == 10
+    assert [l["update"] for l in read_metrics(tmp_path / "metrics.jsonl")] == list(range(1, 11))
+    calls = []
+    again = train_phase(tmp_path, "a", init, lambda s, n: calls.append(n), 10, 4, 1)
+    assert calls == [] and int(again["n"]) == 10
+
+
+def test_nonfinite_stops_logs_the_good_updates_and_keeps_the_last_good_checkpoint(tmp_path):
+    init, chunk = _toy(bad_update=7)
+    with pytest.raises(NonFiniteError, match="non-finite loss at update 7 of phase 'a'"):
+        train_phase(tmp_path, "a", init, chunk, 12, 4, 1)
+    assert [l["update"] for l in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+    with Checkpointer(tmp_path / "checkpoints" / "a") as ckpt:
+        assert ckpt.all_steps() == [4]
