@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -93,6 +94,28 @@ def test_interrupted_run_resumes_to_identical_results(quick_run, tmp_path, sig):
     assert again.returncode == 0 and "already finished" in stderr
 
 
+def test_repeated_sigkills_at_random_moments_resume_to_identical_results(quick_run, tmp_path):
+    """Kill the run with SIGKILL at random moments (before the first checkpoint, mid-save,
+    between phases ...), resume each time, and still get the uninterrupted run's numbers."""
+    rng = random.Random(1234)
+    out = tmp_path / "run"
+    proc = _spawn("--preset", "quick", "--seed", "0", "--out", str(out))
+    for kill in range(3):
+        deadline = time.time() + rng.uniform(1.0, 9.0)
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        if proc.poll() is not None:  # it finished before this kill: nothing left to interrupt
+            break
+        proc.kill()
+        proc.communicate()
+        proc = _spawn("--resume", str(out))
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    expected = json.loads((quick_run / "summary.json").read_text())["results"]
+    assert json.loads((out / "summary.json").read_text())["results"] == expected
+    assert read_metrics(out / "metrics.jsonl") == read_metrics(quick_run / "metrics.jsonl")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--bogus"], "unknown option '--bogus'"),
     (["--preset", "huge"], "unknown preset 'huge'"),
@@ -138,3 +161,19 @@ def test_nonfinite_training_stops_with_a_clear_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "at update 1 of phase 'nominal'" in err
     assert not (out / "summary.json").exists()
+
+
+def test_resume_refuses_overrides(quick_run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run_inprocess("--resume", str(quick_run), "ppo.learning_rate=1.0")
+    assert exit_info.value.code == 2
+    assert "drop the field=value overrides" in capsys.readouterr().err
+
+
+def test_unknown_experiment_gets_a_suggestion(capsys):
+    from experiments.__main__ import main as experiments_main
+
+    assert experiments_main(["dr_pendulm"]) == 2
+    assert "Did you mean 'dr_pendulum'?" in capsys.readouterr().err
+    assert experiments_main([]) == 0
+    assert "dr_pendulum" in capsys.readouterr().out

@@ -41,7 +41,16 @@ class AlreadyFinished(Exception):
 def start_run(name: str, args: RunArgs) -> Tuple[Path, Any, int]:
     """Create (or reopen, with ``--resume``) the run folder. Returns ``(run_dir, config, seed)``."""
     if args.resume is not None:
-        run_dir = open_for_resume(args.resume)
+        run_dir = Path(args.resume)
+        try:
+            open_for_resume(run_dir)
+        except ResumeError:
+            # A run killed before its first checkpoint has nothing to restore: if it is one of
+            # ours (config.json present), start it over in place rather than strand the folder.
+            if not (run_dir / CONFIG_FILE).is_file():
+                raise
+            print(f"{run_dir} has no checkpoint yet: starting it from the beginning",
+                  file=sys.stderr)
         if (run_dir / SUMMARY_FILE).exists():
             raise AlreadyFinished(run_dir)
         saved = read_json(run_dir / CONFIG_FILE)

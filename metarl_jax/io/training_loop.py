@@ -117,9 +117,10 @@ def train_phase(
         if latest is not None:
             state, _ = checkpointer.restore(latest, like=jax.eval_shape(lambda: state))
             done = latest
-            # Drop lines this phase logged after the checkpoint: they will be logged again.
-            truncate_metrics(metrics_path, lambda line: not (
-                line.get("phase") == phase and line["update"] > done))
+        # Drop lines this phase logged after its checkpoint (all of them when there is none):
+        # they will be logged again.
+        truncate_metrics(metrics_path, lambda line: not (
+            line.get("phase") == phase and line["update"] > done))
         if done >= num_updates:
             return state
         progress = Progress(num_updates * steps_per_update, label=phase,
