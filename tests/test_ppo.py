@@ -136,3 +136,17 @@ def test_nonfinite_update_is_flagged_and_the_last_good_state_kept():
     assert flags[0] & 1  # bit 0: the loss
     jax.tree.map(np.testing.assert_array_equal, after.params, good.params)
     assert int(after.update_step) == int(good.update_step)
+
+
+def test_a_training_phase_compiles_its_chunk_once(tmp_path):
+    from metarl_jax.io.training_loop import train_phase
+
+    env = Pendulum()
+    ppo = PPO(env)
+    space = fixed_space(env.default_params())
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    config = SMALL.replace(total_steps=SMALL.batch_size * 6)
+    train_phase(tmp_path, "p", lambda: ppo.init_seeds(keys, config, space),
+                lambda s, n: ppo.train_chunk_seeds(s, config, n), num_updates=6,
+                updates_per_chunk=2, steps_per_update=config.batch_size * 2)
+    assert ppo.train_chunk_seeds._cache_size() == 1  # three chunks, one compile
