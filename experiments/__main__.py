@@ -26,8 +26,12 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m experiments <name> [--preset quick|cpu|accel] [...]\n")
         for name in names:
-            doc = (importlib.import_module(f"experiments.{name}").__doc__ or "").strip()
-            print(f"  {name:<24} {doc.splitlines()[0] if doc else ''}")
+            try:
+                doc = (importlib.import_module(f"experiments.{name}").__doc__ or "").strip()
+                doc = doc.splitlines()[0] if doc else ""
+            except Exception as e:  # list the others even if one cannot be imported here
+                doc = f"(cannot be imported here: {type(e).__name__}: {e})"
+            print(f"  {name:<24} {doc}")
         return 0
     name = argv[0]
     if name not in names:
