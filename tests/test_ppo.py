@@ -150,3 +150,17 @@ def test_a_training_phase_compiles_its_chunk_once(tmp_path):
                 lambda s, n: ppo.train_chunk_seeds(s, config, n), num_updates=6,
                 updates_per_chunk=2, steps_per_update=config.batch_size * 2)
     assert ppo.train_chunk_seeds._cache_size() == 1  # three chunks, one compile
+
+
+def test_init_seeds_equals_each_seed_initialized_alone():
+    # init_seeds initializes seed by seed (jit(vmap(init)) can deadlock jaxlib's CPU pool on
+    # 2 cores through batched QR); the stacked state must be exactly each seed's own init.
+    env = Pendulum()
+    ppo = PPO(env)
+    space = fixed_space(env.default_params())
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    states = ppo.init_seeds(keys, SMALL, space)
+    for i in range(2):
+        alone = ppo.init(keys[i], SMALL, space)
+        for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(states)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b)[i])

@@ -11,6 +11,14 @@ Every episode of every env draws fresh physics from ``space`` inside the compile
 (changing a learning rate does not). Seeds are a ``vmap`` axis: ``init_seeds`` /
 ``train_chunk_seeds`` train several seeds in one program.
 
+Robust / adaptive randomization: ``PPO(env, robust=hook)`` calls a ``RobustHook``
+(``metarl_jax.randomization.robust``) once per update on the rollout's episodes. It may return
+per-episode weights (EPOpt's CVaR selection, MRPO's selection), which then weight every per-sample
+term of the loss and the advantage normalization (a weighted mean over the minibatch), and a new
+randomization distribution (ADR), stored back in ``PPOState.space``. Hooks need one whole episode
+per env per update (``num_steps == env.max_steps``; checked). With ``robust=None`` (the default)
+the update is exactly plain PPO.
+
 Shapes: ``N = num_envs``, ``T = num_steps``; the rollout is time-major ``[T, N, ...]``.
 """
 
@@ -28,8 +36,10 @@ from metarl_jax.core import normalization
 from metarl_jax.core.env import Env, is_discrete
 from metarl_jax.core.nonfinite import keep_if_finite, nonfinite_code
 from metarl_jax.core.rollout import reset_batch, rollout
+from metarl_jax.core.seeding import init_each_seed
 from metarl_jax.core.wrappers import AutoReset, EpisodeStats
 from metarl_jax.nets.actor_critic import ActorCritic
+from metarl_jax.randomization import robust as robust_lib
 from metarl_jax.randomization.param_space import ParamSpace
 
 static = dict(pytree_node=False)
@@ -115,16 +125,21 @@ class PPO:
     Args:
         env: the environment; wrapped here as ``EpisodeStats(AutoReset(env, resample_every))``.
         resample_every: draw new params every N steps (``None``: once per episode).
+        robust: an optional ``RobustHook`` (EPOpt, MRPO, ADR, ...): per-episode loss weights and
+            updates of the randomization distribution, computed from each rollout.
     """
 
-    def __init__(self, env: Env, resample_every: int | None = None):
+    def __init__(self, env: Env, resample_every: int | None = None,
+                 robust: robust_lib.RobustHook | None = None):
+        if robust is not None:  # resample_every must be None; num_steps is checked at init
+            robust_lib.check_alignment(env, env.max_steps, resample_every)
         self.env = env
+        self.robust = robust
         self.train_env = EpisodeStats(AutoReset(env, resample_every))
         self.discrete = is_discrete(env.action_space)
         self.init = jax.jit(self._init)
         self.update = jax.jit(self._update)
         self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_updates")
-        self.init_seeds = jax.jit(jax.vmap(self._init, in_axes=(0, None, None)))
         self.train_chunk_seeds = jax.jit(self._train_chunk_seeds, static_argnames="num_updates")
         self.train = jax.jit(self._train)
 
@@ -143,7 +158,18 @@ class PPO:
         return net.head.mode(dist) if deterministic else net.head.sample(key, dist)
 
     # ----------------------------------------------------------------------------- init
+    def init_seeds(self, keys: jax.Array, config: PPOConfig, space) -> PPOState:
+        """``init`` for each of ``keys[S]``, stacked ``[S, ...]``.
+
+        Seeds are initialized one at a time (then stacked): ``jit(vmap(init))`` batches the
+        orthogonal initializers' QR decompositions, which can deadlock jaxlib's CPU thread pool
+        on 2 cores (see ``metarl_jax.core.seeding``). Training stays ``vmap``-ed over seeds.
+        """
+        return init_each_seed(self.init, keys, config, space)
+
     def _init(self, key: jax.Array, config: PPOConfig, space: ParamSpace) -> PPOState:
+        if self.robust is not None:
+            robust_lib.check_alignment(self.env, config.num_steps, None)
         net_key, env_key, key = jax.random.split(key, 3)
         obs_size = self.env.observation_size
         params = self.network(config).init(net_key, jnp.zeros((1, obs_size), jnp.float32))
@@ -185,7 +211,16 @@ class PPO:
         obs_stats = (normalization.update(state.obs_stats, traj.obs)
                      if config.normalize_obs else state.obs_stats)
 
+        weights, space, hook_metrics = None, state.space, {}
+        if self.robust is not None:
+            robust_lib.check_alignment(self.env, config.num_steps, None)
+            weights, space, hook_metrics = robust_lib.hook_step(
+                self.robust, traj.reward, traj.done, state.env_state, state.space,
+                state.update_step)
+
         batch = (obs, traj.action, traj.extras["log_prob"], advantages, targets)
+        if weights is not None:
+            batch = batch + (weights,)  # [T, N]: one weight per sample, the episode's weight
         batch = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
         tx = _optimizer(config)
         lr = config.learning_rate
@@ -193,20 +228,22 @@ class PPO:
             lr = lr * (1.0 - state.update_step.astype(jnp.float32) / config.num_updates)
 
         def loss_fn(params, minibatch):
-            mb_obs, mb_action, mb_logp, mb_adv, mb_target = minibatch
+            mb_obs, mb_action, mb_logp, mb_adv, mb_target = minibatch[:5]
+            mb_w = minibatch[5] if len(minibatch) > 5 else None
+            mean = lambda x: robust_lib.weighted_mean(x, mb_w)  # jnp.mean without weights
             dist, value = net.apply(params, mb_obs)
             logp = net.head.log_prob(dist, mb_action)
             ratio = jnp.exp(logp - mb_logp)
-            adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+            adv = robust_lib.normalize_advantages(mb_adv, mb_w)
             clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
-            policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
-            value_loss = 0.5 * jnp.mean((value - mb_target) ** 2)
-            entropy = jnp.mean(net.head.entropy(dist))
+            policy_loss = -mean(jnp.minimum(ratio * adv, clipped * adv))
+            value_loss = 0.5 * mean((value - mb_target) ** 2)
+            entropy = mean(net.head.entropy(dist))
             loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
             return loss, {
                 "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-                "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
-                "clip_frac": jnp.mean(jnp.abs(ratio - 1.0) > config.clip_eps),
+                "approx_kl": mean((ratio - 1.0) - jnp.log(ratio)),
+                "clip_frac": mean(jnp.abs(ratio - 1.0) > config.clip_eps),
             }
 
         def minibatch_step(carry, minibatch):
@@ -233,13 +270,14 @@ class PPO:
             episode_return=jnp.mean(carry.env_state.last_return),
             episodes_finished=traj.done.astype(jnp.float32).sum(),
             rollout_reward=jnp.mean(traj.reward),
+            **hook_metrics,
         )
         code = nonfinite_code(loss=(stats["policy_loss"], stats["value_loss"]),
                               grad=stats["grad_norm"], params=params)
         metrics["nonfinite_flags"] = code
         new_state = state.replace(
             params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=carry.env_state,
-            obs=carry.obs, key=key, update_step=state.update_step + 1,
+            obs=carry.obs, space=space, key=key, update_step=state.update_step + 1,
         )
         # On a NaN/inf the state stays the last good one (the loop stops after this chunk).
         return keep_if_finite(code, new_state, state), metrics
