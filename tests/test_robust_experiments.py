@@ -1,0 +1,93 @@
+"""The quick presets of ``experiments.robust_dr`` and ``experiments.uposi`` end to end."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from experiments import robust_dr, uposi
+from metarl_jax.io.experiment import cli
+from metarl_jax.io.metrics import read_metrics
+
+pytestmark = pytest.mark.slow
+
+
+def _run(module, *argv):
+    return cli(module.NAME, module.main, module.Config, module.PRESETS, argv=list(argv))
+
+
+@pytest.fixture(scope="module")
+def robust_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("robust") / "run"
+    assert _run(robust_dr, "--preset", "quick", "--seed", "0", "--out", str(out)) == 0
+    return out
+
+
+def test_robust_dr_quick_preset_writes_the_contract(robust_run):
+    summary = json.loads((robust_run / "summary.json").read_text())
+    config = robust_dr.PRESETS["quick"]
+    num_cells = len(config.eval_mass_scales) * len(config.eval_length_scales)
+    assert set(summary["results"]) == set(robust_dr.METHODS)
+    for method, result in summary["results"].items():
+        assert result["heldout_worst"] <= result["heldout_cvar10"] <= result["heldout_mean"] < 0
+        assert len(result["cell_returns"]) == num_cells
+        curve = result["curve"]
+        assert len(curve["train_return_mean"]) == config.ppo.num_updates
+        cvar, mean = np.array(curve["train_return_cvar10"]), np.array(curve["train_return_mean"])
+        assert np.all(cvar <= mean)
+    # Each method's training is one compiled program, whatever the number of chunks.
+    assert summary["compiles"] == {m: 1 for m in robust_dr.METHODS}
+    # ADR's ranges stay inside the DR box (its hard limits) and contain the nominal value.
+    for field, (low, high) in summary["results"]["adr"]["final_ranges"].items():
+        box = config.mass_scale if field == "m" else config.length_scale
+        assert box[0] - 1e-6 <= low <= 1.0 <= high <= box[1] + 1e-6
+    lines = read_metrics(robust_run / "metrics.jsonl")
+    epopt = [l for l in lines if l["phase"] == "epopt"]
+    warmup = round(config.epopt_warmup_frac * config.ppo.num_updates)
+    # Warm start: every episode; then exactly ceil(0.1 * 32) = 4 of the 32 episodes.
+    assert [l["selected_frac"] for l in epopt] == [1.0] * warmup + [4 / 32] * (len(epopt) - warmup)
+    assert all(l["episodes_aligned"] == 1.0 for l in lines)
+    for png in ("curves.png", "heatmap.png"):
+        assert (robust_run / png).stat().st_size > 5000
+
+
+def test_robust_dr_resumes_adr_from_its_checkpoint_exactly(robust_run, tmp_path):
+    """Drop the last ADR checkpoint and the summary: the resumed run restores the ADR range state
+    from the mid-run checkpoint and reproduces the same metrics and results."""
+    out = tmp_path / "run"
+    shutil.copytree(robust_run, out)
+    (out / "summary.json").unlink()
+    last = max(int(p.name) for p in (out / "checkpoints" / "adr").iterdir() if p.name.isdigit())
+    shutil.rmtree(out / "checkpoints" / "adr" / str(last))
+    assert _run(robust_dr, "--resume", str(out)) == 0
+    expected = json.loads((robust_run / "summary.json").read_text())["results"]
+    got = json.loads((out / "summary.json").read_text())["results"]
+    assert got["adr"] == expected["adr"]
+    assert read_metrics(out / "metrics.jsonl") == read_metrics(robust_run / "metrics.jsonl")
+
+
+def test_robust_dr_rejects_a_rollout_that_is_not_one_episode(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run(robust_dr, "--preset", "quick", "ppo.num_steps=100")
+    assert exit_info.value.code == 2 and "episode length" in capsys.readouterr().err
+
+
+def test_uposi_quick_preset_writes_the_contract(tmp_path):
+    out = tmp_path / "run"
+    assert _run(uposi, "--preset", "quick", "--seed", "0", "--out", str(out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    results = summary["results"]
+    for policy in ("up_true", "up_osi", "dr"):
+        assert results[policy]["heldout_worst"] <= results[policy]["heldout_mean"] < 0
+    # The prior is U[0.5, 2] kg x U[0.6, 1.5] m: std = width / sqrt(12).
+    assert results["prior_std"]["m"] == pytest.approx(1.5 / np.sqrt(12))
+    assert results["prior_std"]["l"] == pytest.approx(0.9 / np.sqrt(12))
+    for field in ("m", "l"):
+        assert 0 < results["osi_rmse"][field] < 2 * results["prior_std"][field]
+        assert len(results["osi_rmse_by_quarter"][field]) == 4
+    assert summary["compiles"] == {"up": 1, "dr": 1, "osi": 1}
+    osi_lines = [l for l in read_metrics(out / "metrics.jsonl") if l["phase"] == "osi"]
+    assert len(osi_lines) == uposi.PRESETS["quick"].osi.num_updates
+    for png in ("osi_trace.png", "curves.png"):
+        assert (out / png).stat().st_size > 5000
