@@ -37,9 +37,10 @@ from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
-from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.transfer.few_shot import returns_by_steps, train_meta_phases
 
 NAME = "maml_nav2d"
 METHODS = ("maml", "promp", "pretrained")
@@ -130,18 +131,10 @@ def main(args) -> dict:
                              {"goal": uniform(-config.goal_range, config.goal_range)})
     learner = MAMLRL(env)
     base_key = jax.random.PRNGKey(seed)
-    states = {}
-    for index, method in enumerate(METHODS):
-        mconfig = getattr(config, method)
-        samples = (mconfig.num_inner_steps + 1) * mconfig.meta_batch_size * \
-            mconfig.episodes_per_task * env.max_steps
-        states[method] = train_phase(
-            run_dir, method,
-            init=lambda: learner.init(jax.random.fold_in(base_key, index), mconfig, space),
-            chunk=lambda s, n: learner.train_chunk(s, mconfig, n),
-            num_updates=getattr(config, f"{method}_iterations"),
-            updates_per_chunk=config.updates_per_chunk, steps_per_update=samples,
-            show=("return_pre", "return_post"))
+    states = train_meta_phases(
+        run_dir, learner, {m: getattr(config, m) for m in METHODS},
+        {m: getattr(config, f"{m}_iterations") for m in METHODS}, space, base_key,
+        config.updates_per_chunk)
 
     eval_key = jax.random.fold_in(base_key, 10_000)
     goals = space.sample(jax.random.fold_in(eval_key, 0), (config.eval_goals,))
@@ -149,9 +142,7 @@ def main(args) -> dict:
     for method in METHODS:
         returns, pos = learner.evaluate(states[method].meta, eval_config(config, method), goals,
                                         jax.random.fold_in(eval_key, 1), config.eval_steps)
-        returns = np.asarray(returns)  # [G, S+1]
-        by_steps[method] = returns.mean(0).tolist()
-        ci95[method] = (1.96 * returns.std(0, ddof=1) / np.sqrt(len(returns))).tolist()
+        by_steps[method], ci95[method] = returns_by_steps(returns)  # returns: [G, S+1]
         positions[method] = np.asarray(pos[:config.plot_goals])
         last = phase_metrics(run_dir, method)[-1]
         final[method] = {"return_pre": last["return_pre"], "return_post": last["return_post"]}

@@ -1,0 +1,44 @@
+"""Few-shot (k inner steps) meta-RL runs: train several ``MAMLRL`` configs as checkpointed phases,
+then summarize returns after 0..S inner steps on held-out tasks.
+
+Used by ``experiments.maml_nav2d`` and ``experiments.maml_cheetah``; generic over the env.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Mapping, Tuple
+
+import jax
+import numpy as np
+
+from metarl_jax.io.training_loop import train_phase
+
+
+def train_meta_phases(run_dir: Path, learner, configs: Mapping[str, Any],
+                      iterations: Mapping[str, int], space, key: jax.Array,
+                      updates_per_chunk: int) -> Dict[str, Any]:
+    """Train ``learner`` (a ``MAMLRL``) once per ``configs[method]`` for ``iterations[method]``
+    meta-iterations, each a resumable phase of the run named ``method``; the i-th method's
+    init key is ``fold_in(key, i)``. Returns ``{method: final MAMLRLState}``."""
+    states = {}
+    for index, (method, config) in enumerate(configs.items()):
+        samples = ((config.num_inner_steps + 1) * config.meta_batch_size
+                   * config.episodes_per_task * learner.env.max_steps)
+        states[method] = train_phase(
+            run_dir, method,
+            init=lambda: learner.init(jax.random.fold_in(key, index), config, space),
+            chunk=lambda s, n: learner.train_chunk(s, config, n),
+            num_updates=iterations[method], updates_per_chunk=updates_per_chunk,
+            steps_per_update=samples, show=("return_pre", "return_post"))
+    return states
+
+
+def returns_by_steps(returns: Any) -> Tuple[list, list]:
+    """``returns[G, S+1]`` (per task, after 0..S inner steps) -> (mean over tasks ``[S+1]``,
+    95% confidence half-width ``1.96 * std / sqrt(G)`` ``[S+1]``), as lists."""
+    returns = np.asarray(returns)
+    if returns.ndim != 2 or returns.shape[0] < 2:
+        raise ValueError(f"returns must be [tasks >= 2, steps + 1], got {returns.shape}")
+    ci95 = 1.96 * returns.std(0, ddof=1) / np.sqrt(returns.shape[0])
+    return returns.mean(0).tolist(), ci95.tolist()
