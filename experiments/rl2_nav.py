@@ -1,0 +1,151 @@
+"""RL^2 on 2-D navigation to a hidden goal: later episodes of a trial go straight to the goal.
+
+    python -m experiments.rl2_nav --preset quick|cpu|accel [--seed N] [--out DIR] [field=value]
+    python -m experiments.rl2_nav --resume runs/rl2_nav/<timestamp>
+
+Story: every trial hides a goal ``~ U[-goal_range, goal_range]^2`` in ``PointNav2D`` (the MAML
+navigation task: reward = minus the distance to the goal, which the policy never observes) and
+lasts ``episodes_per_trial`` episodes, each restarting from the origin. A GRU policy trained with
+recurrent PPO over trials has to locate the goal from the rewards during the first episode and
+can walk straight to it in the following ones -- the return per episode index rises within a
+trial. References on the same held-out goals: the policy that knows the goal (straight line at
+full speed) and standing still.
+
+Writes ``summary.json``: ``results.per_episode`` (mean return of each episode index within a
+trial: ``rl2``, ``rl2_stderr``, ``oracle``, ``stand_still``), ``results.trial_return``,
+``results.adaptation`` (second minus first episode, paired over goals), ``per_episode.png``,
+``curves.png`` and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from envs.point_nav import PointNav2D
+from metarl_jax.algos.rl2 import RL2, RL2Config
+from metarl_jax.baselines.bandits import mean_and_stderr
+from metarl_jax.io import plots
+from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.progress import format_table
+from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.randomization.distributions import uniform
+from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.transfer.evaluation import evaluate_on_params
+
+NAME = "rl2_nav"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    rl2: RL2Config = RL2Config(num_envs=128, num_steps=60, total_steps=7_680_000, num_epochs=4,
+                               num_minibatches=4, hidden_size=64, encoder_sizes=(64,),
+                               head_sizes=(64,), init_log_std=-1.5, learning_rate=1e-3,
+                               gamma=0.99, gae_lambda=0.95, ent_coef=0.0, reward_scale=0.2)
+    episodes_per_trial: int = 3
+    episode_length: int = 20
+    goal_range: float = 0.5
+    num_seeds: int = 1
+    updates_per_chunk: int = 50
+    eval_tasks: int = 2000
+
+    def __post_init__(self):
+        self.rl2.validate()
+        for name in ("episodes_per_trial", "episode_length", "num_seeds", "updates_per_chunk",
+                     "eval_tasks"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.goal_range > 0:
+            raise ValueError(f"goal_range must be > 0, got {self.goal_range}")
+
+
+PRESETS = {
+    "quick": Config(rl2=dataclasses.replace(Config.rl2, num_envs=64, total_steps=64 * 60 * 60,
+                                            hidden_size=32, encoder_sizes=(32,),
+                                            head_sizes=(32,)),
+                    updates_per_chunk=20, eval_tasks=500),
+    "cpu": Config(),
+    "accel": Config(rl2=dataclasses.replace(Config.rl2, num_envs=2048, num_minibatches=16,
+                                            total_steps=500_000_000, hidden_size=256,
+                                            encoder_sizes=(256,), head_sizes=(256,)),
+                    num_seeds=3, updates_per_chunk=20, eval_tasks=10_000),
+}
+
+
+def goal_space(env: PointNav2D, goal_range: float):
+    return make_param_space(env.default_params(), {"goal": uniform(-goal_range, goal_range)})
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    env = PointNav2D(max_steps=config.episode_length)
+    space = goal_space(env, config.goal_range)
+    rl2 = RL2(env, config.episodes_per_trial)
+    seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    states = train_phase(
+        run_dir, "rl2",
+        init=lambda: rl2.init_seeds(seed_keys, config.rl2, space),
+        chunk=lambda s, n: rl2.train_chunk_seeds(s, config.rl2, n),
+        num_updates=config.rl2.num_updates, updates_per_chunk=config.updates_per_chunk,
+        steps_per_update=config.rl2.batch_size * config.num_seeds, show=("trial_return",))
+
+    # Held-out goals, drawn with a key training never uses.
+    task_key, eval_key = jax.random.split(jax.random.PRNGKey(seed + 1_000_003))
+    tasks = space.sample(task_key, (config.eval_tasks,))
+    per_seed = [np.asarray(rl2.evaluate(jax.tree.map(lambda x: x[s], states.params), config.rl2,
+                                        tasks, jax.random.fold_in(eval_key, s),
+                                        deterministic=True)["episode_returns"])
+                for s in range(config.num_seeds)]
+    episode_returns = np.mean(per_seed, axis=0)  # [M, E], averaged over seeds
+    E = config.episodes_per_trial
+    # Every episode restarts at the origin, so the references are the same for each index.
+    # The oracle is told the goal (obs = position, goal) and walks straight at it.
+    told = PointNav2D(max_steps=config.episode_length, goal_in_obs=True)
+    straight = lambda key, obs: obs[2:] - obs[:2]  # clipped to max speed by the env
+    references = {
+        "oracle": float(evaluate_on_params(straight, told, tasks, 1, eval_key).mean()),
+        "stand_still": float(-config.episode_length
+                             * jnp.mean(jnp.linalg.norm(tasks.goal - tasks.start, axis=-1))),
+    }
+    per_episode = {
+        "rl2": episode_returns.mean(0).tolist(),
+        "rl2_stderr": [mean_and_stderr(episode_returns[:, i])[1] for i in range(E)],
+        **{name: [float(value)] * E for name, value in references.items()},
+    }
+    trial = mean_and_stderr(episode_returns.sum(1))
+    gain = mean_and_stderr(episode_returns[:, min(1, E - 1)] - episode_returns[:, 0])
+    lines = phase_metrics(run_dir, "rl2")
+    results = {
+        "per_episode": per_episode,
+        "trial_return": {"rl2": trial[0], "rl2_stderr": trial[1],
+                         **{name: float(value) * E for name, value in references.items()}},
+        "adaptation": {"second_minus_first": gain[0], "stderr": gain[1]},
+        "final_train_return": lines[-1]["trial_return"],
+    }
+
+    episodes = list(range(1, E + 1))
+    plots.plot_curves(run_dir / "per_episode.png", {
+        "RL^2": (episodes, per_episode["rl2"], per_episode["rl2_stderr"]),
+        "goal known": (episodes, per_episode["oracle"]),
+        "stand still": (episodes, per_episode["stand_still"]),
+    }, xlabel="episode within the trial", ylabel="mean episode return (held-out goals)",
+        title=f"RL^2 on PointNav2D, hidden goals ({config.eval_tasks} held-out)")
+    plots.plot_curves(run_dir / "curves.png", {"RL^2": ([line["step"] for line in lines],
+                                                        [line["trial_return"] for line in lines])},
+                      xlabel="env steps (all seeds)", ylabel="trial return",
+                      title="RL^2 training on PointNav2D")
+    table = format_table([{"episode": i, "rl2": (per_episode["rl2"][i - 1],
+                                                 per_episode["rl2_stderr"][i - 1]),
+                           **{name: per_episode[name][i - 1] for name in references}}
+                          for i in episodes])
+    return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks}, table)
+
+
+if __name__ == "__main__":
+    from metarl_jax.io.experiment import cli
+
+    sys.exit(cli(NAME, main, Config, PRESETS, __doc__))

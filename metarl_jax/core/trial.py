@@ -1,0 +1,122 @@
+"""``Trial``: several episodes of one task, then a fresh task -- the unit of meta-RL (RL^2).
+
+A trial (Duan et al. 2016) is ``episodes_per_trial`` consecutive episodes of the *same* task
+(same ``Params``); a recurrent policy keeps its hidden state across the episodes of a trial and
+resets it only when the trial ends, so it can learn about the task in early episodes and exploit
+it in later ones. The wrapper's ``done`` is the end of the *trial* (what resets the hidden state
+and cuts the advantage recursion); the end of an inner episode is ``info["episode_done"]`` (what
+the policy sees in its input).
+
+    env = Trial(TabularMDP(), episodes_per_trial=10)
+    state, obs = env.reset(key, space)                 # space: draws a task (e.g. a ParamSpace)
+    state, obs, reward, trial_done, info = env.step(key, state, action, space)
+
+Like ``AutoReset``, the ``params`` argument is a task distribution: anything with
+``sample(key) -> Params`` (a ``ParamSpace``, or a task space such as
+``envs.tabular_mdp.TabularMDPTaskSpace``). A fresh task is drawn inside ``jit``, per env, from the
+step's key whenever a trial ends; inner episodes are reset in place with the same task.
+
+``info`` (all ``[]``): ``episode_done`` (an inner episode ended on this step), ``episode_index``
+(index within the trial of the episode this step belongs to), ``final_obs`` (observation reached
+before any reset), ``terminated`` (= trial done: a trial's objective is finite, nothing is
+bootstrapped past it), ``truncated`` (False), ``trial_return`` (running return of the trial,
+including this step's reward).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from metarl_jax.core.env import Env
+from metarl_jax.core.wrappers import Wrapper
+
+
+def _select(pred, on_true, on_false):
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+@struct.dataclass
+class TrialState:
+    inner: Any
+    params: Any  # the task of the current trial
+    episode: jax.Array  # [] int32, index of the current episode within the trial
+    trial_return: jax.Array  # [] float32, running undiscounted return of the trial
+    last_trial_return: jax.Array  # [] float32, return of the latest finished trial
+
+
+class Trial(Wrapper):
+    """Runs ``episodes_per_trial`` episodes of one task; ``done`` marks the end of the trial."""
+
+    def __init__(self, env: Env, episodes_per_trial: int):
+        if episodes_per_trial < 1:
+            raise ValueError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
+        super().__init__(env)
+        self.episodes_per_trial = int(episodes_per_trial)
+        # Upper bound on a trial's length (exact for envs that never terminate early).
+        self.max_steps = self.episodes_per_trial * env.max_steps
+
+    def reset(self, key, space):
+        param_key, reset_key = jax.random.split(key)
+        params = space.sample(param_key)
+        inner, obs = self.env.reset(reset_key, params)
+        zero = jnp.float32(0.0)
+        return TrialState(inner, params, jnp.int32(0), zero, zero), obs
+
+    def step(self, key, state: TrialState, action, space):
+        advance_key, trial_key = jax.random.split(key)
+        state, obs, reward, trial_done, info = self._advance(advance_key, state, action)
+        state, obs = self._begin_trial(trial_key, state, obs, trial_done, space)
+        return state, obs, reward, trial_done, info
+
+    def step_batch(self, keys, state: TrialState, action, space, space_axis=None):
+        """``vmap(step)`` over ``N`` envs (keys ``[N]``, batched state and action), bit-identical
+        to it, but drawing fresh tasks only on steps where some trial ended (a batch-level
+        ``lax.cond``): drawing a task can cost far more than a step (a tabular MDP's
+        ``S * A * S`` Dirichlet entries). ``space`` is shared (``space_axis=None``) or batched."""
+        keys = jax.vmap(jax.random.split)(keys)  # [N, 2, key]
+        state, obs, reward, trial_done, info = jax.vmap(self._advance)(keys[:, 0], state, action)
+        begin = jax.vmap(self._begin_trial, in_axes=(0, 0, 0, 0, space_axis))
+        state, obs = jax.lax.cond(jnp.any(trial_done),
+                                  lambda: begin(keys[:, 1], state, obs, trial_done, space),
+                                  lambda: (state, obs))
+        return state, obs, reward, trial_done, info
+
+    def _advance(self, key, state: TrialState, action):
+        """Step the current task; reset a finished episode with the same task."""
+        step_key, reset_key = jax.random.split(key)
+        inner, obs, reward, episode_done, _ = self.env.step(step_key, state.inner, action,
+                                                            state.params)
+        episode = state.episode + episode_done.astype(jnp.int32)
+        trial_done = episode_done & (episode >= self.episodes_per_trial)
+        reset_inner, reset_obs = self.env.reset(reset_key, state.params)
+        trial_return = state.trial_return + reward
+        info = {
+            "episode_done": episode_done,
+            "episode_index": state.episode,
+            "final_obs": obs,
+            "terminated": trial_done,
+            "truncated": jnp.zeros((), jnp.bool_),
+            "trial_return": trial_return,
+        }
+        new_state = TrialState(
+            inner=_select(episode_done, reset_inner, inner),
+            params=state.params,
+            episode=jnp.where(trial_done, 0, episode).astype(jnp.int32),
+            trial_return=jnp.where(trial_done, 0.0, trial_return).astype(jnp.float32),
+            last_trial_return=jnp.where(trial_done, trial_return,
+                                        state.last_trial_return).astype(jnp.float32),
+        )
+        return new_state, jnp.where(episode_done, reset_obs, obs), reward, trial_done, info
+
+    def _begin_trial(self, key, state: TrialState, obs, trial_done, space):
+        """Where ``trial_done``: draw a fresh task and reset the env with it."""
+        param_key, reset_key = jax.random.split(key)
+        params = space.sample(param_key)
+        inner, first_obs = self.env.reset(reset_key, params)
+        state = state.replace(inner=_select(trial_done, inner, state.inner),
+                              params=_select(trial_done, params, state.params))
+        return state, jnp.where(trial_done, first_obs, obs)
