@@ -10,6 +10,7 @@ import difflib
 from typing import Callable, Dict, List
 
 from envs.cartpole import CartPole, CartPoleContinuous, CartPoleParams, CartPoleState
+from envs.mjx_registry import lazy_mjx
 from envs.pendulum import Pendulum, PendulumParams, PendulumState
 from envs.point_nav import PointNav2D, PointNavParams, PointNavState
 from metarl_jax.core.env import Env
@@ -21,7 +22,8 @@ def register(name: str, constructor: Callable[..., Env], overwrite: bool = False
     """Make ``make(name, **kwargs)`` call ``constructor(**kwargs)``. Re-registering a name raises
     ``ValueError`` unless ``overwrite`` is true (a silent shadowing is usually a typo)."""
     if name in _REGISTRY and not overwrite:
-        raise ValueError(f"environment {name!r} is already registered; pass overwrite=True to replace it")
+        raise ValueError(f"environment {name!r} is already registered; "
+                         "pass overwrite=True to replace it")
     _REGISTRY[name] = constructor
 
 
@@ -31,7 +33,7 @@ def registered() -> List[str]:
 
 
 def make(name: str, **kwargs) -> Env:
-    """Build the env registered as ``name``; ``kwargs`` go to its constructor (e.g. ``max_steps``)."""
+    """Build the env registered as ``name``; ``kwargs`` go to its constructor (``max_steps``...)."""
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY.keys(), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -43,6 +45,14 @@ register("Pendulum", Pendulum)
 register("CartPole", CartPole)
 register("CartPoleContinuous", CartPoleContinuous)
 register("PointNav2D", PointNav2D)
+register("HalfCheetah", lazy_mjx("HalfCheetah"))  # MJX; imports MuJoCo on first make()
+register("HalfCheetahVel", lazy_mjx("HalfCheetahVel"))
+register("HalfCheetahDir", lazy_mjx("HalfCheetahDir"))
+register("Hopper", lazy_mjx("Hopper"))
+register("Walker2d", lazy_mjx("Walker2d"))
+register("Ant", lazy_mjx("Ant"))
+register("AntDir", lazy_mjx("AntDir"))
+register("AntGoal", lazy_mjx("AntGoal"))
 
 __all__ = [
     "CartPole",

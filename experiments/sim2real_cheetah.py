@@ -1,0 +1,210 @@
+"""Sim-to-real: PPO trained in MJX (nominal vs domain-randomized), deployed in MuJoCo C.
+
+    python -m experiments.sim2real_cheetah --preset quick|cpu|accel [--seed N] [--out DIR] [f=v ...]
+    python -m experiments.sim2real_cheetah env=hopper          # Hopper-v5 instead of HalfCheetah-v5
+    python -m experiments.sim2real_cheetah --resume runs/sim2real_cheetah/<timestamp>
+
+Story: train PPO twice in MJX with the same seeds and budget -- once on nominal physics, once
+with per-body masses, friction, joint damping, actuator strength, action latency and sensor noise
+redrawn every episode inside the compiled program -- export both deterministic policies to
+portable files (``.npz`` + JSON, numpy forward pass), then run those files in "the real world":
+gymnasium's MuJoCo-C environment (another engine, float64, full solver) under a one-at-a-time
+grid of perturbations (body mass, friction, actuator strength, action latency, sensor noise) that
+reaches beyond the training ranges.
+
+Writes to the run folder: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.nominal``
+/ ``results.dr``: ``sim_return`` (MJX, nominal physics), ``real_nominal``, ``real_mean``,
+``real_worst``, per-cell returns; ``results.real_engine``; ``grid``), ``policies/<phase>.npz|json``,
+``sim2real.png`` (return vs each perturbation, both policies), ``curves.png``, ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Tuple
+
+import jax
+import numpy as np
+
+import envs
+from metarl_jax.algos.ppo import PPO, PPOConfig
+from metarl_jax.core.wrappers import ActionDelay, ObservationNoise
+from metarl_jax.io import plots
+from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.progress import format_table
+from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.randomization.distributions import int_uniform, uniform
+from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.sim2real.deploy import RealWorld, summarize_real, sweep_grid
+from metarl_jax.sim2real.export import export_ppo, load_policy
+from metarl_jax.sim2real.report import plot_sweeps
+from metarl_jax.transfer.evaluation import evaluate_on_params
+
+NAME = "sim2real_cheetah"
+ROBOTS = {"halfcheetah": "HalfCheetah", "hopper": "Hopper"}  # config.env -> envs registry name
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    env: str = "halfcheetah"
+    ppo: PPOConfig = PPOConfig(num_envs=32, num_steps=128, total_steps=1_228_800, num_epochs=10,
+                               num_minibatches=32, learning_rate=3e-4, reward_scale=0.1,
+                               init_log_std=-0.5)
+    num_seeds: int = 1
+    updates_per_chunk: int = 10
+    max_steps: int = 1000  # episode horizon in MJX and in the real engine (gymnasium's TimeLimit)
+    solver_iterations: int = 4  # MJX constraint-solver caps (see envs/mjx_locomotion.py)
+    ls_iterations: int = 8
+    max_delay: int = 2  # size of the MJX action-latency buffer (steps)
+    # Training randomization (relative scales of the nominal; per body / per dof / per actuator).
+    mass_scale: Tuple[float, float] = (0.6, 1.5)
+    friction_scale: Tuple[float, float] = (0.4, 1.5)
+    damping_scale: Tuple[float, float] = (0.7, 1.3)
+    strength_scale: Tuple[float, float] = (0.7, 1.3)
+    delay_steps: Tuple[int, int] = (0, 1)
+    obs_noise_std: Tuple[float, float] = (0.0, 0.05)  # absolute std, drawn per episode
+    # Real-world grid: one axis at a time around nominal (values beyond the training ranges too).
+    eval_mass_scales: Tuple[float, ...] = (0.5, 0.75, 1.25, 1.5, 2.0)
+    eval_friction_scales: Tuple[float, ...] = (0.25, 0.5, 1.5, 2.0)
+    eval_strength_scales: Tuple[float, ...] = (0.5, 0.7, 1.3)
+    eval_delays: Tuple[int, ...] = (1, 2)
+    eval_noise_stds: Tuple[float, ...] = (0.05, 0.1)
+    eval_episodes: int = 2  # per cell, in the real engine
+    sim_eval_episodes: int = 4  # in MJX, nominal physics
+
+    def __post_init__(self):
+        if self.env not in ROBOTS:
+            raise ValueError(f"env must be one of {', '.join(ROBOTS)}, got {self.env!r}")
+        self.ppo.validate()
+        for name in ("num_seeds", "updates_per_chunk", "max_steps", "solver_iterations",
+                     "ls_iterations", "eval_episodes", "sim_eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("mass_scale", "friction_scale", "damping_scale", "strength_scale",
+                     "delay_steps", "obs_noise_std"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(f"{name} must be a range 0 <= low <= high, got {low},{high}")
+        for name in ("eval_mass_scales", "eval_friction_scales", "eval_strength_scales"):
+            if not all(v > 0 for v in getattr(self, name)):
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.delay_steps[1] > self.max_delay:
+            raise ValueError(f"delay_steps must be <= max_delay={self.max_delay}")
+        if any(d < 0 for d in self.eval_delays) or any(s < 0 for s in self.eval_noise_stds):
+            raise ValueError("eval_delays and eval_noise_stds must be >= 0")
+
+
+PRESETS = {
+    "quick": Config(ppo=dataclasses.replace(Config.ppo, num_envs=8, num_steps=32,
+                                            total_steps=8 * 32 * 4, num_epochs=2,
+                                            num_minibatches=2),
+                    updates_per_chunk=2, max_steps=50, eval_mass_scales=(0.5, 2.0),
+                    eval_friction_scales=(0.25,), eval_strength_scales=(0.5,), eval_delays=(2,),
+                    eval_noise_stds=(0.1,), eval_episodes=1, sim_eval_episodes=1),
+    "cpu": Config(),
+    "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=64,
+                                            num_minibatches=32, total_steps=100_000_000),
+                    num_seeds=4, updates_per_chunk=20, eval_episodes=8, sim_eval_episodes=16),
+}
+
+
+def training_space(config: Config, nominal):
+    """Physics, latency and sensor noise, redrawn per episode (relative ranges; noise absolute)."""
+    return make_param_space(nominal, {
+        "body_mass_scale": uniform(*config.mass_scale, relative=True),
+        "friction_scale": uniform(*config.friction_scale, relative=True),
+        "damping_scale": uniform(*config.damping_scale, relative=True),
+        "gear_scale": uniform(*config.strength_scale, relative=True),
+        "action_delay": int_uniform(*config.delay_steps),
+        "obs_noise_std": uniform(*config.obs_noise_std),
+    })
+
+
+def real_grid(config: Config):
+    return sweep_grid({"mass_scale": config.eval_mass_scales,
+                       "friction_scale": config.eval_friction_scales,
+                       "strength_scale": config.eval_strength_scales,
+                       "action_delay": config.eval_delays,
+                       "obs_noise_std": config.eval_noise_stds})
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    robot = envs.make(ROBOTS[config.env], max_steps=config.max_steps,
+                      solver_iterations=config.solver_iterations,
+                      ls_iterations=config.ls_iterations)
+    env = ObservationNoise(ActionDelay(robot, config.max_delay))
+    nominal = env.default_params()
+    # Nominal = the same space with every range collapsed to the nominal point: one program.
+    point = dataclasses.replace(config, mass_scale=(1.0, 1.0), friction_scale=(1.0, 1.0),
+                                damping_scale=(1.0, 1.0), strength_scale=(1.0, 1.0),
+                                delay_steps=(0, 0), obs_noise_std=(0.0, 0.0))
+    spaces = {"nominal": training_space(point, nominal), "dr": training_space(config, nominal)}
+    ppo = PPO(env)
+    seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    states = {}
+    for phase, space in spaces.items():
+        states[phase] = train_phase(
+            run_dir, phase,
+            init=lambda: ppo.init_seeds(seed_keys, config.ppo, space),
+            chunk=lambda s, n: ppo.train_chunk_seeds(s, config.ppo, n),
+            num_updates=config.ppo.num_updates, updates_per_chunk=config.updates_per_chunk,
+            steps_per_update=config.ppo.batch_size * config.num_seeds,
+        )
+
+    # MJX return at nominal physics, all seeds at once (one compiled program for both phases).
+    sim_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+    one_cell = jax.tree.map(lambda x: x[None], nominal)
+
+    @jax.jit
+    def sim_returns(params, obs_stats):
+        def one_seed(p, s):
+            act = lambda k, obs: ppo.act(p, s, config.ppo, k, obs, deterministic=True)
+            return evaluate_on_params(act, env, one_cell, config.sim_eval_episodes, sim_key).mean()
+        return jax.vmap(one_seed)(params, obs_stats)
+
+    world = RealWorld(robot.gym_id, max_episode_steps=config.max_steps)
+    cells = real_grid(config)
+    results, per_cell = {}, {}
+    for phase in spaces:
+        sim = np.asarray(sim_returns(states[phase].params, states[phase].obs_stats))  # [S]
+        seed_cells = []
+        for s in range(config.num_seeds):
+            one = jax.tree.map(lambda x: x[s], states[phase])
+            name = phase if config.num_seeds == 1 else f"{phase}_seed{s}"
+            export_ppo(run_dir / "policies" / name, one.params, one.obs_stats, config.ppo,
+                       robot.action_space, obs_layout=robot.observation_structure,
+                       metadata={"env": ROBOTS[config.env], "real_env": robot.gym_id,
+                                 "phase": phase, "seed": seed + s, "experiment": NAME})
+            policy = load_policy(run_dir / "policies" / name)  # evaluate what was written
+            seed_cells.append(world.evaluate(policy, cells, config.eval_episodes, seed).mean(-1))
+        seed_cells = np.asarray(seed_cells)  # [S, C]
+        per_cell[phase] = seed_cells.mean(0)
+        results[phase] = dict(
+            sim_return=float(sim.mean()), **summarize_real(seed_cells.mean(0)[:, None]),
+            per_seed=[dict(sim_return=float(r), **summarize_real(c[:, None]))
+                      for r, c in zip(sim, seed_cells)],
+            cell_returns=per_cell[phase].tolist(),
+            final_train_return=phase_metrics(run_dir, phase)[-1]["episode_return"],
+        )
+    world.close()
+    results["real_engine"] = robot.gym_id
+
+    plot_sweeps(run_dir / "sim2real.png", cells, per_cell,
+                title=f"{robot.gym_id} (MuJoCo C): trained in MJX, nominal vs DR")
+    plots.plot_curves(run_dir / "curves.png", {
+        phase: ([m["step"] for m in phase_metrics(run_dir, phase)],
+                [m["episode_return"] for m in phase_metrics(run_dir, phase)]) for phase in spaces
+    }, xlabel="env steps (all seeds)", ylabel="episode return (MJX)", title=f"PPO on {robot.name}")
+    grid = {"cells": [c.changed() for c in cells], "labels": [c.label() for c in cells]}
+    table = format_table([dict(policy=p, **{k: results[p][k] for k in (
+        "sim_return", "real_nominal", "real_mean", "real_worst", "final_train_return")})
+        for p in spaces])
+    return finish(run_dir, {"results": results, "grid": grid}, table)
+
+
+if __name__ == "__main__":
+    from metarl_jax.io.experiment import cli
+
+    sys.exit(cli(NAME, main, Config, PRESETS, __doc__))

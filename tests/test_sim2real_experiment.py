@@ -1,0 +1,72 @@
+"""``experiments.sim2real_cheetah``: the quick preset writes the contract; bad input exits 2."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import sim2real_cheetah as exp
+from metarl_jax.io.experiment import cli
+from metarl_jax.io.metrics import read_metrics
+from metarl_jax.sim2real import load_policy
+from metarl_jax.sim2real.deploy import Perturbation, RealWorld
+
+pytestmark = pytest.mark.slow
+
+
+def _run(*argv):
+    return cli(exp.NAME, exp.main, exp.Config, exp.PRESETS, argv=list(argv))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("s2r") / "run"
+    assert _run("--preset", "quick", "--seed", "0", "--out", str(out)) == 0
+    return out
+
+
+def test_quick_preset_writes_summary_policies_and_plots(quick_run):
+    summary = json.loads((quick_run / "summary.json").read_text())
+    config = exp.PRESETS["quick"]
+    cells = exp.real_grid(config)
+    assert summary["results"]["real_engine"] == "HalfCheetah-v5"
+    assert len(summary["grid"]["cells"]) == len(cells) == 7 and summary["grid"]["cells"][0] == {}
+    for phase in ("nominal", "dr"):
+        r = summary["results"][phase]
+        for key in ("sim_return", "real_nominal", "real_mean", "real_worst"):
+            assert np.isfinite(r[key]), (phase, key)
+        assert len(r["cell_returns"]) == len(cells)
+        assert r["real_worst"] == pytest.approx(min(r["cell_returns"]))
+        assert r["real_worst"] <= r["real_mean"] and r["real_nominal"] == r["cell_returns"][0]
+        policy = load_policy(quick_run / "policies" / phase)
+        assert policy.spec["metadata"]["real_env"] == "HalfCheetah-v5"
+        assert policy.obs_size == 17 and policy.action_size == 6
+    # The two phases trained different policies from the same seed.
+    assert summary["results"]["nominal"]["cell_returns"] != summary["results"]["dr"]["cell_returns"]
+    lines = read_metrics(quick_run / "metrics.jsonl")
+    updates = [m["update"] for m in lines if m["phase"] == "dr"]
+    assert updates == list(range(1, config.ppo.num_updates + 1))
+    for png in ("sim2real.png", "curves.png"):
+        assert (quick_run / png).stat().st_size > 5000
+
+
+def test_the_reported_nominal_cell_is_what_the_policy_file_does_in_mujoco_c(quick_run):
+    summary = json.loads((quick_run / "summary.json").read_text())
+    config = exp.PRESETS["quick"]
+    world = RealWorld("HalfCheetah-v5", max_episode_steps=config.max_steps)
+    policy = load_policy(quick_run / "policies" / "dr")
+    again = world.evaluate(policy, [Perturbation()], config.eval_episodes, seed=0).mean()
+    assert again == pytest.approx(summary["results"]["dr"]["real_nominal"], rel=1e-9)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["env=walker"], "env must be one of halfcheetah, hopper"),
+    (["mass_scale=1.5,0.5"], "0 <= low <= high"),
+    (["delay_steps=0,3"], "must be <= max_delay=2"),
+    (["eval_mass_scales=0,1"], "eval_mass_scales must be > 0"),
+])
+def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run(*argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
