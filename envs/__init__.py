@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Dict, List
 
+from envs.bandits import BernoulliBandit, DependentBandit
 from envs.cartpole import CartPole, CartPoleContinuous, CartPoleParams, CartPoleState
 from envs.mjx_registry import lazy_mjx
 from envs.pendulum import Pendulum, PendulumParams, PendulumState
 from envs.point_nav import PointNav2D, PointNavParams, PointNavState
+from envs.tabular_mdp import TabularMDP
 from metarl_jax.core.env import Env
 
 _REGISTRY: Dict[str, Callable[..., Env]] = {}
@@ -45,6 +47,9 @@ register("Pendulum", Pendulum)
 register("CartPole", CartPole)
 register("CartPoleContinuous", CartPoleContinuous)
 register("PointNav2D", PointNav2D)
+register("BernoulliBandit", BernoulliBandit)
+register("DependentBandit", DependentBandit)
+register("TabularMDP", TabularMDP)
 register("HalfCheetah", lazy_mjx("HalfCheetah"))  # MJX; imports MuJoCo on first make()
 register("HalfCheetahVel", lazy_mjx("HalfCheetahVel"))
 register("HalfCheetahDir", lazy_mjx("HalfCheetahDir"))
@@ -55,16 +60,19 @@ register("AntDir", lazy_mjx("AntDir"))
 register("AntGoal", lazy_mjx("AntGoal"))
 
 __all__ = [
+    "BernoulliBandit",
     "CartPole",
     "CartPoleContinuous",
     "CartPoleParams",
     "CartPoleState",
+    "DependentBandit",
     "Pendulum",
     "PendulumParams",
     "PendulumState",
     "PointNav2D",
     "PointNavParams",
     "PointNavState",
+    "TabularMDP",
     "make",
     "register",
     "registered",

@@ -455,6 +455,11 @@ def test_registry():
     assert isinstance(env, Pendulum) and env.max_steps == 50
     assert isinstance(envs.make("PointNav2D", goal_in_obs=True), PointNav2D)
     assert isinstance(envs.make("CartPoleContinuous"), CartPoleContinuous)
+    from envs.bandits import BernoulliBandit
+    from envs.tabular_mdp import TabularMDP
+
+    assert isinstance(envs.make("BernoulliBandit"), BernoulliBandit)
+    assert isinstance(envs.make("TabularMDP"), TabularMDP)
     with pytest.raises(ValueError, match="Did you mean 'Pendulum'") as excinfo:
         envs.make("Pendulm")
     assert "CartPoleContinuous" in str(excinfo.value)  # the known names are listed
