@@ -22,15 +22,20 @@ truncated after ``max_steps`` steps (1000, gymnasium's ``TimeLimit``).
 Remaining differences from gymnasium (``tests/test_mjx_envs.py`` measures the agreement):
 
 - float32 physics (MuJoCo C runs float64): rollouts from the same state with the same actions
-  agree to ~1e-4 after 10 steps and drift apart after ~50 (the dynamics are chaotic).
+  agree to ~1e-6 for the first steps, then contacts amplify the roundoff (chaotic dynamics).
+  Measured max |obs| error (random actions, seed 1): Hopper 1e-5 and Walker2d 1e-4 over 20
+  steps; HalfCheetah 7e-3 after 10 steps and O(1) after ~15; Ant (elliptic cone) 1e-3 after 10.
 - The constraint solver runs at most ``solver_iterations`` Newton iterations with
   ``ls_iterations`` line-search steps (the XMLs say 100 / 50). MuJoCo C converges in <= 3 on
   these robots (identical results in the tests at 4 / 4); fewer iterations are faster and less
   exact.
 - Ant: for plane contacts MuJoCo 4.0 builds the contact frame's tangents from the geom, MJX 3.17
   uses fixed world axes. With the default pyramidal friction cone the friction force depends on
-  that frame, so Ant's contact forces differ by a few percent (0.05 in qvel after one contact
-  step). With an elliptic cone (frame-free) the engines agree (``elliptic_cone=True``).
+  that frame, so Ant's contact forces differ: from the same state with the same actions, qvel
+  differs by 0.25 after the first contact step and by O(1) (|qvel| ~ 10) a few steps later
+  (measured at 100 / 50 solver iterations). With an elliptic cone (frame-free) both engines
+  agree to ~1e-3 over 10 steps (``elliptic_cone=True``, and ``model.opt.cone`` on the C side).
+  A policy trained on the default Ant therefore meets different contact friction in MuJoCo C.
 - Actions are clipped to the control range *before* the control cost (gymnasium costs the raw
   action and lets MuJoCo clamp ``ctrl``): identical for in-range actions, which is what an
   exported policy emits, and it keeps a Gaussian policy's out-of-range samples from being
