@@ -9,7 +9,8 @@ the per-env model from the factors inside the compiled step:
 Fields, shapes (``nbody``, ``nv``, ``nu`` from the robot's model) and the model fields they scale:
 
     body_mass_scale  [nbody]  body_mass[b] and body_inertia[b, :] (the same factor: the body's
-                              density changes, its geometry does not, so inertia ~ mass)
+                              density changes, its geometry does not, so inertia ~ mass); a
+                              scalar [] scales every body alike (a whole-robot mass factor)
     friction_scale   []       geom_friction[:, :] of every geom (one global factor: MuJoCo takes
                               the max of the two geoms' frictions, so per-geom factors would be
                               partly invisible)
@@ -76,11 +77,11 @@ def apply_physics(model, params: PhysicsParams):
 
     Under ``vmap`` over ``params`` only those fields become batched (see ``physics_in_axes``).
     """
-    mass = params.body_mass_scale
+    mass = jnp.asarray(params.body_mass_scale)  # [nbody], or [] for one factor on every body
     gear = model.actuator_gear.at[:, 0].multiply(params.gear_scale)
     return model.tree_replace({
         "body_mass": model.body_mass * mass,
-        "body_inertia": model.body_inertia * mass[:, None],
+        "body_inertia": model.body_inertia * mass[..., None],
         "geom_friction": model.geom_friction * params.friction_scale,
         "dof_damping": model.dof_damping * params.damping_scale,
         "dof_armature": model.dof_armature * params.armature_scale,

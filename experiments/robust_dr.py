@@ -1,6 +1,7 @@
-"""Robust and adaptive domain randomization on Pendulum: DR vs EPOpt vs MRPO vs ADR.
+"""Robust and adaptive domain randomization: DR vs EPOpt vs MRPO vs ADR (Pendulum / MJX cheetah).
 
     python -m experiments.robust_dr --preset quick|cpu|accel [--seed N] [--out DIR] [field=value]
+    python -m experiments.robust_dr --preset cpu env=halfcheetah ...   # the MJX robot instead
     python -m experiments.robust_dr --resume runs/robust_dr/<timestamp>
 
 Story: four PPO learners with the same seeds, network and sample budget, differing only in how
@@ -14,9 +15,17 @@ updates run inside it. All four are then evaluated, deterministically, on a held
 (mass x length) grid that reaches outside the training box; ``heldout_cvar10`` (mean of the
 worst 10% of cells) measures robustness.
 
-Presets: ``quick`` (tests, ~1 min), ``cpu`` (2 seeds x 2.56M steps per method, 256 envs x 50
-updates, about 10 minutes on a shared 2-core CPU), ``accel`` (a large *pure-JAX* run -- 2048
-envs, 8 seeds, 49M steps per method -- for a GPU; there is no MJX variant of this experiment yet).
+Envs (``env=``): ``pendulum`` (pure JAX; axes: the pendulum's mass ``m`` and length ``l``) and
+``halfcheetah`` (MJX; axes: one mass factor on every body, ``body_mass_scale`` as a scalar, and
+the global friction factor ``friction_scale``; one episode = ``ppo.num_steps`` steps, so every env
+still plays exactly one episode per update, as the selection hooks need).
+
+Presets: ``quick`` (tests, ~1 min), ``cpu`` (Pendulum, 2 seeds x 2.56M steps per method, 256
+envs x 50 updates, about 13 minutes on a shared 2-core CPU), ``accel`` (MJX HalfCheetah for a
+GPU: 2048 envs x 250-step episodes, 4 seeds, 61M steps per method; its ADR thresholds and MRPO
+coefficient are scaled to HalfCheetah's returns but untuned; not run yet), ``accel_pendulum``
+(the large pure-JAX run: 2048 envs, 8 seeds, 49M steps per method), ``quick_mjx`` (tests: the
+MJX path with EPOpt and ADR only, tiny).
 
 Writes: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.<method>`` with
 ``heldout_mean`` / ``heldout_worst`` / ``heldout_cvar10`` over the whole grid, the same numbers
@@ -32,6 +41,7 @@ import sys
 from typing import Tuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from envs.pendulum import Pendulum
@@ -51,10 +61,13 @@ from metarl_jax.transfer.evaluation import evaluate_on_params, grid_params, summ
 
 NAME = "robust_dr"
 METHODS = ("dr", "epopt", "mrpo", "adr")
+ENVS = ("pendulum", "halfcheetah")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    env: str = "pendulum"  # or "halfcheetah" (MJX)
+    methods: Tuple[str, ...] = METHODS
     # num_steps must be the episode length (200): every env plays one whole episode per update.
     # 256 envs = 256 sampled physics per iteration, close to EPOpt's N = 240, so that the
     # epsilon = 0.1 tail holds ~26 trajectories (with 128 envs, 13: too few, see the README).
@@ -62,8 +75,9 @@ class Config:
                                num_minibatches=32, learning_rate=1e-3, reward_scale=0.1)
     num_seeds: int = 2
     updates_per_chunk: int = 10
-    mass_scale: Tuple[float, float] = (0.5, 2.0)  # training box, scales of the nominal m and l
-    length_scale: Tuple[float, float] = (0.6, 1.5)
+    mass_scale: Tuple[float, float] = (0.5, 2.0)  # training box, scales of the nominal mass
+    length_scale: Tuple[float, float] = (0.6, 1.5)  # pendulum: length
+    friction_scale: Tuple[float, float] = (0.5, 1.5)  # halfcheetah: friction
     epopt_epsilon: float = 0.1
     epopt_warmup_frac: float = 0.4  # fraction of updates with epsilon = 1 (EPOpt's warm start)
     # MRPO's discrepancy coefficient, return units per unit of range-normalized L1 distance (the
@@ -77,11 +91,17 @@ class Config:
     adr_buffer: int = 16
     eval_mass_scales: Tuple[float, ...] = (0.3, 0.7, 1.0, 1.5, 2.0, 2.5)
     eval_length_scales: Tuple[float, ...] = (0.4, 0.8, 1.2, 1.5, 1.8)
+    eval_friction_scales: Tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0)
     eval_episodes: int = 8
 
     def __post_init__(self):
         self.ppo.validate()
-        if self.ppo.num_steps != Pendulum().max_steps:
+        if self.env not in ENVS:
+            raise ValueError(f"env must be one of {ENVS}, got {self.env!r}")
+        if not self.methods or any(m not in METHODS for m in self.methods):
+            raise ValueError(f"methods must be a non-empty subset of {METHODS}, "
+                             f"got {self.methods}")
+        if self.env == "pendulum" and self.ppo.num_steps != Pendulum().max_steps:
             raise ValueError(f"ppo.num_steps must be the episode length {Pendulum().max_steps} "
                              f"(one episode per env per update), got {self.ppo.num_steps}")
         for name in ("num_seeds", "updates_per_chunk", "eval_episodes", "adr_buffer"):
@@ -90,7 +110,7 @@ class Config:
         if self.ppo.num_updates % self.updates_per_chunk:
             raise ValueError(f"updates_per_chunk={self.updates_per_chunk} must divide the "
                              f"{self.ppo.num_updates} updates (one compile per method)")
-        for name in ("mass_scale", "length_scale"):
+        for name in ("mass_scale", "length_scale", "friction_scale"):
             low, high = getattr(self, name)
             if not 0 < low <= 1.0 <= high:
                 raise ValueError(f"{name} must be a range 0 < low <= 1 <= high, got {low},{high}")
@@ -107,15 +127,50 @@ PRESETS = {
                     num_seeds=1, updates_per_chunk=4, eval_mass_scales=(0.5, 2.5),
                     eval_length_scales=(0.6, 1.8), eval_episodes=2),
     "cpu": Config(),
-    "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_minibatches=32,
-                                            total_steps=2048 * 200 * 120), num_seeds=8,
-                    updates_per_chunk=20, adr_buffer=64, eval_episodes=32),
+    "accel_pendulum": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048,
+                                                     num_minibatches=32,
+                                                     total_steps=2048 * 200 * 120),
+                             num_seeds=8, updates_per_chunk=20, adr_buffer=64, eval_episodes=32),
+    "accel": Config(env="halfcheetah",
+                    ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=250,
+                                            total_steps=2048 * 250 * 120, num_minibatches=32,
+                                            learning_rate=3e-4, init_log_std=-0.5),
+                    num_seeds=4, updates_per_chunk=5, mass_scale=(0.7, 1.5),
+                    mrpo_kappa0=100.0, adr_t_low=300.0, adr_t_high=700.0, adr_buffer=64,
+                    eval_mass_scales=(0.5, 0.75, 1.0, 1.5, 2.0), eval_episodes=4),
+    "quick_mjx": Config(env="halfcheetah", methods=("epopt", "adr"),
+                        ppo=dataclasses.replace(Config.ppo, num_envs=8, num_steps=20,
+                                                total_steps=8 * 20 * 4, num_epochs=2,
+                                                num_minibatches=2),
+                        num_seeds=1, updates_per_chunk=2, adr_t_low=-5.0, adr_t_high=5.0,
+                        adr_buffer=2, eval_mass_scales=(0.5, 2.0),
+                        eval_friction_scales=(0.5,), eval_episodes=1),
 }
 
 
-def build(config: Config, nominal):
-    """The four methods: ``{name: (hook, space)}``; values of m and l are absolute in ADR."""
-    box = {"m": config.mass_scale, "l": config.length_scale}
+def make_env(config: Config):
+    """``(env, nominal params, {field: (training box, held-out values)})`` for ``config.env``.
+
+    Both axes are scale factors of scalar ``Params`` fields. HalfCheetah's per-body mass vector
+    is replaced by one scalar factor (``apply_physics`` broadcasts it over the bodies): the
+    robust-selection hooks and ADR act on scalar fields."""
+    if config.env == "pendulum":
+        env = Pendulum()
+        axes = {"m": (config.mass_scale, config.eval_mass_scales),
+                "l": (config.length_scale, config.eval_length_scales)}
+        return env, env.default_params(), axes
+    from envs.half_cheetah import HalfCheetah  # MuJoCo loads only for this env
+
+    env = HalfCheetah(max_steps=config.ppo.num_steps, ls_iterations=8)
+    nominal = env.default_params().replace(body_mass_scale=jnp.float32(1.0))
+    axes = {"body_mass_scale": (config.mass_scale, config.eval_mass_scales),
+            "friction_scale": (config.friction_scale, config.eval_friction_scales)}
+    return env, nominal, axes
+
+
+def build(config: Config, nominal, axes):
+    """The methods: ``{name: (hook, space)}``; ADR's ranges are in value units."""
+    box = {f: training_box for f, (training_box, _) in axes.items()}
     space = make_param_space(nominal, {f: uniform(*box[f], relative=True) for f in box})
     base = {f: float(getattr(nominal, f)) for f in box}
     width = [(box[f][1] - box[f][0]) * base[f] for f in box]
@@ -124,12 +179,13 @@ def build(config: Config, nominal):
         delta={f: config.adr_delta * base[f] for f in box}, p_boundary=config.adr_p_boundary,
         t_low=config.adr_t_low, t_high=config.adr_t_high, buffer_size=config.adr_buffer)
     warmup = int(round(config.epopt_warmup_frac * config.ppo.num_updates))
-    return {
+    methods = {
         "dr": (PlainDR(), space),
         "epopt": (EPOpt(config.epopt_epsilon, warmup), space),
         "mrpo": (MRPO(tuple(box), width, config.mrpo_kappa0, config.mrpo_growth), space),
         "adr": (ADR(), adr_space),
     }
+    return {m: methods[m] for m in config.methods}
 
 
 def evaluate(ppo: PPO, env, states, config: Config, grid, key) -> np.ndarray:
@@ -144,17 +200,17 @@ def evaluate(ppo: PPO, env, states, config: Config, grid, key) -> np.ndarray:
 
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
-    env = Pendulum()
-    nominal = env.default_params()
+    env, nominal, env_axes = make_env(config)
+    (name1, (box1, values1)), (name2, (box2, values2)) = env_axes.items()
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
-    axes = {"m": config.eval_mass_scales, "l": config.eval_length_scales}
-    grid, cells = grid_params(nominal, axes, relative=("m", "l"))
+    axes = {name1: values1, name2: values2}
+    grid, cells = grid_params(nominal, axes, relative=(name1, name2))
     eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-    inbox = ((cells["m"] >= config.mass_scale[0]) & (cells["m"] <= config.mass_scale[1])
-             & (cells["l"] >= config.length_scale[0]) & (cells["l"] <= config.length_scale[1]))
+    inbox = ((cells[name1] >= box1[0]) & (cells[name1] <= box1[1])
+             & (cells[name2] >= box2[0]) & (cells[name2] <= box2[1]))
 
     results, heatmaps, compiles, curves = {}, {}, {}, {}
-    for method, (hook, space) in build(config, nominal).items():
+    for method, (hook, space) in build(config, nominal, env_axes).items():
         ppo = PPO(env, robust=hook)
         state = train_phase(
             run_dir, method,
@@ -167,7 +223,7 @@ def main(args) -> dict:
         per_seed = evaluate(ppo, env, state, config, grid, eval_key)  # [S, C]
         cell_mean = per_seed.mean(0)
         lines = phase_metrics(run_dir, method)
-        curve = {k: [l[k] for l in lines] for k in ("step", "train_return_mean",
+        curve = {k: [line[k] for line in lines] for k in ("step", "train_return_mean",
                                                     "train_return_cvar10")}
         results[method] = dict(summarize_grid(cell_mean),
                                inbox=summarize_grid(cell_mean[inbox]),
@@ -179,22 +235,23 @@ def main(args) -> dict:
             results[method]["final_ranges"] = {
                 f: [float(low[:, i].mean()), float(high[:, i].mean())]
                 for i, f in enumerate(state.space.fields)}
-        heatmaps[method] = cell_mean.reshape(len(axes["m"]), len(axes["l"]))
+        heatmaps[method] = cell_mean.reshape(len(values1), len(values2))
         curves[method] = (curve["step"], curve["train_return_mean"])
         curves[f"{method} worst 10%"] = (curve["step"], curve["train_return_cvar10"])
 
-    plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps, x_values=config.eval_length_scales,
-                        y_values=config.eval_mass_scales, xlabel="length scale",
-                        ylabel="mass scale", title="held-out return per cell")
+    title = "Pendulum" if config.env == "pendulum" else "HalfCheetah (MJX)"
+    plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps, x_values=values2, y_values=values1,
+                        xlabel=f"{name2} (x nominal)", ylabel=f"{name1} (x nominal)",
+                        title=f"{title}: held-out return per cell")
     plots.plot_curves(run_dir / "curves.png", curves, xlabel="env steps (all seeds)",
                       ylabel="training episode return",
-                      title="Pendulum: mean and worst-10% training return")
+                      title=f"{title}: mean and worst-10% training return")
     grid_info = {name: values.tolist() for name, values in cells.items()}
-    grid_info["relative"] = ["m", "l"]
+    grid_info["relative"] = [name1, name2]
     table = format_table([dict(method=m, **{k: results[m][k] for k in (
         "heldout_mean", "heldout_worst", "heldout_cvar10")}, inbox_mean=results[m]["inbox"][
         "heldout_mean"], inbox_cvar10=results[m]["inbox"]["heldout_cvar10"],
-        final_train_return=results[m]["final_train_return"]) for m in METHODS])
+        final_train_return=results[m]["final_train_return"]) for m in config.methods])
     return finish(run_dir, {"results": results, "grid": grid_info, "compiles": compiles}, table)
 
 

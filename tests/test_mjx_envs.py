@@ -147,6 +147,16 @@ def test_apply_physics_scales_exactly_the_listed_fields():
     assert model.opt.timestep is env.model.opt.timestep
 
 
+def test_a_scalar_mass_factor_scales_every_body_like_the_same_vector():
+    env = HalfCheetah()
+    vector = env.default_params().replace(body_mass_scale=jnp.full((env.mj_model.nbody,), 1.7))
+    scalar = env.default_params().replace(body_mass_scale=jnp.float32(1.7))
+    a, b = apply_physics(env.model, vector), apply_physics(env.model, scalar)
+    np.testing.assert_array_equal(a.body_mass, b.body_mass)
+    np.testing.assert_array_equal(a.body_inertia, b.body_inertia)
+    np.testing.assert_allclose(b.body_mass, env.mj_model.body_mass * 1.7, rtol=1e-6)
+
+
 def test_only_randomized_model_fields_are_batched():
     env = HalfCheetah()
     space = make_param_space(env.default_params(), {
