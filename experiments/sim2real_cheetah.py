@@ -12,6 +12,10 @@ gymnasium's MuJoCo-C environment (another engine, float64, full solver) under a 
 grid of perturbations (body mass, friction, actuator strength, action latency, sensor noise) that
 reaches beyond the training ranges.
 
+Presets: ``quick`` (tests, ~1 min), ``cpu`` (1.02M steps per policy: 20.6 min on a 2-core CPU,
+one core busy; DR's real_worst above nominal's, see the README), ``accel`` (2048 envs, 4 seeds,
+100M steps per policy, for a GPU; not run yet).
+
 Writes to the run folder: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.nominal``
 / ``results.dr``: ``sim_return`` (MJX, nominal physics), ``real_nominal``, ``real_mean``,
 ``real_worst``, per-cell returns; ``results.real_engine``; ``grid``), ``policies/<phase>.npz|json``,
@@ -48,7 +52,7 @@ ROBOTS = {"halfcheetah": "HalfCheetah", "hopper": "Hopper"}  # config.env -> env
 @dataclasses.dataclass(frozen=True)
 class Config:
     env: str = "halfcheetah"
-    ppo: PPOConfig = PPOConfig(num_envs=32, num_steps=128, total_steps=1_228_800, num_epochs=10,
+    ppo: PPOConfig = PPOConfig(num_envs=32, num_steps=128, total_steps=1_024_000, num_epochs=10,
                                num_minibatches=32, learning_rate=3e-4, reward_scale=0.1,
                                init_log_std=-0.5)
     num_seeds: int = 1
