@@ -70,3 +70,15 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys):
         _run(*argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_hopper_variant_runs_end_to_end_on_hopper_v5(tmp_path):
+    out = tmp_path / "hopper"
+    assert _run("--preset", "quick", "--seed", "0", "--out", str(out), "env=hopper") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["results"]["real_engine"] == "Hopper-v5"
+    for phase in ("nominal", "dr"):
+        r = summary["results"][phase]
+        assert np.isfinite(r["real_worst"]) and r["real_worst"] <= r["real_mean"]
+        policy = load_policy(out / "policies" / phase)
+        assert policy(np.zeros(11)).shape == (3,)  # Hopper-v5: obs [11], action [3]
