@@ -37,11 +37,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
-from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
-from metarl_jax.transfer.few_shot import returns_by_steps, train_meta_phases
+from metarl_jax.transfer.few_shot import (
+    plot_meta_training,
+    returns_by_steps,
+    steps_table_rows,
+    train_meta_phases,
+)
 
 NAME = "maml_cheetah"
 METHODS = ("maml", "pretrained")
@@ -171,14 +175,9 @@ def main(args) -> dict:
         final[method] = {"return_pre": last["return_pre"], "return_post": last["return_post"]}
 
     plot_adaptation(run_dir / "adaptation.png", targets, velocity, config.task)
-    plots.plot_curves(run_dir / "curves.png", {
-        f"{m} ({k})": ([line["update"] for line in phase_metrics(run_dir, m)],
-                       [line[f"return_{k}"] for line in phase_metrics(run_dir, m)])
-        for m in METHODS for k in (("pre", "post") if m != "pretrained" else ("pre",))},
-        xlabel="meta-iteration", ylabel="mean episode return",
-        title=f"HalfCheetah-{config.task} (MJX) meta-training")
-    rows = [dict(method=m, **{f"{s} steps": by_steps[m][s] for s in range(config.eval_steps + 1)})
-            for m in METHODS]
+    plot_meta_training(run_dir / "curves.png", run_dir, METHODS, ylabel="mean episode return",
+                       title=f"HalfCheetah-{config.task} (MJX) meta-training")
+    rows = steps_table_rows({m: by_steps[m] for m in METHODS})
     results = {"task": config.task, "returns_by_steps": by_steps, "returns_ci95": ci95,
                "final_train": final}
     if speed_error:

@@ -34,13 +34,17 @@ from matplotlib.figure import Figure
 
 from envs.point_nav import PointNav2D
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
-from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.transfer.few_shot import returns_by_steps, train_meta_phases
+from metarl_jax.transfer.few_shot import (
+    plot_meta_training,
+    returns_by_steps,
+    steps_table_rows,
+    train_meta_phases,
+)
 
 NAME = "maml_nav2d"
 METHODS = ("maml", "promp", "pretrained")
@@ -149,13 +153,9 @@ def main(args) -> dict:
 
     plot_trajectories(run_dir / "trajectories.png", np.asarray(goals.goal[:config.plot_goals]),
                       positions, config.eval_steps)
-    plots.plot_curves(run_dir / "curves.png", {
-        f"{m} ({k})": ([l["update"] for l in phase_metrics(run_dir, m)],
-                       [l[f"return_{k}"] for l in phase_metrics(run_dir, m)])
-        for m in METHODS for k in (("pre", "post") if m != "pretrained" else ("pre",))},
-        xlabel="meta-iteration", ylabel="mean return", title="training on PointNav2D goals")
-    rows = [dict(method=m, **{f"{s} steps": by_steps[m][s] for s in range(config.eval_steps + 1)})
-            for m in METHODS]
+    plot_meta_training(run_dir / "curves.png", run_dir, METHODS, ylabel="mean return",
+                       title="training on PointNav2D goals")
+    rows = steps_table_rows({m: by_steps[m] for m in METHODS})
     results = {"returns_by_steps": by_steps, "returns_ci95": ci95, "final_train": final}
     return finish(run_dir, {"results": results, "eval_goals": config.eval_goals},
                   format_table(rows))

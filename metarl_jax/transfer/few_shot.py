@@ -12,7 +12,8 @@ from typing import Any, Dict, Mapping, Tuple
 import jax
 import numpy as np
 
-from metarl_jax.io.training_loop import train_phase
+from metarl_jax.io import plots
+from metarl_jax.io.training_loop import phase_metrics, train_phase
 
 
 def train_meta_phases(run_dir: Path, learner, configs: Mapping[str, Any],
@@ -42,3 +43,21 @@ def returns_by_steps(returns: Any) -> Tuple[list, list]:
         raise ValueError(f"returns must be [tasks >= 2, steps + 1], got {returns.shape}")
     ci95 = 1.96 * returns.std(0, ddof=1) / np.sqrt(returns.shape[0])
     return returns.mean(0).tolist(), ci95.tolist()
+
+
+def plot_meta_training(path: Path, run_dir: Path, methods, ylabel: str, title: str) -> None:
+    """``curves.png`` of a few-shot run: pre- and post-adaptation training return per
+    meta-iteration for each method (pre only for a zero-step baseline named ``pretrained``)."""
+    curves = {}
+    for method in methods:
+        lines = phase_metrics(run_dir, method)
+        for kind in (("pre", "post") if method != "pretrained" else ("pre",)):
+            curves[f"{method} ({kind})"] = ([line["update"] for line in lines],
+                                            [line[f"return_{kind}"] for line in lines])
+    plots.plot_curves(path, curves, xlabel="meta-iteration", ylabel=ylabel, title=title)
+
+
+def steps_table_rows(by_steps: Mapping[str, list]) -> list:
+    """Rows ``{method, "0 steps", "1 steps", ...}`` for ``format_table``."""
+    return [dict(method=m, **{f"{s} steps": r for s, r in enumerate(returns)})
+            for m, returns in by_steps.items()]
