@@ -32,11 +32,11 @@ import optax
 from flax import struct
 
 from metarl_jax.algos.advantages import gae
+from metarl_jax.algos.learner import Learner
+from metarl_jax.algos.ppo_loss import Batch, clipped_surrogate_loss, ppo_optimizer, run_epochs
 from metarl_jax.core import normalization
 from metarl_jax.core.env import Env, is_discrete
-from metarl_jax.core.nonfinite import keep_if_finite, nonfinite_code
 from metarl_jax.core.rollout import reset_batch, rollout
-from metarl_jax.core.seeding import init_each_seed
 from metarl_jax.core.wrappers import AutoReset, EpisodeStats
 from metarl_jax.nets.actor_critic import ActorCritic
 from metarl_jax.randomization import robust as robust_lib
@@ -114,12 +114,10 @@ class PPOState:
 
 
 def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
-    # The learning rate is applied outside optax so it can be a traced (dynamic) value with an
-    # annealing schedule computed from the update counter stored in the train state.
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam(eps=1e-5))
+    return ppo_optimizer(config.max_grad_norm)
 
 
-class PPO:
+class PPO(Learner):
     """PPO on one env. Holds only static structure (the wrapped env); all data is in ``PPOState``.
 
     Args:
@@ -137,11 +135,7 @@ class PPO:
         self.robust = robust
         self.train_env = EpisodeStats(AutoReset(env, resample_every))
         self.discrete = is_discrete(env.action_space)
-        self.init = jax.jit(self._init)
-        self.update = jax.jit(self._update)
-        self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_updates")
-        self.train_chunk_seeds = jax.jit(self._train_chunk_seeds, static_argnames="num_updates")
-        self.train = jax.jit(self._train)
+        super().__init__()
 
     # ----------------------------------------------------------------------------- networks
     def network(self, config: PPOConfig) -> ActorCritic:
@@ -157,16 +151,13 @@ class PPO:
         dist, _ = net.apply(params, self._normalize(config, obs_stats, obs))
         return net.head.mode(dist) if deterministic else net.head.sample(key, dist)
 
+    def make_policy(self, state: PPOState, config: PPOConfig, deterministic: bool = False):
+        """``act(key, obs[..., obs_size]) -> action`` of one seed's ``state`` (raw observations;
+        normalized inside with the state's statistics)."""
+        params, obs_stats = state.params, state.obs_stats
+        return lambda key, obs: self.act(params, obs_stats, config, key, obs, deterministic)
+
     # ----------------------------------------------------------------------------- init
-    def init_seeds(self, keys: jax.Array, config: PPOConfig, space) -> PPOState:
-        """``init`` for each of ``keys[S]``, stacked ``[S, ...]``.
-
-        Seeds are initialized one at a time (then stacked): ``jit(vmap(init))`` batches the
-        orthogonal initializers' QR decompositions, which can deadlock jaxlib's CPU thread pool
-        on 2 cores (see ``metarl_jax.core.seeding``). Training stays ``vmap``-ed over seeds.
-        """
-        return init_each_seed(self.init, keys, config, space)
-
     def _init(self, key: jax.Array, config: PPOConfig, space: ParamSpace) -> PPOState:
         if self.robust is not None:
             robust_lib.check_alignment(self.env, config.num_steps, None)
@@ -218,52 +209,22 @@ class PPO:
                 self.robust, traj.reward, traj.done, state.env_state, state.space,
                 state.update_step)
 
-        batch = (obs, traj.action, traj.extras["log_prob"], advantages, targets)
-        if weights is not None:
-            batch = batch + (weights,)  # [T, N]: one weight per sample, the episode's weight
+        batch = Batch(obs, traj.action, traj.extras["log_prob"], advantages, targets,
+                      weights)  # weights: [T, N], one per sample (the episode's), or None
         batch = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
-        tx = _optimizer(config)
         lr = config.learning_rate
         if config.anneal_lr:
             lr = lr * (1.0 - state.update_step.astype(jnp.float32) / config.num_updates)
 
-        def loss_fn(params, minibatch):
-            mb_obs, mb_action, mb_logp, mb_adv, mb_target = minibatch[:5]
-            mb_w = minibatch[5] if len(minibatch) > 5 else None
-            mean = lambda x: robust_lib.weighted_mean(x, mb_w)  # jnp.mean without weights
-            dist, value = net.apply(params, mb_obs)
-            logp = net.head.log_prob(dist, mb_action)
-            ratio = jnp.exp(logp - mb_logp)
-            adv = robust_lib.normalize_advantages(mb_adv, mb_w)
-            clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
-            policy_loss = -mean(jnp.minimum(ratio * adv, clipped * adv))
-            value_loss = 0.5 * mean((value - mb_target) ** 2)
-            entropy = mean(net.head.entropy(dist))
-            loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
-            return loss, {
-                "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-                "approx_kl": mean((ratio - 1.0) - jnp.log(ratio)),
-                "clip_frac": mean(jnp.abs(ratio - 1.0) > config.clip_eps),
-            }
+        def loss_fn(params, minibatch: Batch):
+            dist, value = net.apply(params, minibatch.obs)
+            return clipped_surrogate_loss(
+                net.head.log_prob(dist, minibatch.action), value, net.head.entropy(dist),
+                minibatch, config.clip_eps, config.vf_coef, config.ent_coef)
 
-        def minibatch_step(carry, minibatch):
-            params, opt_state = carry
-            (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, minibatch)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            updates = jax.tree.map(lambda u: -lr * u, updates)
-            stats["grad_norm"] = optax.tree.norm(grads)
-            return (optax.apply_updates(params, updates), opt_state), stats
-
-        def epoch(carry, epoch_key):
-            perm = jax.random.permutation(epoch_key, config.batch_size)
-            minibatches = jax.tree.map(
-                lambda x: x[perm].reshape((config.num_minibatches, -1) + x.shape[1:]), batch
-            )
-            return jax.lax.scan(minibatch_step, carry, minibatches)
-
-        (params, opt_state), stats = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(perm_key, config.num_epochs)
-        )
+        (params, opt_state), stats = run_epochs(
+            loss_fn, _optimizer(config), lr, state.params, state.opt_state, batch, perm_key,
+            config.num_epochs, config.num_minibatches)
         metrics = jax.tree.map(jnp.mean, stats)
         metrics.update(
             # Mean return of the latest finished episode of each env (0 before any finishes).
@@ -272,24 +233,9 @@ class PPO:
             rollout_reward=jnp.mean(traj.reward),
             **hook_metrics,
         )
-        code = nonfinite_code(loss=(stats["policy_loss"], stats["value_loss"]),
-                              grad=stats["grad_norm"], params=params)
-        metrics["nonfinite_flags"] = code
         new_state = state.replace(
             params=params, opt_state=opt_state, obs_stats=obs_stats, env_state=carry.env_state,
             obs=carry.obs, space=space, key=key, update_step=state.update_step + 1,
         )
-        # On a NaN/inf the state stays the last good one (the loop stops after this chunk).
-        return keep_if_finite(code, new_state, state), metrics
-
-    def _train_chunk(self, state: PPOState, config: PPOConfig, num_updates: int):
-        """``num_updates`` updates in one ``lax.scan``. Metrics: ``[num_updates]`` per key."""
-        return jax.lax.scan(lambda s, _: self._update(s, config), state, None, length=num_updates)
-
-    def _train_chunk_seeds(self, states: PPOState, config: PPOConfig, num_updates: int):
-        """``_train_chunk`` over a leading seed axis of ``states``; metrics ``[S, num_updates]``."""
-        return jax.vmap(lambda s: self._train_chunk(s, config, num_updates))(states)
-
-    def _train(self, key: jax.Array, config: PPOConfig, space: ParamSpace):
-        """The whole run, ``config.num_updates`` updates, as one program."""
-        return self._train_chunk(self._init(key, config, space), config, config.num_updates)
+        # The Learner base checks losses, grad_norm and params for NaN/inf (state kept if any).
+        return new_state, metrics
