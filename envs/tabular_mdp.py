@@ -17,13 +17,14 @@ learner, per episode; ``random_episode_return`` that of uniformly random actions
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, Tuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from metarl_jax.core.env import Box, Discrete, Env, EnvParams, Info, PRNGKey, time_limit
+from metarl_jax.randomization.param_space import ParamDistribution, ParamSpace, fixed_space
 
 
 @struct.dataclass
@@ -102,11 +103,13 @@ def dirichlet_ones(key: jax.Array, shape: Tuple[int, ...], size: int) -> jax.Arr
 
 
 @struct.dataclass
-class TabularMDPTaskSpace:
-    """The RL^2 task distribution over ``TabularMDPParams``; a pytree like ``ParamSpace``.
+class TabularMDPTaskSpace(ParamDistribution):
+    """The RL^2 task distribution over ``TabularMDPParams``; a pytree like ``ParamSpace``
+    (implements ``ParamDistribution``).
 
     ``sample(key, shape=()) -> TabularMDPParams`` with leaves ``[*shape, ...]``. The numbers
-    (reward prior mean/std, reward noise) are leaves; the sizes are static.
+    (reward prior mean/std, reward noise) are leaves; the sizes are static. ``nominal`` is the
+    prior's mean MDP (uniform transitions, every mean reward at the prior mean).
     """
 
     reward_prior_mean: jax.Array = 1.0
@@ -114,6 +117,23 @@ class TabularMDPTaskSpace:
     reward_std: jax.Array = 1.0
     num_states: int = struct.field(pytree_node=False, default=10)
     num_actions: int = struct.field(pytree_node=False, default=5)
+
+    @property
+    def nominal(self) -> TabularMDPParams:
+        S, A = self.num_states, self.num_actions
+        return TabularMDPParams(
+            transitions=jnp.full((S, A, S), 1.0 / S, jnp.float32),
+            reward_mean=jnp.full((S, A), self.reward_prior_mean, jnp.float32),
+            reward_std=jnp.asarray(self.reward_std, jnp.float32),
+            action_delay=jnp.int32(0), obs_noise_std=jnp.float32(0.0))
+
+    def support(self) -> Dict[str, Tuple[jax.Array, jax.Array]]:
+        """Transition probabilities lie in [0, 1]; Gaussian mean rewards are unbounded."""
+        return {"transitions": (jnp.float32(0.0), jnp.float32(1.0)),
+                "reward_mean": (jnp.float32(-jnp.inf), jnp.float32(jnp.inf))}
+
+    def collapse_to_nominal(self) -> ParamSpace:
+        return fixed_space(self.nominal)
 
     def sample(self, key: jax.Array, shape: Tuple[int, ...] = ()) -> TabularMDPParams:
         shape = tuple(shape)

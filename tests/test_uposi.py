@@ -106,8 +106,8 @@ def linear_osi():
     config = OSIConfig(num_envs=32, num_steps=20, num_updates=4, buffer_collections=4,
                        fit_steps=600, batch_size=128, hidden_sizes=(64, 64), learning_rate=3e-3)
     state = osi.init(jax.random.PRNGKey(0), config, space)
-    state, _ = osi.train_chunk(state, None, config, num_updates=2)
-    state, metrics = osi.train_chunk(state, None, config, num_updates=2)
+    state, _ = osi.train_chunk(state, config, 2, None)
+    state, metrics = osi.train_chunk(state, config, 2, None)
     return osi, config, space, state, metrics
 
 

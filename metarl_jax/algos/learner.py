@@ -31,8 +31,9 @@ seed's state (``select_seed(states, i)`` takes seed ``i`` out of a stacked state
 function is pure (jit it, vmap it, hand it to ``metarl_jax.sim2real.export``).
 
 Fault injection (for tests of the guard through a real command): with the environment variable
-``METARL_JAX_INJECT_NAN=1`` set when a learner is constructed, every update's loss is reported as
-NaN, so the guard trips on the first update.
+``METARL_JAX_INJECT_NAN`` set when a learner is constructed -- to ``1`` for every learner, or to
+a class name (``OSILearner``) for that one only -- every update's loss is reported as NaN, so the
+guard trips on the first update.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class Learner:
     """
 
     def __init__(self):
-        self._inject_nan = os.environ.get(INJECT_NAN_ENV, "") not in ("", "0")
+        inject = os.environ.get(INJECT_NAN_ENV, "")
+        self._inject_nan = inject == "1" or inject == type(self).__name__
         self.init = jax.jit(self._init)
         self.update = jax.jit(self.guarded_update)
         self.train_chunk = jax.jit(self._train_chunk, static_argnames=_STATIC)

@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from metarl_jax.algos.learner import Learner
+
 static = dict(pytree_node=False)
 LR_MODES = ("fixed", "scalar", "per_param")
 
@@ -167,7 +169,7 @@ class MAMLState:
     step: jax.Array  # [] int32, outer updates done
 
 
-class SupervisedMAML:
+class SupervisedMAML(Learner):
     """Meta-training for supervised tasks with Adam in the outer loop.
 
     Args:
@@ -175,13 +177,18 @@ class SupervisedMAML:
         init_params: ``init_params(key) -> params``.
         sample_batch: ``sample_batch(key, meta_batch_size) -> (support, query)``, each with a
             leading task axis ``[B, ...]``.
+
+    A ``Learner``: ``train_chunk(state, config, n, log_every=m)`` runs ``n * m`` outer updates and
+    returns metrics ``[n]`` (means over blocks of ``m``); the guard watches the losses, the
+    meta-gradient's norm and ``state.meta``.
     """
 
     def __init__(self, loss: Loss, init_params: Callable, sample_batch: Callable):
         self.loss, self.init_params, self.sample_batch = loss, init_params, sample_batch
-        self.init = jax.jit(self._init)
-        self.update = jax.jit(self._update)
-        self.train_chunk = jax.jit(self._train_chunk, static_argnames=("num_updates", "log_every"))
+        super().__init__()
+
+    def trainable(self, state: MAMLState) -> MetaParams:
+        return state.meta
 
     def _init(self, key: jax.Array, config: MAMLConfig) -> MAMLState:
         net_key, key = jax.random.split(key)
@@ -203,15 +210,3 @@ class SupervisedMAML:
         metrics = {"pre_loss": pre_loss, "post_loss": post_loss,
                    "grad_norm": optax.tree.norm(grads)}
         return MAMLState(meta, opt_state, key, state.step + 1), metrics
-
-    def _train_chunk(self, state: MAMLState, config: MAMLConfig, num_updates: int,
-                     log_every: int = 1):
-        """``num_updates * log_every`` outer updates in one ``lax.scan``; metrics
-        ``[num_updates]``, each the mean over a block of ``log_every`` updates."""
-
-        def block(s, _):
-            s, metrics = jax.lax.scan(lambda c, _: self._update(c, config), s, None,
-                                      length=log_every)
-            return s, jax.tree.map(jnp.mean, metrics)
-
-        return jax.lax.scan(block, state, None, length=num_updates)

@@ -37,8 +37,9 @@ from flax import struct
 
 from metarl_jax.algos import dice
 from metarl_jax.algos.advantages import gae
-from metarl_jax.algos.maml import MetaParams, adapt_sequence, init_meta_params, inner_rates
-from metarl_jax.algos.maml import sgd_step
+from metarl_jax.algos.learner import Learner
+from metarl_jax.algos.maml import (LR_MODES, MetaParams, adapt_sequence, init_meta_params,
+                                   inner_rates, sgd_step)
 from metarl_jax.algos.trpo import gauss_newton_fvp, trpo_step
 from metarl_jax.core.rollout import reset_batch, rollout
 from metarl_jax.nets.mlp import MLP
@@ -48,6 +49,7 @@ from metarl_jax.randomization.param_space import ParamSpace
 static = dict(pytree_node=False)
 ESTIMATORS = ("dice", "lvc", "pg")
 OUTER = ("trpo", "promp")
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}  # MAMLRLConfig.activation -> function
 
 
 @struct.dataclass
@@ -58,7 +60,7 @@ class MAMLRLConfig:
     episodes_per_task: int = struct.field(default=20, **static)
     num_inner_steps: int = struct.field(default=1, **static)
     hidden_sizes: Tuple[int, ...] = struct.field(default=(64, 64), **static)
-    activation: str = struct.field(default="tanh", **static)  # "tanh" or "relu"
+    activation: str = struct.field(default="tanh", **static)  # a key of ACTIVATIONS
     estimator: str = struct.field(default="dice", **static)
     outer: str = struct.field(default="trpo", **static)
     inner_lr_mode: str = struct.field(default="fixed", **static)  # see maml.LR_MODES
@@ -91,8 +93,8 @@ class MAMLRLConfig:
         if self.num_inner_steps < 0:
             raise ValueError(f"MAMLRLConfig.num_inner_steps must be >= 0, got {self.num_inner_steps}")
         for name, allowed in (("estimator", ESTIMATORS), ("outer", OUTER),
-                              ("activation", ("tanh", "relu")),
-                              ("inner_lr_mode", ("fixed", "scalar", "per_param"))):
+                              ("activation", tuple(ACTIVATIONS)),
+                              ("inner_lr_mode", LR_MODES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"MAMLRLConfig.{name} must be one of {allowed}, "
                                  f"got {getattr(self, name)!r}")
@@ -114,7 +116,7 @@ class GaussianPolicy(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        mean = MLP(self.hidden_sizes, self.action_size, getattr(nn, self.activation),
+        mean = MLP(self.hidden_sizes, self.action_size, ACTIVATIONS[self.activation],
                    output_scale=0.01)(obs)
         log_std = self.param("log_std", nn.initializers.constant(self.init_log_std),
                              (self.action_size,))
@@ -172,15 +174,35 @@ class MAMLRLState:
     step: jax.Array  # [] int32
 
 
-class MAMLRL:
-    """Gradient-based meta-RL on one env; the task distribution is a ``ParamSpace``."""
+class MAMLRL(Learner):
+    """Gradient-based meta-RL on one env; the task distribution is a ``ParamSpace``.
+
+    A ``Learner``: ``init(key, config, space)``, ``train_chunk(state, config, n)`` and the
+    non-finite guard (on the surrogate and ``state.meta``) come from the contract.
+    ``make_policy`` is the meta-policy before adaptation (``pi_theta``).
+    """
 
     def __init__(self, env):
         self.env = env
-        self.init = jax.jit(self._init)
-        self.update = jax.jit(self._update)
-        self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_updates")
+        super().__init__()
         self.evaluate = jax.jit(self._evaluate, static_argnames="num_steps")
+
+    def trainable(self, state: MAMLRLState) -> MetaParams:
+        return state.meta
+
+    def nonfinite_quantities(self, state: MAMLRLState, metrics) -> Dict[str, Any]:
+        # TRPO and ProMP both report the outer surrogate before their step.
+        return {"loss": metrics["surrogate_before"], "params": state.meta}
+
+    def make_policy(self, state: MAMLRLState, config: MAMLRLConfig, deterministic: bool = False):
+        """``act(key, obs[..., obs_size]) -> action`` of the pre-adaptation meta-policy."""
+        net, params = self.policy(config), state.meta.params
+
+        def act(key, obs):
+            dist = net.apply(params, obs)
+            return dist[0] if deterministic else DiagGaussian.sample(key, dist)
+
+        return act
 
     def policy(self, config: MAMLRLConfig) -> GaussianPolicy:
         return GaussianPolicy(self.env.action_size, tuple(config.hidden_sizes),
@@ -341,10 +363,6 @@ class MAMLRL:
         returns = chains.episode_return.mean(axis=(0, 2))  # [k+1]
         stats.update(return_pre=returns[0], return_post=returns[-1])
         return state.replace(key=key, step=state.step + 1), stats
-
-    def _train_chunk(self, state: MAMLRLState, config: MAMLRLConfig, num_updates: int):
-        """``num_updates`` meta-iterations in one ``lax.scan``; metrics ``[num_updates]``."""
-        return jax.lax.scan(lambda s, _: self._update(s, config), state, None, length=num_updates)
 
     def _evaluate(self, meta: MetaParams, config: MAMLRLConfig, tasks, key, num_steps: int):
         """Adapt to each of ``tasks`` (leaves ``[B, ...]``) for ``num_steps`` inner steps.

@@ -40,7 +40,7 @@ from metarl_jax.core.rollout import reset_batch, rollout
 from metarl_jax.core.wrappers import AutoReset, EpisodeStats
 from metarl_jax.nets.actor_critic import ActorCritic
 from metarl_jax.randomization import robust as robust_lib
-from metarl_jax.randomization.param_space import ParamSpace
+from metarl_jax.randomization.param_space import ParamDistribution
 
 static = dict(pytree_node=False)
 
@@ -108,7 +108,7 @@ class PPOState:
     obs_stats: normalization.RunningStats
     env_state: Any  # [N, ...] (EpisodeStats(AutoReset(env)) state, incl. current episode params)
     obs: jax.Array  # [N, obs_size]
-    space: ParamSpace  # the randomization distribution episodes are drawn from
+    space: ParamDistribution  # the randomization distribution episodes are drawn from
     key: jax.Array
     update_step: jax.Array  # [] int32, updates done so far
 
@@ -158,7 +158,7 @@ class PPO(Learner):
         return lambda key, obs: self.act(params, obs_stats, config, key, obs, deterministic)
 
     # ----------------------------------------------------------------------------- init
-    def _init(self, key: jax.Array, config: PPOConfig, space: ParamSpace) -> PPOState:
+    def _init(self, key: jax.Array, config: PPOConfig, space: ParamDistribution) -> PPOState:
         if self.robust is not None:
             robust_lib.check_alignment(self.env, config.num_steps, None)
         net_key, env_key, key = jax.random.split(key, 3)

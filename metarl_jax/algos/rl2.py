@@ -19,8 +19,9 @@ so gradients flow through the whole chunk. Minibatches are sets of whole chunks 
 index); time order within a chunk is kept. Trials longer than a rollout continue across updates
 (the carry -- env state, hidden state, previous action/reward -- is part of the train state).
 
-A NaN/inf in the losses, gradients or new parameters sets the ``nonfinite_flags`` metric and
-keeps the previous state (``metarl_jax.core.nonfinite``), as in PPO.
+RL² is a ``Learner`` (``metarl_jax.algos.learner``): ``init_seeds``, ``train_chunk(_seeds)``,
+``train`` and the non-finite guard come from the contract; the loss is the PPO-family loss of
+``metarl_jax.algos.ppo_loss`` over whole sequences.
 
 ``RL2Config`` is a pytree like ``PPOConfig``: sizes static, rates traced. Shapes: time-major
 ``[T, N, ...]``; sequences ``[L, S, ...]`` with ``S = N * T / L``.
@@ -36,12 +37,12 @@ import optax
 from flax import struct
 
 from metarl_jax.algos.advantages import gae
+from metarl_jax.algos.learner import Learner
+from metarl_jax.algos.ppo_loss import Batch, clipped_surrogate_loss, ppo_optimizer, run_epochs
 from metarl_jax.core.env import Env, is_discrete
-from metarl_jax.core.nonfinite import keep_if_finite, nonfinite_code
-from metarl_jax.core.seeding import init_each_seed
 from metarl_jax.core.trial import Trial
 from metarl_jax.nets.recurrent import RecurrentActorCritic, RecurrentInput, unroll
-from metarl_jax.randomization.param_space import fixed_space
+from metarl_jax.randomization.param_space import ParamDistribution, fixed_space
 
 static = dict(pytree_node=False)
 
@@ -136,7 +137,7 @@ class RL2State:
     params: Any
     opt_state: Any
     carry: ActorCarry
-    space: Any  # the task distribution trials are drawn from
+    space: ParamDistribution  # the task distribution trials are drawn from
     key: jax.Array
     update_step: jax.Array  # [] int32
 
@@ -162,11 +163,10 @@ def _mask(done: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def _optimizer(config: RL2Config) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                       optax.scale_by_adam(eps=1e-5))
+    return ppo_optimizer(config.max_grad_norm)
 
 
-class RL2:
+class RL2(Learner):
     """Recurrent PPO over trials. Holds static structure only; all data is in ``RL2State``."""
 
     def __init__(self, env: Env, episodes_per_trial: int = 1):
@@ -174,11 +174,7 @@ class RL2:
         self.trial_env = Trial(env, episodes_per_trial)
         self.episodes_per_trial = int(episodes_per_trial)
         self.discrete = is_discrete(env.action_space)
-        self.init = jax.jit(self._init)
-        self.update = jax.jit(self._update)
-        self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_updates")
-        self.train_chunk_seeds = jax.jit(self._train_chunk_seeds, static_argnames="num_updates")
-        self.train = jax.jit(self._train)
+        super().__init__()
         self.evaluate = jax.jit(self._evaluate, static_argnames="deterministic")
 
     def network(self, config: RL2Config) -> RecurrentActorCritic:
@@ -223,15 +219,6 @@ class RL2:
         return jax.lax.scan(one_step, carry, jax.random.split(key, num_steps))
 
     # ----------------------------------------------------------------------------- init
-    def init_seeds(self, keys: jax.Array, config: RL2Config, space) -> RL2State:
-        """``init`` for each of ``keys[S]``, stacked ``[S, ...]``.
-
-        Seeds are initialized one at a time (then stacked): ``jit(vmap(init))`` batches the
-        orthogonal initializers' QR decompositions, which can deadlock jaxlib's CPU thread pool
-        on 2 cores (see ``metarl_jax.core.seeding``). Training stays ``vmap``-ed over seeds.
-        """
-        return init_each_seed(self.init, keys, config, space)
-
     def _init(self, key: jax.Array, config: RL2Config, space) -> RL2State:
         net_key, env_key, key = jax.random.split(key, 3)
         net = self.network(config)
@@ -264,49 +251,31 @@ class RL2:
         sequences = jax.tree.map(to_sequences, (traj.inputs, traj.first, traj.action,
                                                 traj.log_prob, advantages, targets))
         h0 = traj.hidden[::L].reshape((config.num_sequences, config.hidden_size))
+        # Minibatches are sets of whole sequences: the sample axis is the sequence axis, so the
+        # batch is stored sequence-major [S, L, ...] and swapped back to time-major in the loss.
+        inputs, first, action, log_prob, adv, target = jax.tree.map(
+            lambda x: jnp.swapaxes(x, 0, 1), sequences)
+        batch = Batch((h0, inputs, first), action, log_prob, adv, target)
         lr, ent_coef = config.learning_rate, config.ent_coef
         progress = state.update_step.astype(jnp.float32) / config.num_updates
         if config.anneal_lr:
             lr = lr * (1.0 - progress)
         if config.anneal_ent:
             ent_coef = ent_coef * (1.0 - progress)
-        tx = _optimizer(config)
 
-        def loss_fn(params, minibatch):
-            hidden0, (inputs, first, action, old_logp, adv, target) = minibatch
+        def loss_fn(params, minibatch: Batch):
+            hidden0, *sequence_major = minibatch.obs
+            time_major = lambda x: jnp.swapaxes(x, 0, 1)  # [S', L, ...] -> [L, S', ...]
+            inputs, first = jax.tree.map(time_major, sequence_major)
+            minibatch = jax.tree.map(time_major, minibatch._replace(obs=()))
             _, dist, value = unroll(net, params, hidden0, inputs, first)
-            logp = net.head.log_prob(dist, action)
-            ratio = jnp.exp(logp - old_logp)
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
-            policy_loss = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
-            value_loss = 0.5 * jnp.mean((value - target) ** 2)
-            entropy = jnp.mean(net.head.entropy(dist))
-            loss = policy_loss + config.vf_coef * value_loss - ent_coef * entropy
-            return loss, {
-                "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
-                "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
-                "clip_frac": jnp.mean(jnp.abs(ratio - 1.0) > config.clip_eps),
-            }
+            return clipped_surrogate_loss(
+                net.head.log_prob(dist, minibatch.action), value, net.head.entropy(dist),
+                minibatch, config.clip_eps, config.vf_coef, ent_coef)
 
-        def minibatch_step(carry_, minibatch):
-            params, opt_state = carry_
-            (_, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, minibatch)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            updates = jax.tree.map(lambda u: -lr * u, updates)
-            stats["grad_norm"] = optax.tree.norm(grads)
-            return (optax.apply_updates(params, updates), opt_state), stats
-
-        def epoch(carry_, epoch_key):
-            perm = jax.random.permutation(epoch_key, config.num_sequences)
-            m = config.num_minibatches
-            hidden0 = h0[perm].reshape((m, -1) + h0.shape[1:])
-            seqs = jax.tree.map(lambda x: jnp.swapaxes(
-                x[:, perm].reshape((x.shape[0], m, -1) + x.shape[2:]), 0, 1), sequences)
-            return jax.lax.scan(minibatch_step, carry_, (hidden0, seqs))
-
-        (params, opt_state), stats = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(perm_key, config.num_epochs))
+        (params, opt_state), stats = run_epochs(
+            loss_fn, _optimizer(config), lr, state.params, state.opt_state, batch, perm_key,
+            config.num_epochs, config.num_minibatches)
         metrics = jax.tree.map(jnp.mean, stats)
         metrics.update(
             # Mean return of the latest finished trial of each env (0 before any finishes).
@@ -314,25 +283,10 @@ class RL2:
             trials_finished=traj.done.astype(jnp.float32).sum(),
             rollout_reward=jnp.mean(traj.reward),
         )
-        code = nonfinite_code(loss=(stats["policy_loss"], stats["value_loss"]),
-                              grad=stats["grad_norm"], params=params)
-        metrics["nonfinite_flags"] = code
         new_state = state.replace(params=params, opt_state=opt_state, carry=carry, key=key,
                                   update_step=state.update_step + 1)
-        # On a NaN/inf the state stays the last good one (the training loop stops after the chunk).
-        return keep_if_finite(code, new_state, state), metrics
-
-    def _train_chunk(self, state: RL2State, config: RL2Config, num_updates: int):
-        """``num_updates`` updates in one ``lax.scan``. Metrics: ``[num_updates]`` per key."""
-        return jax.lax.scan(lambda s, _: self._update(s, config), state, None, length=num_updates)
-
-    def _train_chunk_seeds(self, states: RL2State, config: RL2Config, num_updates: int):
-        """``_train_chunk`` over a leading seed axis; metrics ``[S, num_updates]``."""
-        return jax.vmap(lambda s: self._train_chunk(s, config, num_updates))(states)
-
-    def _train(self, key: jax.Array, config: RL2Config, space):
-        """The whole run, ``config.num_updates`` updates, as one program."""
-        return self._train_chunk(self._init(key, config, space), config, config.num_updates)
+        # The Learner base checks losses, grad_norm and params for NaN/inf (state kept if any).
+        return new_state, metrics
 
     # ----------------------------------------------------------------------------- evaluation
     def _evaluate(self, params, config: RL2Config, tasks, key: jax.Array,

@@ -13,9 +13,11 @@ Identification", RSS 2017.
   the dataset aggregates the last ``buffer_collections`` collections (a ring buffer).
 * **Deployment**: ``a = pi(s, f(history))``.
 
-``OSILearner`` follows the learner contract of ``train_phase``: ``init`` and ``train_chunk``
-(compiled ``lax.scan`` over updates; one update = one collection + ``fit_steps`` Adam steps), with
-the UP's parameters passed in as data. Targets and estimates are normalized params in [-1, 1].
+``OSILearner`` is a ``Learner`` (``metarl_jax.algos.learner``): ``init``, ``init_seeds``,
+``train_chunk(state, config, n, up)`` (compiled ``lax.scan`` over updates; one update = one
+collection + ``fit_steps`` Adam steps) and the non-finite guard come from the contract, with the
+UP's parameters passed in as data (the update's context). Targets and estimates are normalized
+params in [-1, 1].
 
 Shapes: ``N = num_envs``, ``T = num_steps``, ``H`` transitions, ``D`` identified params,
 ``X = H * F`` history features, ``B = buffer_collections * T * N`` dataset rows.
@@ -30,10 +32,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from metarl_jax.algos.learner import Learner
 from metarl_jax.core import normalization
 from metarl_jax.core.context_wrappers import ContextLayout, ParamObservation
 from metarl_jax.core.rollout import reset_batch, rollout
-from metarl_jax.core.seeding import init_each_seed
 from metarl_jax.core.wrappers import AutoReset
 from metarl_jax.nets.mlp import MLP
 
@@ -84,7 +86,7 @@ class OSIState:
     update_step: jax.Array  # [] int32 collections done
 
 
-class OSILearner:
+class OSILearner(Learner):
     """Trains the OSI of a fixed universal policy.
 
     Args:
@@ -99,13 +101,7 @@ class OSILearner:
         self.num_params = self.layout.params
         self.collect_env = AutoReset(env)
         self.up_act = up_act
-        self.init = jax.jit(self._init)
-        self.train_chunk = jax.jit(self._train_chunk, static_argnames="num_updates")
-        self.train_chunk_seeds = jax.jit(self._train_chunk_seeds, static_argnames="num_updates")
-
-    def init_seeds(self, keys: jax.Array, config: OSIConfig, space) -> OSIState:
-        """``init`` for each of ``keys[S]``, stacked ``[S, ...]`` (see ``core.seeding``)."""
-        return init_each_seed(self.init, keys, config, space)
+        super().__init__()
 
     def network(self, config: OSIConfig) -> MLP:
         return MLP(tuple(config.hidden_sizes), self.num_params)
@@ -121,6 +117,15 @@ class OSILearner:
         mu_hat = self.estimate(osi_params, in_stats, config, history)
         return self.up_act(up, key, jnp.concatenate([raw, mu_hat], -1), deterministic)
 
+    def make_policy(self, state: OSIState, config: OSIConfig, deterministic: bool = True, *,
+                    up: Any = None):
+        """``act(key, obs) -> action`` of the deployed UP-OSI for one seed's OSI ``state`` and
+        the UP's data ``up`` (required: the OSI only estimates the physics the UP acts on)."""
+        if up is None:
+            raise ValueError("OSILearner.make_policy needs up=<the universal policy's data>")
+        return lambda key, obs: self.act(up, state.params, state.in_stats, config, key, obs,
+                                         deterministic)
+
     def _init(self, key, config: OSIConfig, space) -> OSIState:
         net_key, env_key, key = jax.random.split(key, 3)
         params = self.network(config).init(net_key, jnp.zeros((1, self.layout.history)))
@@ -134,7 +139,7 @@ class OSILearner:
             data_size=jnp.int32(0), env_state=env_state, obs=obs, space=space, key=key,
             update_step=jnp.int32(0))
 
-    def _update(self, state: OSIState, up, config: OSIConfig
+    def _update(self, state: OSIState, config: OSIConfig, up
                 ) -> Tuple[OSIState, Dict[str, jax.Array]]:
         key, roll_key, fit_key = jax.random.split(state.key, 3)
         first = state.update_step == 0
@@ -187,15 +192,6 @@ class OSILearner:
             data_size=data_size, env_state=carry.env_state, obs=carry.obs, key=key,
             update_step=state.update_step + 1)
         return new_state, metrics
-
-    def _train_chunk(self, state: OSIState, up, config: OSIConfig, num_updates: int):
-        """``num_updates`` collect-and-fit updates in one ``lax.scan``; metrics ``[n]`` each."""
-        return jax.lax.scan(lambda s, _: self._update(s, up, config), state, None,
-                            length=num_updates)
-
-    def _train_chunk_seeds(self, states: OSIState, up, config: OSIConfig, num_updates: int):
-        """``_train_chunk`` over a leading seed axis of ``states`` and ``up``."""
-        return jax.vmap(lambda s, u: self._train_chunk(s, u, config, num_updates))(states, up)
 
 
 def deployment_trace(osi: OSILearner, up, osi_params, in_stats, config: OSIConfig, params,

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from metarl_jax.core.env import Env, is_discrete
-from metarl_jax.randomization.param_space import ParamSpace, fixed_space
+from metarl_jax.randomization.param_space import ParamDistribution, ParamSpace, fixed_space
 
 
 def _select(pred: jax.Array, on_true, on_false):
@@ -145,13 +145,13 @@ class AutoReset(Wrapper):
     def default_params(self) -> ParamSpace:
         return fixed_space(self.env.default_params())
 
-    def reset(self, key, space: ParamSpace):
+    def reset(self, key, space: ParamDistribution):
         param_key, reset_key = jax.random.split(key)
         params = space.sample(param_key)
         inner, obs = self.env.reset(reset_key, params)
         return AutoResetState(inner, params, jnp.int32(0)), obs
 
-    def step(self, key, state, action, space: ParamSpace):
+    def step(self, key, state, action, space: ParamDistribution):
         step_key, param_key, reset_key = jax.random.split(key, 3)
         inner, obs, reward, done, info = self.env.step(step_key, state.inner, action, state.params)
         since = state.steps_since_resample + 1

@@ -36,14 +36,16 @@ import numpy as np
 from flax import struct
 
 from metarl_jax.randomization.distributions import SpecError
+from metarl_jax.randomization.param_space import ParamDistribution, ParamSpace, fixed_space
 from metarl_jax.randomization.robust import EpisodeBatch, param_matrix
 
 static = dict(pytree_node=False)
 
 
 @struct.dataclass
-class ADRSpace:
-    """ADR's distribution over ``Params`` and its state. Arrays are ``[D]`` unless stated.
+class ADRSpace(ParamDistribution):
+    """ADR's distribution over ``Params`` and its state (implements ``ParamDistribution``).
+    Arrays are ``[D]`` unless stated.
 
     Attributes:
         nominal: the env's ``Params`` (unbatched); un-randomized fields keep these values.
@@ -91,6 +93,10 @@ class ADRSpace:
         updates = {f: values[..., i].astype(jnp.asarray(getattr(self.nominal, f)).dtype)
                    for i, f in enumerate(self.fields)}
         return nominal.replace(**updates)
+
+    def collapse_to_nominal(self) -> ParamSpace:
+        """The nominal physics only (a ``ParamSpace`` with no randomized field)."""
+        return fixed_space(self.nominal)
 
     def support(self) -> Dict[str, Tuple[jax.Array, jax.Array]]:
         """``{field: (low, high)}``: the current ranges."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import zlib
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Protocol, Tuple, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,31 @@ from metarl_jax.randomization.distributions import (
 )
 
 Params = Any
+Support = Dict[str, Tuple[jax.Array, jax.Array]]  # {field: (low, high)} in value units
+
+
+@runtime_checkable
+class ParamDistribution(Protocol):
+    """What every distribution over an env's ``Params`` implements (``ParamSpace``, ADR's
+    ``ADRSpace``, ...); ``AutoReset``, ``Trial`` and the learners' states take any of them.
+
+    Implementations are pytrees (their numbers are leaves, so they pass through ``jit`` and can
+    live in a train state). ``nominal``: the unbatched nominal ``Params``.
+    """
+
+    nominal: Params
+
+    def sample(self, key: jax.Array, shape: Tuple[int, ...] = ()) -> Params:
+        """``Params`` with every leaf ``[*shape, *field_shape]``."""
+        ...
+
+    def support(self) -> Support:
+        """``{field: (low, high)}`` of the randomized fields, in value units."""
+        ...
+
+    def collapse_to_nominal(self) -> "ParamDistribution":
+        """A distribution that always yields ``nominal`` (the same physics, no randomization)."""
+        ...
 
 
 def _field_key(key: jax.Array, name: str) -> jax.Array:
@@ -47,8 +72,8 @@ def _field_key(key: jax.Array, name: str) -> jax.Array:
 
 
 @struct.dataclass
-class ParamSpace:
-    """A distribution over ``Params``.
+class ParamSpace(ParamDistribution):
+    """A distribution over ``Params`` (implements ``ParamDistribution``).
 
     Attributes:
         nominal: the env's ``Params`` (unbatched); un-randomized fields take these values.
@@ -74,7 +99,11 @@ class ParamSpace:
         )
         return nominal.replace(**updates)
 
-    def support(self) -> Dict[str, Tuple[jax.Array, jax.Array]]:
+    def collapse_to_nominal(self) -> "ParamSpace":
+        """The nominal physics only (``fixed_space(self.nominal)``)."""
+        return fixed_space(self.nominal)
+
+    def support(self) -> Support:
         """``{field: (low, high)}`` in value space (relative draws scaled by the nominal)."""
         out = {}
         for name, dist in self.dists.items():
