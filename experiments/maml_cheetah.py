@@ -201,7 +201,7 @@ def task_flag_to_override(argv):
 
 
 if __name__ == "__main__":
-    from metarl_jax.io.experiment import cli
+    from metarl_jax.io.cli import cli
 
     sys.exit(cli(NAME, main, Config, PRESETS, __doc__,
                  argv=task_flag_to_override(sys.argv[1:])))

@@ -185,6 +185,6 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    from metarl_jax.io.experiment import cli
+    from metarl_jax.io.cli import cli
 
     sys.exit(cli(NAME, main, Config, PRESETS, __doc__))

@@ -11,8 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
-from metarl_jax.io.experiment import cli
+from metarl_jax.io.cli import cli
 from metarl_jax.io.metrics import read_metrics
+from metarl_jax.io.run_dir import CHECKPOINT_DIR, METRICS_FILE
 
 
 def run_quick(module, out: Path, *extra: str) -> int:
@@ -25,11 +26,11 @@ def check_run_folder(run: Path, phase_updates: dict, pngs) -> None:
     phase ``{phase: num_updates}``; the PNGs and a checkpoint folder per phase exist."""
     saved = json.loads((run / "config.json").read_text())
     assert saved["preset"] == "quick" and "config" in saved
-    lines = read_metrics(run / "metrics.jsonl")
+    lines = read_metrics(run / METRICS_FILE)
     for phase, num_updates in phase_updates.items():
         updates = [line["update"] for line in lines if line["phase"] == phase]
         assert updates == list(range(1, num_updates + 1)), phase
-        assert (run / "checkpoints" / phase).is_dir()
+        assert (run / CHECKPOINT_DIR / phase).is_dir()
     assert all(line.get("nonfinite_flags", 0) == 0 for line in lines)
     for png in pngs:
         assert (run / png).stat().st_size > 5000, png
@@ -55,7 +56,7 @@ def resume_matches(module, finished: Path, tmp_path: Path, phases, capsys,
     for png in run.glob("*.png"):
         png.unlink()
     for phase in phases:
-        steps = sorted((p for p in (run / "checkpoints" / phase).iterdir() if p.name.isdigit()),
+        steps = sorted((p for p in (run / CHECKPOINT_DIR / phase).iterdir() if p.name.isdigit()),
                        key=lambda p: int(p.name))
         assert len(steps) >= 2, f"{phase}: need two checkpoints to cut one, got {steps}"
         shutil.rmtree(steps[-1])
@@ -65,7 +66,7 @@ def resume_matches(module, finished: Path, tmp_path: Path, phases, capsys,
     expected = json.loads((finished / "summary.json").read_text())["results"]
     got = json.loads((run / "summary.json").read_text())["results"]
     assert _without(got, set(wall_clock_keys)) == _without(expected, set(wall_clock_keys))
-    assert read_metrics(run / "metrics.jsonl") == read_metrics(finished / "metrics.jsonl")
+    assert read_metrics(run / METRICS_FILE) == read_metrics(finished / METRICS_FILE)
     assert sorted(p.name for p in run.glob("*.png")) == sorted(p.name
                                                                for p in finished.glob("*.png"))
     capsys.readouterr()

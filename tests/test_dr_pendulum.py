@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from experiments import dr_pendulum
-from metarl_jax.io.experiment import cli
+from metarl_jax.io.cli import cli
 from metarl_jax.io.metrics import read_metrics
+from metarl_jax.io.run_dir import CHECKPOINT_DIR, METRICS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -51,8 +52,9 @@ def test_quick_preset_writes_the_contract(quick_run):
     assert len(summary["grid"]["m"]) == num_cells and set(summary["grid"]["action_delay"]) == {0, 3}
     # The grid reaches outside the training range (mass scale 2.4 > 2.0).
     assert max(summary["grid"]["m"]) > config.mass_scale[1]
-    lines = read_metrics(quick_run / "metrics.jsonl")
-    assert [l["update"] for l in lines if l["phase"] == "dr"] == list(range(1, config.ppo.num_updates + 1))
+    lines = read_metrics(quick_run / METRICS_FILE)
+    dr_updates = [line["update"] for line in lines if line["phase"] == "dr"]
+    assert dr_updates == list(range(1, config.ppo.num_updates + 1))
     for png in ("heatmap.png", "curves.png"):
         assert (quick_run / png).stat().st_size > 5000
     saved = json.loads((quick_run / "config.json").read_text())
@@ -72,7 +74,7 @@ def test_interrupted_run_resumes_to_identical_results(quick_run, tmp_path, sig):
     out = tmp_path / "run"
     proc = _spawn("--preset", "quick", "--seed", "0", "--out", str(out))
     # Stop it once the first checkpoint of the second phase is complete (mid-run).
-    _wait_for(out / "checkpoints" / "dr" / "4", proc)
+    _wait_for(out / CHECKPOINT_DIR / "dr" / "4", proc)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
     if sig == signal.SIGTERM:
@@ -87,7 +89,7 @@ def test_interrupted_run_resumes_to_identical_results(quick_run, tmp_path, sig):
     expected = json.loads((quick_run / "summary.json").read_text())["results"]
     got = json.loads((out / "summary.json").read_text())["results"]
     assert got == expected
-    assert read_metrics(out / "metrics.jsonl") == read_metrics(quick_run / "metrics.jsonl")
+    assert read_metrics(out / METRICS_FILE) == read_metrics(quick_run / METRICS_FILE)
 
     again = _spawn("--resume", str(out))
     _, stderr = again.communicate(timeout=120)
@@ -113,7 +115,7 @@ def test_repeated_sigkills_at_random_moments_resume_to_identical_results(quick_r
     assert proc.returncode == 0, stderr
     expected = json.loads((quick_run / "summary.json").read_text())["results"]
     assert json.loads((out / "summary.json").read_text())["results"] == expected
-    assert read_metrics(out / "metrics.jsonl") == read_metrics(quick_run / "metrics.jsonl")
+    assert read_metrics(out / METRICS_FILE) == read_metrics(quick_run / METRICS_FILE)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -142,10 +144,10 @@ def test_existing_run_is_never_overwritten(quick_run, capsys):
 def test_resume_from_a_corrupt_checkpoint_fails_clearly_without_writing(tmp_path, capsys):
     out = tmp_path / "run"
     proc = _spawn("--preset", "quick", "--out", str(out))
-    _wait_for(out / "checkpoints" / "nominal" / "4", proc)
+    _wait_for(out / CHECKPOINT_DIR / "nominal" / "4", proc)
     proc.kill()
     proc.communicate()
-    for f in (out / "checkpoints" / "nominal").rglob("*"):
+    for f in (out / CHECKPOINT_DIR / "nominal").rglob("*"):
         if f.is_file() and "meta" not in f.name:
             f.write_bytes(b"garbage")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}

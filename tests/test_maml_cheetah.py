@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from experiments import maml_cheetah
+from metarl_jax.io.cli import cli
 from metarl_jax.io.config import ConfigError
-from metarl_jax.io.experiment import cli
 from metarl_jax.io.metrics import read_metrics
+from metarl_jax.io.run_dir import METRICS_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ def test_quick_preset_writes_returns_before_and_after_adaptation(tmp_path):
         assert all(-30.0 * config.episode_steps < r < 0 for r in returns), (method, returns)
         assert all(c > 0 for c in results["returns_ci95"][method])
         assert len(results["velocity_error_by_steps"][method]) == config.eval_steps + 1
-    lines = read_metrics(out / "metrics.jsonl")
+    lines = read_metrics(out / METRICS_FILE)
     for method in maml_cheetah.METHODS:
         updates = [line["update"] for line in lines if line["phase"] == method]
         assert updates == list(range(1, getattr(config, f"{method}_iterations") + 1))

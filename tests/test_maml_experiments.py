@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from experiments import maml_nav2d, maml_sinusoid
-from metarl_jax.io.experiment import cli
+from metarl_jax.io.cli import cli
 from metarl_jax.io.metrics import read_metrics
+from metarl_jax.io.run_dir import METRICS_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def test_sinusoid_quick_preset(tmp_path):
         assert results["maml"][f"mse_k{k}_1step"] < 0.6 * results["pretrained"][f"mse_k{k}_1step"]
         assert results["maml"][f"mse_k{k}_1step"] < results["maml"]["curve_k%d" % k][0]
     config = maml_sinusoid.PRESETS["quick"]
-    lines = [l for l in read_metrics(out / "metrics.jsonl") if l["phase"] == "maml_k5"]
+    lines = [line for line in read_metrics(out / METRICS_FILE) if line["phase"] == "maml_k5"]
     assert len(lines) == config.num_iterations // config.log_every
     assert (out / "fits.png").stat().st_size > 20_000
     assert (out / "curves.png").stat().st_size > 5_000

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from experiments import robust_dr, uposi
-from metarl_jax.io.experiment import cli
+from metarl_jax.io.cli import cli
 from metarl_jax.io.metrics import read_metrics
+from metarl_jax.io.run_dir import CHECKPOINT_DIR, METRICS_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +43,13 @@ def test_robust_dr_quick_preset_writes_the_contract(robust_run):
     for field, (low, high) in summary["results"]["adr"]["final_ranges"].items():
         box = config.mass_scale if field == "m" else config.length_scale
         assert box[0] - 1e-6 <= low <= 1.0 <= high <= box[1] + 1e-6
-    lines = read_metrics(robust_run / "metrics.jsonl")
-    epopt = [l for l in lines if l["phase"] == "epopt"]
+    lines = read_metrics(robust_run / METRICS_FILE)
+    epopt = [line for line in lines if line["phase"] == "epopt"]
     warmup = round(config.epopt_warmup_frac * config.ppo.num_updates)
     # Warm start: every episode; then exactly ceil(0.1 * 32) = 4 of the 32 episodes.
-    assert [l["selected_frac"] for l in epopt] == [1.0] * warmup + [4 / 32] * (len(epopt) - warmup)
-    assert all(l["episodes_aligned"] == 1.0 for l in lines)
+    selected = [line["selected_frac"] for line in epopt]
+    assert selected == [1.0] * warmup + [4 / 32] * (len(epopt) - warmup)
+    assert all(line["episodes_aligned"] == 1.0 for line in lines)
     for png in ("curves.png", "heatmap.png"):
         assert (robust_run / png).stat().st_size > 5000
 
@@ -58,13 +60,13 @@ def test_robust_dr_resumes_adr_from_its_checkpoint_exactly(robust_run, tmp_path)
     out = tmp_path / "run"
     shutil.copytree(robust_run, out)
     (out / "summary.json").unlink()
-    last = max(int(p.name) for p in (out / "checkpoints" / "adr").iterdir() if p.name.isdigit())
-    shutil.rmtree(out / "checkpoints" / "adr" / str(last))
+    last = max(int(p.name) for p in (out / CHECKPOINT_DIR / "adr").iterdir() if p.name.isdigit())
+    shutil.rmtree(out / CHECKPOINT_DIR / "adr" / str(last))
     assert _run(robust_dr, "--resume", str(out)) == 0
     expected = json.loads((robust_run / "summary.json").read_text())["results"]
     got = json.loads((out / "summary.json").read_text())["results"]
     assert got["adr"] == expected["adr"]
-    assert read_metrics(out / "metrics.jsonl") == read_metrics(robust_run / "metrics.jsonl")
+    assert read_metrics(out / METRICS_FILE) == read_metrics(robust_run / METRICS_FILE)
 
 
 def test_robust_dr_rejects_a_rollout_that_is_not_one_episode(capsys):
@@ -92,7 +94,7 @@ def test_robust_dr_runs_on_the_mjx_cheetah(tmp_path):
     assert set(ranges) == set(boxes)
     for field, (low, high) in ranges.items():
         assert boxes[field][0] - 1e-6 <= low <= 1.0 <= high <= boxes[field][1] + 1e-6
-    epopt = [line for line in read_metrics(out / "metrics.jsonl") if line["phase"] == "epopt"]
+    epopt = [line for line in read_metrics(out / METRICS_FILE) if line["phase"] == "epopt"]
     warmup = round(config.epopt_warmup_frac * config.ppo.num_updates)
     # ceil(0.1 * 8) = 1 of the 8 episodes after the warm start.
     assert [line["selected_frac"] for line in epopt] == [1.0] * warmup + [1 / 8] * (
@@ -121,7 +123,7 @@ def test_uposi_quick_preset_writes_the_contract(tmp_path):
         assert 0 < results["osi_rmse"][field] < 2 * results["prior_std"][field]
         assert len(results["osi_rmse_by_quarter"][field]) == 4
     assert summary["compiles"] == {"up": 1, "dr": 1, "osi": 1}
-    osi_lines = [l for l in read_metrics(out / "metrics.jsonl") if l["phase"] == "osi"]
+    osi_lines = [line for line in read_metrics(out / METRICS_FILE) if line["phase"] == "osi"]
     assert len(osi_lines) == uposi.PRESETS["quick"].osi.num_updates
     for png in ("osi_trace.png", "curves.png"):
         assert (out / png).stat().st_size > 5000

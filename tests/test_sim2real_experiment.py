@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from experiments import sim2real_cheetah as exp
-from metarl_jax.io.experiment import cli
+from metarl_jax.io.cli import cli
 from metarl_jax.io.metrics import read_metrics
+from metarl_jax.io.run_dir import METRICS_FILE
 from metarl_jax.sim2real import load_policy
 from metarl_jax.sim2real.deploy import Perturbation, RealWorld
 
@@ -43,7 +44,7 @@ def test_quick_preset_writes_summary_policies_and_plots(quick_run):
         assert policy.obs_size == 17 and policy.action_size == 6
     # The two phases trained different policies from the same seed.
     assert summary["results"]["nominal"]["cell_returns"] != summary["results"]["dr"]["cell_returns"]
-    lines = read_metrics(quick_run / "metrics.jsonl")
+    lines = read_metrics(quick_run / METRICS_FILE)
     updates = [m["update"] for m in lines if m["phase"] == "dr"]
     assert updates == list(range(1, config.ppo.num_updates + 1))
     for png in ("sim2real.png", "curves.png"):

@@ -7,6 +7,7 @@ import pytest
 from metarl_jax.core.nonfinite import NonFiniteError
 from metarl_jax.io.checkpoint import Checkpointer
 from metarl_jax.io.metrics import read_metrics
+from metarl_jax.io.run_dir import CHECKPOINT_DIR, METRICS_FILE
 from metarl_jax.io.training_loop import Interrupted, train_phase
 
 
@@ -34,10 +35,10 @@ def test_logs_every_update_and_checkpoints_every_chunk(tmp_path):
     state = train_phase(tmp_path, "a", init, chunk, num_updates=10, updates_per_chunk=4,
                         steps_per_update=100, show=("value",))
     assert float(state["x"]) == 5.0
-    lines = read_metrics(tmp_path / "metrics.jsonl")
-    assert [l["update"] for l in lines] == list(range(1, 11))
-    assert [l["step"] for l in lines][-1] == 1000
-    with Checkpointer(tmp_path / "checkpoints" / "a") as ckpt:
+    lines = read_metrics(tmp_path / METRICS_FILE)
+    assert [line["update"] for line in lines] == list(range(1, 11))
+    assert [line["step"] for line in lines][-1] == 1000
+    with Checkpointer(tmp_path / CHECKPOINT_DIR / "a") as ckpt:
         assert ckpt.all_steps() == [8, 10]  # max_to_keep=2, chunks end at 4, 8, 10
 
 
@@ -48,7 +49,7 @@ def test_finished_phase_is_skipped_and_interrupted_one_resumes(tmp_path):
     assert info.value.update == 4
     state = train_phase(tmp_path, "a", init, chunk, 10, 4, 1)
     assert int(state["n"]) == 10
-    assert [l["update"] for l in read_metrics(tmp_path / "metrics.jsonl")] == list(range(1, 11))
+    assert [line["update"] for line in read_metrics(tmp_path / METRICS_FILE)] == list(range(1, 11))
     calls = []
     again = train_phase(tmp_path, "a", init, lambda s, n: calls.append(n), 10, 4, 1)
     assert calls == [] and int(again["n"]) == 10
@@ -58,6 +59,6 @@ def test_nonfinite_stops_logs_the_good_updates_and_keeps_the_last_good_checkpoin
     init, chunk = _toy(bad_update=7)
     with pytest.raises(NonFiniteError, match="non-finite loss at update 7 of phase 'a'"):
         train_phase(tmp_path, "a", init, chunk, 12, 4, 1)
-    assert [l["update"] for l in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
-    with Checkpointer(tmp_path / "checkpoints" / "a") as ckpt:
+    assert [line["update"] for line in read_metrics(tmp_path / METRICS_FILE)] == [1, 2, 3, 4, 5, 6]
+    with Checkpointer(tmp_path / CHECKPOINT_DIR / "a") as ckpt:
         assert ckpt.all_steps() == [4]

@@ -1,25 +1,26 @@
 """Run infrastructure: configs and CLI, run folders, metrics, progress, checkpoints, plots.
 
 One module per concept:
-    config      frozen-dataclass configs, presets, ``name=value`` overrides, JSON round trip
-    run_dir     run folders (never overwritten), resume checks, atomic JSON files
-    metrics     ``metrics.jsonl`` writer/reader and truncation on resume
-    progress    the live progress line and plain results tables
-    checkpoint  orbax checkpoints of the full train state
-    plots       PNG curves and heatmaps
+    config         frozen-dataclass configs, ``name=value`` overrides, JSON round trip
+    cli            an experiment's command line (presets, overrides, exit codes): ``cli``
+    experiment     ``start_run`` / ``finish``: a run's config.json and summary.json
+    run_dir        run folders (never overwritten) and their file names, resume checks, JSON
+    metrics        ``metrics.jsonl`` writer/reader and truncation on resume
+    progress       the live progress line and plain results tables
+    checkpoint     orbax checkpoints of the full train state
+    plots          PNG curves and heatmaps
+    training_loop  the Python loop around compiled training chunks: log, checkpoint, resume
 """
 
-from metarl_jax.io.checkpoint import CheckpointError, Checkpointer
+from metarl_jax.io.checkpoint import Checkpointer, CheckpointError
+from metarl_jax.io.cli import RunArgs, cli, parse_args
 from metarl_jax.io.config import (
     ConfigError,
-    RunArgs,
     UsageError,
     apply_overrides,
     config_from_dict,
     config_to_dict,
     field_names,
-    parse_args,
-    run_cli,
 )
 from metarl_jax.io.metrics import MetricsLog, read_metrics, truncate_metrics
 from metarl_jax.io.plots import plot_curves, plot_heatmaps
@@ -27,6 +28,8 @@ from metarl_jax.io.progress import Progress, format_duration, format_number, for
 from metarl_jax.io.run_dir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
     ResumeError,
     RunDirError,
     create_run_dir,
@@ -39,6 +42,8 @@ from metarl_jax.io.run_dir import (
 __all__ = [
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
+    "METRICS_FILE",
+    "SUMMARY_FILE",
     "CheckpointError",
     "Checkpointer",
     "ConfigError",
@@ -49,6 +54,7 @@ __all__ = [
     "RunDirError",
     "UsageError",
     "apply_overrides",
+    "cli",
     "config_from_dict",
     "config_to_dict",
     "create_run_dir",
@@ -62,7 +68,6 @@ __all__ = [
     "plot_heatmaps",
     "read_json",
     "read_metrics",
-    "run_cli",
     "to_jsonable",
     "truncate_metrics",
     "write_json",

@@ -1,69 +1,46 @@
-"""Experiment configs: frozen dataclasses, presets, command-line overrides and JSON round trips.
+"""Experiment configs: frozen dataclasses, ``name=value`` overrides and JSON round trips.
 
 An experiment declares one frozen dataclass (fields may themselves be frozen dataclasses) and a
-dict of presets (``quick``, ``cpu``, ``accel``). The command line picks a preset and overrides
-single fields by dotted name::
+dict of presets (``quick``, ``cpu``, ``accel``). ``apply_overrides`` sets single fields by dotted
+name, as the command line (``metarl_jax.io.cli``) passes them::
 
-    python -m experiments.ppo_pendulum --preset quick --seed 3 ppo.learning_rate=1e-3 hidden=64,64
+    apply_overrides(cfg, ["ppo.learning_rate=1e-3", "hidden=64,64"])
 
 Values are parsed by the field's annotated type (``int``, ``float``, ``bool``, ``str``,
 ``tuple[...]`` written ``0.5,1.5``, ``X | None`` written ``none``, ``Literal[...]``), and the
 result is built with ``dataclasses.replace``, so a dataclass's ``__post_init__`` checks still run.
+``config_to_dict`` / ``config_from_dict`` round-trip a config through a run's ``config.json``.
 
-Every mistake the user can make on the command line raises a ``UsageError`` with a message meant
-to be read by a person; ``run_cli`` prints it and exits with status 2 (no traceback).
+Every mistake a user can make in a config raises a ``ConfigError`` (a ``UsageError``) with a
+message meant to be read by a person.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
-import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 C = TypeVar("C")
-R = TypeVar("R")
 
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 _NONE = ("none", "null")
-_OPTIONS = ("--preset", "--seed", "--out", "--resume", "--help")
 
 
 class UsageError(Exception):
     """An error in what the user asked for (a bad flag, field, value or folder).
 
-    ``run_cli`` turns every ``UsageError`` into a one-line message on stderr and exit status 2.
+    The command line (``metarl_jax.io.cli.cli``) turns every ``UsageError`` into a one-line
+    message on stderr and exit status 2.
     """
 
 
 class ConfigError(UsageError, ValueError):
     """A config, preset or override that cannot be applied; the message says how to fix it."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunArgs:
-    """What an experiment's command line asked for.
-
-    Attributes:
-        config: the preset with every override applied (an instance of the experiment's config).
-        preset: the preset's name.
-        seed: the base seed for ``jax.random.PRNGKey``.
-        out: run folder to create, or None for the default ``runs/<name>/<timestamp>``.
-        resume: run folder to continue, or None for a fresh run. A resumed run should
-            rebuild its config from the folder's ``config.json`` (``config_from_dict``): the
-            ``config`` here is only what this command line would have started.
-    """
-
-    config: Any
-    preset: str
-    seed: int
-    out: Path | None
-    resume: Path | None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,147 +238,6 @@ def apply_overrides(cfg: C, overrides: Sequence[str] | Mapping[str, str]) -> C:
 
 
 # ----------------------------------------------------------------------------------------------
-# The command line
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises ConfigError instead of printing usage and exiting."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        raise ConfigError(message)
-
-
-def _unknown_option(opt: str, cls: type) -> ConfigError:
-    flag = opt.split("=", 1)[0]
-    bare = flag.lstrip("-").replace("-", "_")
-    fields = field_names(cls)
-    if bare in fields:
-        return ConfigError(f"unknown option '{flag}'. Config fields are set as '{bare}=VALUE'.")
-    close = difflib.get_close_matches(flag, _OPTIONS, n=1, cutoff=0.6)
-    if close:
-        return ConfigError(f"unknown option '{flag}'. Did you mean '{close[0]}'?")
-    close = difflib.get_close_matches(bare, fields, n=1, cutoff=0.6)
-    if close:
-        return ConfigError(
-            f"unknown option '{flag}'. Did you mean the field override '{close[0]}=VALUE'?"
-        )
-    return ConfigError(f"unknown option '{flag}'. Valid options: {', '.join(_OPTIONS)}.")
-
-
-def _default_preset(presets: Mapping[str, Any]) -> str:
-    return "cpu" if "cpu" in presets else next(iter(presets))
-
-
-def parse_args(
-    config_cls: type[C],
-    presets: Mapping[str, C],
-    argv: Sequence[str] | None = None,
-    description: str = "",
-    *,
-    default_preset: str | None = None,
-) -> RunArgs:
-    """Parse ``[--preset P] [--seed N] [--out DIR] [--resume DIR] [field=value ...]``.
-
-    Args:
-        config_cls: the experiment's frozen config dataclass.
-        presets: preset name -> config instance (``quick``, ``cpu``, ``accel``).
-        argv: arguments without the program name; ``sys.argv[1:]`` when None.
-        description: shown by ``--help``.
-        default_preset: preset used without ``--preset``; ``cpu`` if present, else the first.
-
-    Raises:
-        ConfigError: unknown option or field, bad preset, or a value that does not parse.
-    """
-    if not presets:
-        raise ValueError("an experiment needs at least one preset")
-    for name, cfg in presets.items():
-        if not isinstance(cfg, config_cls):
-            raise TypeError(f"preset '{name}' is a {type(cfg).__name__}, not a {config_cls.__name__}")
-    default_preset = default_preset or _default_preset(presets)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    epilog = "config fields (set as name=value):\n" + "\n".join(
-        f"  {n} = {_default_repr(presets[default_preset], n)}" for n in field_names(config_cls)
-    )
-    parser = _Parser(
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        allow_abbrev=False,
-    )
-    parser.add_argument("--preset", default=default_preset, metavar="|".join(presets),
-                        help=f"size of the run (default: {default_preset})")
-    parser.add_argument("--seed", default="0", help="base random seed (default: 0)")
-    parser.add_argument("--out", default=None, metavar="DIR",
-                        help="run folder (default: runs/<name>/<timestamp>)")
-    parser.add_argument("--resume", default=None, metavar="DIR",
-                        help="continue the run saved in DIR from its latest checkpoint")
-    parser.add_argument("overrides", nargs="*", metavar="field=value")
-    ns, extras = parser.parse_known_intermixed_args(argv)
-    for item in extras:
-        if item.startswith("-"):
-            raise _unknown_option(item, config_cls)
-    overrides = list(ns.overrides) + [e for e in extras if not e.startswith("-")]
-
-    if ns.preset not in presets:
-        close = difflib.get_close_matches(ns.preset, list(presets), n=1, cutoff=0.5)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(
-            f"unknown preset '{ns.preset}'.{hint} Valid presets: {', '.join(presets)}."
-        )
-    try:
-        seed = int(ns.seed, 10)
-    except ValueError:
-        raise ConfigError(f"--seed expects an integer, got '{ns.seed}'.") from None
-    if seed < 0:
-        raise ConfigError(f"--seed must be non-negative, got {seed}.")
-    if ns.out is not None and ns.resume is not None:
-        raise ConfigError("--out and --resume exclude each other: a resumed run writes into "
-                          "its own folder.")
-    config = apply_overrides(presets[ns.preset], overrides)
-    return RunArgs(
-        config=config,
-        preset=ns.preset,
-        seed=seed,
-        out=Path(ns.out) if ns.out is not None else None,
-        resume=Path(ns.resume) if ns.resume is not None else None,
-    )
-
-
-def _default_repr(cfg: Any, dotted: str) -> str:
-    value = cfg
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
-
-
-def run_cli(
-    main: Callable[[RunArgs], R],
-    config_cls: type[C],
-    presets: Mapping[str, C],
-    argv: Sequence[str] | None = None,
-    description: str = "",
-    *,
-    default_preset: str | None = None,
-) -> R:
-    """The entry point of ``python -m experiments.<name>``: parse, then ``main(run_args)``.
-
-    A ``UsageError`` (bad flag/field/value, a run folder that would be overwritten, a resume
-    folder that is not a run) raised while parsing or inside ``main`` is printed as
-    ``error: <message>`` on stderr and ends the process with exit status 2, without traceback.
-    Any other exception propagates unchanged.
-    """
-    prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "experiment"
-    try:
-        args = parse_args(config_cls, presets, argv, description, default_preset=default_preset)
-        return main(args)
-    except UsageError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-# ----------------------------------------------------------------------------------------------
 # JSON round trip
 
 
@@ -459,7 +295,7 @@ def _from_dict(cls: type, d: Mapping[str, Any], prefix: str) -> Any:
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check a JSON value against an annotated type, converting lists to tuples and ints to floats."""
+    """Check a JSON value against an annotated type; lists become tuples and ints floats."""
     def bad() -> ConfigError:
         return ConfigError(f"field '{where}' expects {_type_name(tp)}, got {value!r}.")
 
@@ -484,7 +320,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if len(value) != len(args):
                 raise bad()
             elem_types = list(args)
-        return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, elem_types)))
+        return tuple(_coerce(v, t, f"{where}[{i}]")
+                     for i, (v, t) in enumerate(zip(value, elem_types)))
     if tp is bool:
         if not isinstance(value, bool):
             raise bad()
@@ -506,13 +343,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 __all__ = [
     "ConfigError",
-    "RunArgs",
     "UsageError",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
     "field_names",
-    "parse_args",
     "parse_value",
-    "run_cli",
 ]

@@ -1,4 +1,4 @@
-"""The experiment contract (DESIGN.md) shared by every ``python -m experiments.<name>``.
+"""Start and finish of every ``python -m experiments.<name>`` (README, "Experiment contract").
 
     def main(args: RunArgs) -> dict:
         run_dir, config, seed = start_run(NAME, args)     # new folder, or the resumed one
@@ -6,7 +6,7 @@
         return finish(run_dir, {"results": ...}, table)   # summary.json + printed table
 
     if __name__ == "__main__":
-        sys.exit(cli(NAME, main, Config, PRESETS, __doc__))
+        sys.exit(cli(NAME, main, Config, PRESETS, __doc__))   # metarl_jax.io.cli
 
 ``start_run`` writes ``config.json`` (name, preset, seed and the resolved config) for a new run;
 with ``--resume DIR`` it reads them back, so a resumed run continues with exactly the config it
@@ -17,25 +17,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping, Tuple
+from typing import Any, Mapping, Tuple
 
-from metarl_jax.core.nonfinite import NonFiniteError
-from metarl_jax.io.checkpoint import CheckpointError
-from metarl_jax.io.config import RunArgs, UsageError, config_from_dict, config_to_dict, run_cli
+from metarl_jax.io.cli import RunArgs
+from metarl_jax.io.config import config_from_dict, config_to_dict
 from metarl_jax.io.run_dir import (
-    CONFIG_FILE, ResumeError, create_run_dir, open_for_resume, read_json, write_json)
-from metarl_jax.io.training_loop import Interrupted
-
-SUMMARY_FILE = "summary.json"
-
-
-class AlreadyFinished(Exception):
-    """``--resume`` of a run that has already written its summary."""
-
-    def __init__(self, run_dir: Path):
-        super().__init__(f"run {run_dir} already finished; its results are in "
-                         f"{run_dir / SUMMARY_FILE}. Nothing to resume.")
-        self.run_dir = run_dir
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    AlreadyFinished,
+    ResumeError,
+    create_run_dir,
+    open_for_resume,
+    read_json,
+    write_json,
+)
 
 
 def start_run(name: str, args: RunArgs) -> Tuple[Path, Any, int]:
@@ -79,55 +74,3 @@ def finish(run_dir: Path, summary: Mapping[str, Any], table: str = "") -> dict:
         print(table)
     print(f"summary: {run_dir / SUMMARY_FILE}")
     return summary
-
-
-def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
-        presets: Mapping[str, Any], description: str = "", argv=None) -> int:
-    """Entry point: parse, run, and map the expected ways of stopping to exit codes.
-
-    Exit status 0 on success (or a resume of a finished run, which says so), 2 on a usage error
-    (message on stderr, no traceback), 1 on an unreadable checkpoint (message, nothing
-    overwritten), 3 when training hit a NaN/inf (which quantity, which update), 130 when interrupted by SIGINT/SIGTERM after saving a
-    checkpoint (the message says how to resume).
-    """
-
-    def guarded(args: RunArgs):
-        if args.resume is not None and _has_overrides(argv):
-            raise UsageError("--resume continues a run with its saved config; drop the "
-                             "field=value overrides (and --preset/--seed).")
-        try:
-            return main(args)
-        except AlreadyFinished as e:
-            print(str(e), file=sys.stderr)
-            return None
-
-    try:
-        run_cli(guarded, config_cls, presets, argv, description)
-    except CheckpointError as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
-        return 1
-    except NonFiniteError as e:
-        print(f"\n{name}: error: {e} ({e.run_dir}). Lower the learning rate or check the "
-              f"rewards, then start a new run.", file=sys.stderr)
-        return 3
-    except Interrupted as e:
-        print(f"\n{name}: {e}. Continue with: python -m experiments.{name} --resume {e.run_dir}",
-              file=sys.stderr)
-        return 130
-    return 0
-
-
-def _has_overrides(argv) -> bool:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    skip_next, extra = False, []
-    for item in argv:
-        if skip_next:
-            skip_next = False
-            continue
-        if item == "--resume":
-            skip_next = True
-            continue
-        if item.startswith("--resume="):
-            continue
-        extra.append(item)
-    return bool(extra)

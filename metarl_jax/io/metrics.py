@@ -139,7 +139,7 @@ def truncate_metrics(path: str | os.PathLike, keep: Callable[[dict[str, Any]], b
 
     Use on resume, before reopening the log, to drop what was logged after the checkpoint::
 
-        truncate_metrics(run / "metrics.jsonl", keep=lambda line: line["step"] <= ckpt_step)
+        truncate_metrics(run / METRICS_FILE, keep=lambda line: line["step"] <= ckpt_step)
 
     Returns:
         The number of lines dropped.

@@ -1,13 +1,13 @@
 """Run folders: where one experiment run writes everything it produces.
 
-Layout (see DESIGN.md, "Experiments contract")::
+Layout (README, "Experiment contract"; the names are the constants below)::
 
     runs/<name>/<YYYYmmdd-HHMMSS>/
-        config.json      the resolved config (written once, with write_json)
-        metrics.jsonl    one line per logged iteration (metrics.MetricsLog)
-        summary.json     the final numbers the experiment exists to produce
+        config.json      CONFIG_FILE: the resolved config (written once, with write_json)
+        metrics.jsonl    METRICS_FILE: one line per logged iteration (metrics.MetricsLog)
+        summary.json     SUMMARY_FILE: the final numbers the experiment exists to produce
         *.png            plots
-        checkpoints/     orbax checkpoints (checkpoint.Checkpointer)
+        checkpoints/     CHECKPOINT_DIR: orbax checkpoints (checkpoint.Checkpointer)
 
 A run folder is never overwritten: ``create_run_dir`` refuses a non-empty folder, and the only
 way back into an existing one is ``open_for_resume``. ``write_json`` writes atomically (temporary
@@ -31,6 +31,8 @@ import numpy as np
 from metarl_jax.io.config import UsageError, config_to_dict
 
 CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -40,6 +42,15 @@ class RunDirError(UsageError):
 
 class ResumeError(UsageError):
     """``--resume DIR`` does not point at a run that can be continued."""
+
+
+class AlreadyFinished(Exception):
+    """``--resume`` of a run that has already written its summary."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"run {run_dir} already finished; its results are in "
+                         f"{run_dir / SUMMARY_FILE}. Nothing to resume.")
+        self.run_dir = run_dir
 
 
 def create_run_dir(name: str, out: str | os.PathLike | None = None, *,
@@ -60,7 +71,8 @@ def create_run_dir(name: str, out: str | os.PathLike | None = None, *,
         path = Path(out)
         if path.exists():
             if not path.is_dir():
-                raise RunDirError(f"--out {path}: a file with that name exists; choose another folder.")
+                raise RunDirError(f"--out {path}: a file with that name exists; "
+                                  "choose another folder.")
             content = sorted(p.name for p in path.iterdir())
             if content:
                 shown = ", ".join(content[:5]) + (", ..." if len(content) > 5 else "")

@@ -30,8 +30,7 @@ from metarl_jax.core.nonfinite import NonFiniteError
 from metarl_jax.io.checkpoint import Checkpointer
 from metarl_jax.io.metrics import MetricsLog, read_metrics, truncate_metrics
 from metarl_jax.io.progress import Progress
-
-CHECKPOINT_DIR = "checkpoints"
+from metarl_jax.io.run_dir import CHECKPOINT_DIR, METRICS_FILE
 
 
 class Interrupted(Exception):
@@ -109,7 +108,7 @@ def train_phase(
     if updates_per_chunk < 1 or num_updates < 1:
         raise ValueError(f"need num_updates >= 1 and updates_per_chunk >= 1, got "
                          f"{num_updates}, {updates_per_chunk}")
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run_dir / METRICS_FILE
     checkpointer = Checkpointer(run_dir / CHECKPOINT_DIR / phase, max_to_keep=2)
     try:
         state, done = init(), 0
@@ -164,4 +163,4 @@ def train_phase(
 
 def phase_metrics(run_dir: Path, phase: str) -> list:
     """The ``metrics.jsonl`` lines of one phase, in order."""
-    return [line for line in read_metrics(run_dir / "metrics.jsonl") if line.get("phase") == phase]
+    return [line for line in read_metrics(run_dir / METRICS_FILE) if line.get("phase") == phase]

@@ -1,0 +1,238 @@
+"""The command line of every ``python -m experiments.<name>``: parse, run, map stops to exits.
+
+An experiment ends with::
+
+    if __name__ == "__main__":
+        from metarl_jax.io.cli import cli
+
+        sys.exit(cli(NAME, main, Config, PRESETS, __doc__))
+
+and is run as (the experiments are the modules in ``experiments/``)::
+
+    python -m experiments.dr_pendulum --preset quick --seed 3 ppo.learning_rate=1e-3
+
+``--preset`` picks one of the experiment's configs, ``field=value`` overrides single fields by
+dotted name (parsed by ``metarl_jax.io.config.apply_overrides``), ``--out`` / ``--resume`` name
+the run folder. Every mistake the user can make on the command line raises a ``UsageError`` with
+a message meant to be read by a person; ``cli`` prints it and exits with status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+from metarl_jax.core.nonfinite import NonFiniteError
+from metarl_jax.io.checkpoint import CheckpointError
+from metarl_jax.io.config import ConfigError, UsageError, apply_overrides, field_names
+from metarl_jax.io.run_dir import AlreadyFinished
+from metarl_jax.io.training_loop import Interrupted
+
+C = TypeVar("C")
+
+_OPTIONS = ("--preset", "--seed", "--out", "--resume", "--help")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunArgs:
+    """What an experiment's command line asked for.
+
+    Attributes:
+        config: the preset with every override applied (an instance of the experiment's config).
+        preset: the preset's name.
+        seed: the base seed for ``jax.random.PRNGKey``.
+        out: run folder to create, or None for the default ``runs/<name>/<timestamp>``.
+        resume: run folder to continue, or None for a fresh run. A resumed run should
+            rebuild its config from the folder's ``config.json`` (``config_from_dict``): the
+            ``config`` here is only what this command line would have started.
+        overrides: the ``field=value`` overrides as given, in order (already in ``config``).
+        given: the options given explicitly, by name (``{"preset", "seed", "out", "resume"}``
+            at most); the others hold their defaults.
+    """
+
+    config: Any
+    preset: str
+    seed: int
+    out: Path | None
+    resume: Path | None
+    overrides: tuple[str, ...] = ()
+    given: frozenset[str] = frozenset()
+
+    @property
+    def changes_config(self) -> bool:
+        """Whether the command line chose a preset, a seed or a field value."""
+        return bool(self.overrides) or bool(self.given & {"preset", "seed"})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(message)
+
+
+def _unknown_option(opt: str, cls: type) -> ConfigError:
+    flag = opt.split("=", 1)[0]
+    bare = flag.lstrip("-").replace("-", "_")
+    fields = field_names(cls)
+    if bare in fields:
+        return ConfigError(f"unknown option '{flag}'. Config fields are set as '{bare}=VALUE'.")
+    close = difflib.get_close_matches(flag, _OPTIONS, n=1, cutoff=0.6)
+    if close:
+        return ConfigError(f"unknown option '{flag}'. Did you mean '{close[0]}'?")
+    close = difflib.get_close_matches(bare, fields, n=1, cutoff=0.6)
+    if close:
+        return ConfigError(
+            f"unknown option '{flag}'. Did you mean the field override '{close[0]}=VALUE'?"
+        )
+    return ConfigError(f"unknown option '{flag}'. Valid options: {', '.join(_OPTIONS)}.")
+
+
+def _default_preset(presets: Mapping[str, Any]) -> str:
+    return "cpu" if "cpu" in presets else next(iter(presets))
+
+
+def _default_repr(cfg: Any, dotted: str) -> str:
+    value = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def parse_args(
+    config_cls: type[C],
+    presets: Mapping[str, C],
+    argv: Sequence[str] | None = None,
+    description: str = "",
+    *,
+    default_preset: str | None = None,
+) -> RunArgs:
+    """Parse ``[--preset P] [--seed N] [--out DIR] [--resume DIR] [field=value ...]``.
+
+    Args:
+        config_cls: the experiment's frozen config dataclass.
+        presets: preset name -> config instance (``quick``, ``cpu``, ``accel``).
+        argv: arguments without the program name; ``sys.argv[1:]`` when None.
+        description: shown by ``--help``.
+        default_preset: preset used without ``--preset``; ``cpu`` if present, else the first.
+
+    Raises:
+        ConfigError: unknown option or field, bad preset, or a value that does not parse.
+    """
+    if not presets:
+        raise ValueError("an experiment needs at least one preset")
+    for name, cfg in presets.items():
+        if not isinstance(cfg, config_cls):
+            raise TypeError(f"preset '{name}' is a {type(cfg).__name__}, "
+                            f"not a {config_cls.__name__}")
+    default_preset = default_preset or _default_preset(presets)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    epilog = "config fields (set as name=value):\n" + "\n".join(
+        f"  {n} = {_default_repr(presets[default_preset], n)}" for n in field_names(config_cls)
+    )
+    parser = _Parser(
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    # Defaults are None so that RunArgs.given can tell an option given from one left out.
+    parser.add_argument("--preset", default=None, metavar="|".join(presets),
+                        help=f"size of the run (default: {default_preset})")
+    parser.add_argument("--seed", default=None, help="base random seed (default: 0)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="run folder (default: runs/<name>/<timestamp>)")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run saved in DIR from its latest checkpoint")
+    parser.add_argument("overrides", nargs="*", metavar="field=value")
+    ns, extras = parser.parse_known_intermixed_args(argv)
+    for item in extras:
+        if item.startswith("-"):
+            raise _unknown_option(item, config_cls)
+    overrides = list(ns.overrides) + [e for e in extras if not e.startswith("-")]
+    given = frozenset(k for k in ("preset", "seed", "out", "resume")
+                      if getattr(ns, k) is not None)
+    preset = default_preset if ns.preset is None else ns.preset
+    seed_text = "0" if ns.seed is None else ns.seed
+
+    if preset not in presets:
+        close = difflib.get_close_matches(preset, list(presets), n=1, cutoff=0.5)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"unknown preset '{preset}'.{hint} Valid presets: {', '.join(presets)}."
+        )
+    try:
+        seed = int(seed_text, 10)
+    except ValueError:
+        raise ConfigError(f"--seed expects an integer, got '{seed_text}'.") from None
+    if seed < 0:
+        raise ConfigError(f"--seed must be non-negative, got {seed}.")
+    if ns.out is not None and ns.resume is not None:
+        raise ConfigError("--out and --resume exclude each other: a resumed run writes into "
+                          "its own folder.")
+    config = apply_overrides(presets[preset], overrides)
+    return RunArgs(
+        config=config,
+        preset=preset,
+        seed=seed,
+        out=Path(ns.out) if ns.out is not None else None,
+        resume=Path(ns.resume) if ns.resume is not None else None,
+        overrides=tuple(overrides),
+        given=given,
+    )
+
+
+def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
+        presets: Mapping[str, Any], description: str = "", argv: Sequence[str] | None = None,
+        ) -> int:
+    """The entry point of ``python -m experiments.<name>``: parse, ``main(run_args)``, exit code.
+
+    Args:
+        name: the experiment's name (``experiments.<name>``), used in messages.
+        main: runs the experiment from the parsed ``RunArgs``.
+        config_cls, presets, description: as for ``parse_args``.
+        argv: arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns 0 on success (or a resume of a finished run, which says so), 1 on an unreadable
+    checkpoint (message, nothing overwritten), 3 when training hit a NaN/inf (which quantity,
+    which update), 130 when interrupted by SIGINT/SIGTERM after saving a checkpoint (the message
+    says how to resume). A ``UsageError`` (bad flag/field/value, overrides given with
+    ``--resume``, a run folder that would be overwritten, a resume folder that is not a run)
+    raised while parsing or inside ``main`` is printed as ``error: <message>`` on stderr and
+    ends the process with ``SystemExit(2)``, without traceback. Any other exception propagates.
+    """
+    prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "experiment"
+    try:
+        try:
+            args = parse_args(config_cls, presets, argv, description)
+            if args.resume is not None and args.changes_config:
+                raise UsageError("--resume continues a run with its saved config; drop the "
+                                 "field=value overrides (and --preset/--seed).")
+            main(args)
+        except AlreadyFinished as e:
+            print(str(e), file=sys.stderr)
+        except UsageError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+    except CheckpointError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 1
+    except NonFiniteError as e:
+        print(f"\n{name}: error: {e} ({e.run_dir}). Lower the learning rate or check the "
+              f"rewards, then start a new run.", file=sys.stderr)
+        return 3
+    except Interrupted as e:
+        print(f"\n{name}: {e}. Continue with: python -m experiments.{name} --resume {e.run_dir}",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+__all__ = ["RunArgs", "cli", "parse_args"]

@@ -1,0 +1,73 @@
+"""Tests for metarl_jax.io.progress: the progress line and results tables."""
+
+from __future__ import annotations
+
+import io
+
+from metarl_jax.io import Progress, format_table
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_line_content_and_throttling():
+    clock, out = FakeClock(), io.StringIO()
+    progress = Progress(1_000_000, "ppo", stream=out, interval=10.0, clock=clock)
+    clock.t = 10.0
+    progress.update(123_456, {"return": -123.4567})
+    assert out.getvalue() == (
+        "ppo  steps 123,456/1,000,000 (12%)  12,346 steps/s  return -123.5  ETA 1m11s\n"
+    )
+    clock.t = 15.0
+    progress.update(200_000, {"return": -100.0})  # within the interval: held back
+    assert out.getvalue().count("\n") == 1
+    clock.t = 21.0
+    progress.update(250_000, {"return": -90.0})
+    assert out.getvalue().count("\n") == 2
+    # Throughput over recent updates ((250,000 - 123,456) / 11 s), not since the start, so the
+    # first chunk's compile time does not linger in steps/s and ETA.
+    assert out.getvalue().splitlines()[-1] == (
+        "ppo  steps 250,000/1,000,000 (25%)  11,504 steps/s  return -90.00  ETA 1m05s"
+    )
+    clock.t = 22.0
+    progress.update(260_000)
+    progress.close()  # the held-back last line is written on close
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and "260,000" in lines[-1] and "\r" not in out.getvalue()
+
+
+def test_progress_on_a_terminal_rewrites_one_line():
+    clock, out = FakeClock(), FakeTTY()
+    progress = Progress(100, "x", stream=out, clock=clock, initial_steps=50)
+    clock.t = 1.0
+    progress.update(60, {"return": 1.0})
+    clock.t = 2.0
+    progress.update(100)
+    progress.close()
+    text = out.getvalue()
+    assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
+    assert "10 steps/s" in text and "100/100 (100%)" in text and "done in 2s" in text
+
+
+def test_format_table_aligns_columns():
+    table = format_table(
+        [{"method": "ppo", "return": -123.456, "seeds": 3},
+         {"method": "domain_rand", "return": (12.5, 0.25), "seeds": 10}],
+        columns=["method", "return", "seeds"],
+    )
+    lines = table.splitlines()
+    assert lines[0].split() == ["method", "return", "seeds"]
+    assert lines[2].startswith("ppo ") and "-123.5" in lines[2]
+    assert "12.50 ± 0.2500" in lines[3]
+    assert len({len(line) for line in lines}) == 1  # every line padded to the same width
+    assert lines[2].endswith("    3") and lines[3].endswith("   10")  # numbers right-aligned
