@@ -22,8 +22,6 @@ import sys
 from typing import Tuple
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from envs.pendulum import Pendulum
 from metarl_jax.algos.ppo import PPO, PPOConfig
@@ -31,10 +29,11 @@ from metarl_jax.core.wrappers import ActionDelay
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
-from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import int_uniform, uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.transfer.evaluation import evaluate_on_params, grid_params, summarize_grid
+from metarl_jax.transfer.evaluation import evaluate_seeds, grid_params, summarize_seeds
+from metarl_jax.transfer.phases import phase_curves, train_ppo_phases
 
 NAME = "dr_pendulum"
 
@@ -92,16 +91,6 @@ def randomized_space(config: Config, nominal):
     })
 
 
-def evaluate(ppo: PPO, env, states, config: Config, grid, key) -> np.ndarray:
-    """Mean return per seed and cell: ``[S, C]`` (deterministic policy, ``eval_episodes`` each)."""
-
-    def one_seed(params, obs_stats):
-        act = lambda k, obs: ppo.act(params, obs_stats, config.ppo, k, obs, deterministic=True)
-        return evaluate_on_params(act, env, grid, config.eval_episodes, key).mean(-1)
-
-    return np.asarray(jax.jit(jax.vmap(one_seed))(states.params, states.obs_stats))
-
-
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     env = ActionDelay(Pendulum(), config.max_delay)
@@ -114,17 +103,8 @@ def main(args) -> dict:
     spaces = {"nominal": randomized_space(point, nominal), "dr": randomized_space(config, nominal)}
     ppo = PPO(env)
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
-    steps_per_update = config.ppo.batch_size * config.num_seeds
-
-    states = {}
-    for phase, space in spaces.items():
-        states[phase] = train_phase(
-            run_dir, phase,
-            init=lambda: ppo.init_seeds(seed_keys, config.ppo, space),
-            chunk=lambda s, n: ppo.train_chunk_seeds(s, config.ppo, n),
-            num_updates=config.ppo.num_updates, updates_per_chunk=config.updates_per_chunk,
-            steps_per_update=steps_per_update,
-        )
+    states = train_ppo_phases(run_dir, {p: (ppo, space) for p, space in spaces.items()},
+                              config.ppo, seed_keys, config.updates_per_chunk)
 
     axes = {"m": config.eval_mass_scales, "l": config.eval_length_scales,
             "action_delay": config.eval_delays}
@@ -132,24 +112,21 @@ def main(args) -> dict:
     eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
     results, heatmaps = {}, {}
     shape = tuple(len(v) for v in axes.values())
+    policy_of = lambda state: ppo.make_policy(state, config.ppo, deterministic=True)
     for phase in spaces:
-        per_seed = evaluate(ppo, env, states[phase], config, grid, eval_key)  # [S, C]
-        cell_mean = per_seed.mean(0)
+        per_seed = evaluate_seeds(policy_of, states[phase], env, grid, config.eval_episodes,
+                                  eval_key)  # [S, C], deterministic policy
         results[phase] = dict(
-            summarize_grid(cell_mean),
-            per_seed=[summarize_grid(r) for r in per_seed],
-            cell_returns=cell_mean.tolist(),
-            final_train_return=phase_metrics(run_dir, phase)[-1]["episode_return"],
-        )
-        heatmaps[phase] = cell_mean.reshape(shape).mean(-1)  # average over latencies
+            summarize_seeds(per_seed),
+            final_train_return=phase_metrics(run_dir, phase)[-1]["episode_return"])
+        heatmaps[phase] = per_seed.mean(0).reshape(shape).mean(-1)  # average over latencies
 
     plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps, x_values=config.eval_length_scales,
                         y_values=config.eval_mass_scales, xlabel="length scale",
                         ylabel="mass scale", title="held-out return (mean over latencies)")
-    plots.plot_curves(run_dir / "curves.png", {
-        phase: ([l["step"] for l in phase_metrics(run_dir, phase)],
-                [l["episode_return"] for l in phase_metrics(run_dir, phase)]) for phase in spaces
-    }, xlabel="env steps (all seeds)", ylabel="episode return", title="PPO on Pendulum")
+    plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, spaces),
+                      xlabel="env steps (all seeds)", ylabel="episode return",
+                      title="PPO on Pendulum")
     grid_info = {name: values.tolist() for name, values in cells.items()}
     grid_info["relative"] = ["m", "l"]
     table = format_table([dict(policy=p, **{k: results[p][k] for k in (

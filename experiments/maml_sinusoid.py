@@ -30,6 +30,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from envs import sinusoid
+from metarl_jax import stats
 from metarl_jax.algos.maml import (MAMLConfig, SupervisedMAML, adaptation_curve, inner_rates,
                                    sgd_step)
 from metarl_jax.io import plots
@@ -161,7 +162,7 @@ def main(args) -> dict:
         states[phase] = train_phase(
             run_dir, phase,
             init=lambda: learner.init(jax.random.fold_in(base_key, index), mconfig),
-            chunk=lambda s, n: learner.train_chunk(s, mconfig, n, config.log_every),
+            chunk=lambda s, n: learner.train_chunk(s, mconfig, n, log_every=config.log_every),
             num_updates=config.num_iterations // config.log_every,
             updates_per_chunk=config.updates_per_chunk,
             steps_per_update=config.log_every * config.maml.meta_batch_size,
@@ -180,8 +181,7 @@ def main(args) -> dict:
             for step in (1, config.eval_steps):
                 name = f"mse_k{shots}_{step}step"
                 results[method][name] = float(mse[:, step].mean())
-                results[method][name + "_ci95"] = float(1.96 * mse[:, step].std(ddof=1)
-                                                        / np.sqrt(len(mse)))
+                results[method][name + "_ci95"] = float(stats.ci95(mse[:, step]))
             results[method][f"curve_k{shots}"] = mse.mean(0).tolist()
         rows.append(dict(method=method, **{k: v for k, v in results[method].items()
                                            if k.startswith("mse") and "ci95" not in k}))

@@ -34,6 +34,7 @@ import jax
 import numpy as np
 
 from envs.bandits import BernoulliBandit, bernoulli_task_space
+from metarl_jax import stats
 from metarl_jax.algos.rl2 import RL2, RL2Config
 from metarl_jax.baselines import bandits as bl
 from metarl_jax.io import plots
@@ -162,7 +163,7 @@ def main(args) -> dict:
                                      deterministic=deterministic)["trial_return"]
                         for s in range(config.num_seeds)]
             totals[name] = np.mean(np.stack(per_seed), axis=0)  # per task, over seeds
-        summary = {name: bl.mean_and_stderr(t) for name, t in totals.items()}
+        summary = {name: stats.mean_stderr(t) for name, t in totals.items()}
         bayes = bl.bayes_optimal_value(k, n) if n <= config.bayes_max_horizon else None
         table[label] = {m: (bayes if m == "bayes_optimal" else summary[m][0]) for m in METHODS}
         stderr[label] = {m: (None if bayes is None else 0.0) if m == "bayes_optimal"

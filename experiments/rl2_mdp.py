@@ -31,11 +31,16 @@ from envs.tabular_mdp import (
     tabular_mdp_task_space,
 )
 from metarl_jax.algos.rl2 import RL2, RL2Config
-from metarl_jax.baselines.bandits import mean_and_stderr
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.transfer.trials import (
+    episode_returns_over_seeds,
+    per_episode_results,
+    per_episode_rows,
+    plot_per_episode,
+)
 
 NAME = "rl2_mdp"
 
@@ -91,45 +96,23 @@ def main(args) -> dict:
     # Held-out MDPs, drawn with a key training never uses.
     task_key, eval_key = jax.random.split(jax.random.PRNGKey(seed + 1_000_003))
     tasks = space.sample(task_key, (config.eval_tasks,))
-    per_seed = [np.asarray(rl2.evaluate(jax.tree.map(lambda x: x[s], states.params), config.rl2,
-                                        tasks, jax.random.fold_in(eval_key, s))["episode_returns"])
-                for s in range(config.num_seeds)]
-    episode_returns = np.mean(per_seed, axis=0)  # [M, E], averaged over seeds
-    E = config.episodes_per_trial
+    episode_returns = episode_returns_over_seeds(rl2, states, config.rl2, tasks, eval_key)
     exact = {name: float(np.mean(jax.vmap(lambda p: fn(p, config.episode_length))(tasks)))
              for name, fn in (("random", random_episode_return),
                               ("oracle", optimal_episode_return))}
-    per_episode = {
-        "rl2": episode_returns.mean(0).tolist(),
-        "rl2_stderr": [mean_and_stderr(episode_returns[:, i])[1] for i in range(E)],
-        "random": [exact["random"]] * E, "oracle": [exact["oracle"]] * E,
-    }
-    trial = mean_and_stderr(episode_returns.sum(1))
-    gain = mean_and_stderr(episode_returns[:, -1] - episode_returns[:, 0])
     lines = phase_metrics(run_dir, "rl2")
-    results = {
-        "per_episode": per_episode,
-        "trial_return": {"rl2": trial[0], "rl2_stderr": trial[1], "random": exact["random"] * E,
-                         "oracle": exact["oracle"] * E},
-        "adaptation": {"last_minus_first": gain[0], "stderr": gain[1]},
-        "final_train_return": lines[-1]["trial_return"],
-    }
-
-    episodes = list(range(1, E + 1))
-    plots.plot_curves(run_dir / "per_episode.png", {
-        "RL^2": (episodes, per_episode["rl2"], per_episode["rl2_stderr"]),
-        "random actions": (episodes, per_episode["random"]),
-        "optimal, MDP known": (episodes, per_episode["oracle"]),
-    }, xlabel="episode within the trial", ylabel="mean episode return (held-out MDPs)",
-        title=f"RL^2 on random MDPs ({config.eval_tasks} held-out tasks)")
+    results = dict(per_episode_results(episode_returns, exact, later=-1,
+                                       gain_name="last_minus_first"),
+                   final_train_return=lines[-1]["trial_return"])
+    plot_per_episode(run_dir / "per_episode.png", results["per_episode"],
+                     {"random": "random actions", "oracle": "optimal, MDP known"},
+                     ylabel="mean episode return (held-out MDPs)",
+                     title=f"RL^2 on random MDPs ({config.eval_tasks} held-out tasks)")
     plots.plot_curves(run_dir / "curves.png", {"RL^2": ([line["step"] for line in lines],
                                                         [line["trial_return"] for line in lines])},
                       xlabel="env steps (all seeds)", ylabel="trial return",
                       title="RL^2 training on random MDPs")
-    table = format_table([{"episode": i, "rl2": (per_episode["rl2"][i - 1],
-                                                 per_episode["rl2_stderr"][i - 1]),
-                           "random": exact["random"], "oracle": exact["oracle"]}
-                          for i in episodes])
+    table = format_table(per_episode_rows(results["per_episode"], exact))
     return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks}, table)
 
 

@@ -24,11 +24,9 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from envs.point_nav import PointNav2D
 from metarl_jax.algos.rl2 import RL2, RL2Config
-from metarl_jax.baselines.bandits import mean_and_stderr
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
@@ -36,6 +34,12 @@ from metarl_jax.io.training_loop import phase_metrics, train_phase
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.transfer.evaluation import evaluate_on_params
+from metarl_jax.transfer.trials import (
+    episode_returns_over_seeds,
+    per_episode_results,
+    per_episode_rows,
+    plot_per_episode,
+)
 
 NAME = "rl2_nav"
 
@@ -96,12 +100,8 @@ def main(args) -> dict:
     # Held-out goals, drawn with a key training never uses.
     task_key, eval_key = jax.random.split(jax.random.PRNGKey(seed + 1_000_003))
     tasks = space.sample(task_key, (config.eval_tasks,))
-    per_seed = [np.asarray(rl2.evaluate(jax.tree.map(lambda x: x[s], states.params), config.rl2,
-                                        tasks, jax.random.fold_in(eval_key, s),
-                                        deterministic=True)["episode_returns"])
-                for s in range(config.num_seeds)]
-    episode_returns = np.mean(per_seed, axis=0)  # [M, E], averaged over seeds
-    E = config.episodes_per_trial
+    episode_returns = episode_returns_over_seeds(rl2, states, config.rl2, tasks, eval_key,
+                                                 deterministic=True)  # [M, E]
     # Every episode restarts at the origin, so the references are the same for each index.
     # The oracle is told the goal (obs = position, goal) and walks straight at it.
     told = PointNav2D(max_steps=config.episode_length, goal_in_obs=True)
@@ -111,37 +111,20 @@ def main(args) -> dict:
         "stand_still": float(-config.episode_length
                              * jnp.mean(jnp.linalg.norm(tasks.goal - tasks.start, axis=-1))),
     }
-    per_episode = {
-        "rl2": episode_returns.mean(0).tolist(),
-        "rl2_stderr": [mean_and_stderr(episode_returns[:, i])[1] for i in range(E)],
-        **{name: [float(value)] * E for name, value in references.items()},
-    }
-    trial = mean_and_stderr(episode_returns.sum(1))
-    gain = mean_and_stderr(episode_returns[:, min(1, E - 1)] - episode_returns[:, 0])
     lines = phase_metrics(run_dir, "rl2")
-    results = {
-        "per_episode": per_episode,
-        "trial_return": {"rl2": trial[0], "rl2_stderr": trial[1],
-                         **{name: float(value) * E for name, value in references.items()}},
-        "adaptation": {"second_minus_first": gain[0], "stderr": gain[1]},
-        "final_train_return": lines[-1]["trial_return"],
-    }
-
-    episodes = list(range(1, E + 1))
-    plots.plot_curves(run_dir / "per_episode.png", {
-        "RL^2": (episodes, per_episode["rl2"], per_episode["rl2_stderr"]),
-        "goal known": (episodes, per_episode["oracle"]),
-        "stand still": (episodes, per_episode["stand_still"]),
-    }, xlabel="episode within the trial", ylabel="mean episode return (held-out goals)",
-        title=f"RL^2 on PointNav2D, hidden goals ({config.eval_tasks} held-out)")
+    results = dict(per_episode_results(episode_returns, references,
+                                       later=min(1, config.episodes_per_trial - 1),
+                                       gain_name="second_minus_first"),
+                   final_train_return=lines[-1]["trial_return"])
+    plot_per_episode(run_dir / "per_episode.png", results["per_episode"],
+                     {"oracle": "goal known", "stand_still": "stand still"},
+                     ylabel="mean episode return (held-out goals)",
+                     title=f"RL^2 on PointNav2D, hidden goals ({config.eval_tasks} held-out)")
     plots.plot_curves(run_dir / "curves.png", {"RL^2": ([line["step"] for line in lines],
                                                         [line["trial_return"] for line in lines])},
                       xlabel="env steps (all seeds)", ylabel="trial return",
                       title="RL^2 training on PointNav2D")
-    table = format_table([{"episode": i, "rl2": (per_episode["rl2"][i - 1],
-                                                 per_episode["rl2_stderr"][i - 1]),
-                           **{name: per_episode[name][i - 1] for name in references}}
-                          for i in episodes])
+    table = format_table(per_episode_rows(results["per_episode"], references))
     return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks}, table)
 
 

@@ -48,16 +48,21 @@ from envs.pendulum import Pendulum
 from metarl_jax.algos.epopt import EPOpt
 from metarl_jax.algos.mrpo import MRPO
 from metarl_jax.algos.ppo import PPO, PPOConfig
-from metarl_jax.core.seeding import init_each_seed
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
-from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.adr import ADR, make_adr_space
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.randomization.robust import PlainDR
-from metarl_jax.transfer.evaluation import evaluate_on_params, grid_params, summarize_grid
+from metarl_jax.transfer.evaluation import (
+    evaluate_seeds,
+    grid_params,
+    summarize_grid,
+    summarize_seeds,
+)
+from metarl_jax.transfer.phases import train_ppo_phases
 
 NAME = "robust_dr"
 METHODS = ("dr", "epopt", "mrpo", "adr")
@@ -188,16 +193,6 @@ def build(config: Config, nominal, axes):
     return {m: methods[m] for m in config.methods}
 
 
-def evaluate(ppo: PPO, env, states, config: Config, grid, key) -> np.ndarray:
-    """Mean return per seed and cell: ``[S, C]`` (deterministic policy)."""
-
-    def one_seed(params, obs_stats):
-        act = lambda k, obs: ppo.act(params, obs_stats, config.ppo, k, obs, deterministic=True)
-        return evaluate_on_params(act, env, grid, config.eval_episodes, key).mean(-1)
-
-    return np.asarray(jax.jit(jax.vmap(one_seed))(states.params, states.obs_stats))
-
-
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     env, nominal, env_axes = make_env(config)
@@ -209,27 +204,22 @@ def main(args) -> dict:
     inbox = ((cells[name1] >= box1[0]) & (cells[name1] <= box1[1])
              & (cells[name2] >= box2[0]) & (cells[name2] <= box2[1]))
 
+    phases = {m: (PPO(env, robust=hook), space)
+              for m, (hook, space) in build(config, nominal, env_axes).items()}
+    states = train_ppo_phases(run_dir, phases, config.ppo, seed_keys, config.updates_per_chunk,
+                              show=("train_return_mean", "train_return_cvar10"))
     results, heatmaps, compiles, curves = {}, {}, {}, {}
-    for method, (hook, space) in build(config, nominal, env_axes).items():
-        ppo = PPO(env, robust=hook)
-        state = train_phase(
-            run_dir, method,
-            init=lambda: init_each_seed(ppo.init, seed_keys, config.ppo, space),
-            chunk=lambda s, n: ppo.train_chunk_seeds(s, config.ppo, n),
-            num_updates=config.ppo.num_updates, updates_per_chunk=config.updates_per_chunk,
-            steps_per_update=config.ppo.batch_size * config.num_seeds,
-            show=("train_return_mean", "train_return_cvar10"))
-        compiles[method] = ppo.train_chunk_seeds._cache_size()
-        per_seed = evaluate(ppo, env, state, config, grid, eval_key)  # [S, C]
-        cell_mean = per_seed.mean(0)
+    for method, (ppo, _) in phases.items():
+        state = states[method]
+        compiles[method] = ppo.traces["train_chunk_seeds"]
+        policy_of = lambda s: ppo.make_policy(s, config.ppo, deterministic=True)
+        per_seed = evaluate_seeds(policy_of, state, env, grid, config.eval_episodes, eval_key)
+        cell_mean = per_seed.mean(0)  # per_seed: [S, C]
         lines = phase_metrics(run_dir, method)
         curve = {k: [line[k] for line in lines] for k in ("step", "train_return_mean",
                                                     "train_return_cvar10")}
-        results[method] = dict(summarize_grid(cell_mean),
-                               inbox=summarize_grid(cell_mean[inbox]),
-                               per_seed=[summarize_grid(r) for r in per_seed],
-                               cell_returns=cell_mean.tolist(), curve=curve,
-                               final_train_return=curve["train_return_mean"][-1])
+        results[method] = dict(summarize_seeds(per_seed), inbox=summarize_grid(cell_mean[inbox]),
+                               curve=curve, final_train_return=curve["train_return_mean"][-1])
         if method == "adr":  # the ranges ADR reached, mean over seeds (value units)
             low, high = np.asarray(state.space.low), np.asarray(state.space.high)  # [S, D]
             results[method]["final_ranges"] = {

@@ -32,18 +32,20 @@ import jax
 import numpy as np
 
 import envs
+from metarl_jax.algos.learner import select_seed
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.core.wrappers import ActionDelay, ObservationNoise
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
-from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import int_uniform, uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.sim2real.deploy import RealWorld, summarize_real, sweep_grid
 from metarl_jax.sim2real.export import export_ppo, load_policy
 from metarl_jax.sim2real.report import plot_sweeps
-from metarl_jax.transfer.evaluation import evaluate_on_params
+from metarl_jax.transfer.evaluation import seed_evaluator
+from metarl_jax.transfer.phases import phase_curves, train_ppo_phases
 
 NAME = "sim2real_cheetah"
 ROBOTS = {"halfcheetah": "HalfCheetah", "hopper": "Hopper"}  # config.env -> envs registry name
@@ -147,37 +149,24 @@ def main(args) -> dict:
     spaces = {"nominal": training_space(point, nominal), "dr": training_space(config, nominal)}
     ppo = PPO(env)
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
-    states = {}
-    for phase, space in spaces.items():
-        states[phase] = train_phase(
-            run_dir, phase,
-            init=lambda: ppo.init_seeds(seed_keys, config.ppo, space),
-            chunk=lambda s, n: ppo.train_chunk_seeds(s, config.ppo, n),
-            num_updates=config.ppo.num_updates, updates_per_chunk=config.updates_per_chunk,
-            steps_per_update=config.ppo.batch_size * config.num_seeds,
-        )
+    states = train_ppo_phases(run_dir, {p: (ppo, space) for p, space in spaces.items()},
+                              config.ppo, seed_keys, config.updates_per_chunk)
 
     # MJX return at nominal physics, all seeds at once (one compiled program for both phases).
-    sim_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-    one_cell = jax.tree.map(lambda x: x[None], nominal)
-
-    @jax.jit
-    def sim_returns(params, obs_stats):
-        def one_seed(p, s):
-            act = lambda k, obs: ppo.act(p, s, config.ppo, k, obs, deterministic=True)
-            return evaluate_on_params(act, env, one_cell, config.sim_eval_episodes, sim_key).mean()
-        return jax.vmap(one_seed)(params, obs_stats)
+    sim_returns = seed_evaluator(lambda s: ppo.make_policy(s, config.ppo, deterministic=True),
+                                 env, jax.tree.map(lambda x: x[None], nominal),
+                                 config.sim_eval_episodes, jax.random.fold_in(
+                                     jax.random.PRNGKey(seed), 1))  # states -> [S, 1 cell]
 
     world = RealWorld(robot.gym_id, max_episode_steps=config.max_steps)
     cells = real_grid(config)
     results, per_cell = {}, {}
     for phase in spaces:
-        sim = np.asarray(sim_returns(states[phase].params, states[phase].obs_stats))  # [S]
+        sim = np.asarray(sim_returns(states[phase]))[:, 0]  # [S]
         seed_cells = []
         for s in range(config.num_seeds):
-            one = jax.tree.map(lambda x: x[s], states[phase])
             name = phase if config.num_seeds == 1 else f"{phase}_seed{s}"
-            export_ppo(run_dir / "policies" / name, one.params, one.obs_stats, config.ppo,
+            export_ppo(run_dir / "policies" / name, select_seed(states[phase], s), config.ppo,
                        robot.action_space, obs_layout=robot.observation_structure,
                        metadata={"env": ROBOTS[config.env], "real_env": robot.gym_id,
                                  "phase": phase, "seed": seed + s, "experiment": NAME})
@@ -197,10 +186,9 @@ def main(args) -> dict:
 
     plot_sweeps(run_dir / "sim2real.png", cells, per_cell,
                 title=f"{robot.gym_id} (MuJoCo C): trained in MJX, nominal vs DR")
-    plots.plot_curves(run_dir / "curves.png", {
-        phase: ([m["step"] for m in phase_metrics(run_dir, phase)],
-                [m["episode_return"] for m in phase_metrics(run_dir, phase)]) for phase in spaces
-    }, xlabel="env steps (all seeds)", ylabel="episode return (MJX)", title=f"PPO on {robot.name}")
+    plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, spaces),
+                      xlabel="env steps (all seeds)", ylabel="episode return (MJX)",
+                      title=f"PPO on {robot.name}")
     grid = {"cells": [c.changed() for c in cells], "labels": [c.label() for c in cells]}
     table = format_table([dict(policy=p, **{k: results[p][k] for k in (
         "sim_return", "real_nominal", "real_mean", "real_worst", "final_train_return")})

@@ -37,14 +37,14 @@ from envs.pendulum import Pendulum
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.algos.uposi import OSIConfig, OSILearner, deployment_trace
 from metarl_jax.core.context_wrappers import ParamObservation, TransitionHistory, denormalize_params
-from metarl_jax.core.seeding import init_each_seed
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
-from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.io.training_loop import train_phase
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.transfer.evaluation import evaluate_on_params, grid_params, summarize_grid
+from metarl_jax.transfer.evaluation import evaluate_seeds, grid_params, summarize_seeds
+from metarl_jax.transfer.phases import phase_curves, train_ppo_phases
 
 NAME = "uposi"
 FIELDS = ("m", "l")
@@ -120,27 +120,22 @@ def main(args) -> dict:
     context_env = ParamObservation(TransitionHistory(base, config.history), FIELDS, low, high)
     ppos = {"up": PPO(ParamObservation(base, FIELDS, low, high)), "dr": PPO(base)}
     keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
-    states = {}
-    for phase, ppo in ppos.items():
-        states[phase] = train_phase(
-            run_dir, phase, init=lambda: init_each_seed(ppo.init, keys, config.ppo, space),
-            chunk=lambda s, n: ppo.train_chunk_seeds(s, config.ppo, n),
-            num_updates=config.ppo.num_updates, updates_per_chunk=config.updates_per_chunk,
-            steps_per_update=config.ppo.batch_size * config.num_seeds)
+    states = train_ppo_phases(run_dir, {p: (ppo, space) for p, ppo in ppos.items()}, config.ppo,
+                              keys, config.updates_per_chunk)
 
     up_ppo, dr_ppo = ppos["up"], ppos["dr"]
-    up_act = lambda up, k, o, det: up_ppo.act(up[0], up[1], config.ppo, k, o, deterministic=det)
+    up_act = lambda up, k, o, det: up_ppo.make_policy(up, config.ppo, det)(k, o)
     osi = OSILearner(context_env, up_act)
-    up = (states["up"].params, states["up"].obs_stats)
+    up = states["up"]  # the UP's train state: what up_act reads
     osi_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 2), config.num_seeds)
-    compiles = {p: ppo.train_chunk_seeds._cache_size() for p, ppo in ppos.items()}
+    compiles = {p: ppo.traces["train_chunk_seeds"] for p, ppo in ppos.items()}
     osi_state = train_phase(
         run_dir, "osi", init=lambda: osi.init_seeds(osi_keys, config.osi, space),
-        chunk=lambda s, n: osi.train_chunk_seeds(s, up, config.osi, n),
+        chunk=lambda s, n: osi.train_chunk_seeds(s, config.osi, n, up),
         num_updates=config.osi.num_updates, updates_per_chunk=config.osi_updates_per_chunk,
         steps_per_update=config.osi.num_envs * config.osi.num_steps * config.num_seeds,
         show=("osi_loss", "osi_rmse_0", "osi_rmse_1"))
-    compiles["osi"] = osi.train_chunk_seeds._cache_size()
+    compiles["osi"] = osi.traces["train_chunk_seeds"]
 
     # ---- evaluation on the held-out grid (every policy acts on the same context obs)
     grid, cells = grid_params(nominal, {"m": config.eval_mass_scales,
@@ -148,26 +143,19 @@ def main(args) -> dict:
     eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
     split = osi.layout.split
 
-    def policies(up_s, dr_s, osi_s):
-        raw_true = lambda o: jnp.concatenate([split(o)[0], split(o)[2]], -1)
+    def policies(seed_states):
+        up_s, dr_s, osi_s = seed_states
+        up_policy = up_ppo.make_policy(up_s, config.ppo, deterministic=True)
+        dr_policy = dr_ppo.make_policy(dr_s, config.ppo, deterministic=True)
         return {
-            "up_true": lambda k, o: up_ppo.act(*up_s, config.ppo, k, raw_true(o), True),
-            "up_osi": lambda k, o: osi.act(up_s, osi_s.params, osi_s.in_stats, config.osi, k, o),
-            "dr": lambda k, o: dr_ppo.act(*dr_s, config.ppo, k, split(o)[0], True),
+            "up_true": lambda k, o: up_policy(k, jnp.concatenate([split(o)[0], split(o)[2]], -1)),
+            "up_osi": osi.make_policy(osi_s, config.osi, up=up_s),
+            "dr": lambda k, o: dr_policy(k, split(o)[0]),
         }
 
-    def evaluate_seed(up_s, dr_s, osi_s):
-        return {name: evaluate_on_params(act, context_env, grid, config.eval_episodes,
-                                         eval_key).mean(-1)
-                for name, act in policies(up_s, dr_s, osi_s).items()}
-
-    dr_s = (states["dr"].params, states["dr"].obs_stats)
-    per_seed = jax.device_get(jax.jit(jax.vmap(evaluate_seed))(up, dr_s, osi_state))  # [S, C]
-    results = {}
-    for name, returns in per_seed.items():
-        results[name] = dict(summarize_grid(returns.mean(0)),
-                             per_seed=[summarize_grid(r) for r in returns],
-                             cell_returns=returns.mean(0).tolist())
+    per_seed = evaluate_seeds(policies, (up, states["dr"], osi_state), context_env, grid,
+                              config.eval_episodes, eval_key)  # {policy: [S, C]}
+    results = {name: summarize_seeds(returns) for name, returns in per_seed.items()}
 
     # ---- OSI accuracy during deployment, params drawn from the prior
     rmse_params = space.sample(jax.random.fold_in(eval_key, 3), (config.rmse_episodes,))
@@ -199,10 +187,9 @@ def main(args) -> dict:
         **{f"{f} (true)": (t, np.asarray(true)[:, i]) for i, f in enumerate(FIELDS)},
     }, xlabel="step of the episode", ylabel="value (kg for m, metres for l)",
         title=f"OSI estimate during UP-OSI deployment (H={config.history})")
-    plots.plot_curves(run_dir / "curves.png", {
-        p: ([l["step"] for l in phase_metrics(run_dir, p)],
-            [l["episode_return"] for l in phase_metrics(run_dir, p)]) for p in ppos
-    }, xlabel="env steps (all seeds)", ylabel="episode return", title="UP vs DR training")
+    plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, ppos),
+                      xlabel="env steps (all seeds)", ylabel="episode return",
+                      title="UP vs DR training")
 
     table = format_table([dict(policy=p, **{k: results[p][k] for k in (
         "heldout_mean", "heldout_worst", "heldout_cvar10")}) for p in ("up_true", "up_osi", "dr")])

@@ -15,6 +15,7 @@ from envs.bandits import (
     dependent_task_space,
 )
 from experiments import rl2_bandits
+from metarl_jax import stats
 from metarl_jax.baselines import bandits as bl
 from tests.experiment_contract import check_run_folder, resume_matches, run_quick
 
@@ -89,7 +90,7 @@ def n10k5():
 def test_random_policy_earns_n_times_mean_probability(n10k5):
     probs, totals = n10k5
     for name in ("random", "eps_one"):  # eps = 1 is uniformly random too
-        mean, se = bl.mean_and_stderr(totals[name])
+        mean, se = stats.mean_stderr(totals[name])
         assert abs(mean - 5.0) < 4 * se  # n * E[p] = n / 2
         # Conditional on the tasks: E[total | p] = n * mean_i(p_i).
         assert abs(mean - 10 * float(probs.mean())) < 4 * se
@@ -99,10 +100,10 @@ def test_no_baseline_beats_the_bayes_optimal_value(n10k5):
     _, totals = n10k5
     optimum = bl.bayes_optimal_value(5, 10)
     for name, t in totals.items():
-        mean, se = bl.mean_and_stderr(t)
+        mean, se = stats.mean_stderr(t)
         assert mean < optimum + 4 * se, name
     # Classic UCB1 pulls every arm once first: its first k pulls are uniformly random.
-    assert bl.mean_and_stderr(totals["greedy"])[0] > bl.mean_and_stderr(totals["ucb1_classic"])[0]
+    assert stats.mean_stderr(totals["greedy"])[0] > stats.mean_stderr(totals["ucb1_classic"])[0]
 
 
 def test_index_policies_concentrate_on_the_best_arm():

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -36,17 +37,18 @@ def trained_like(tmp_path_factory):
     stats = normalization.RunningStats(mean=jnp.asarray(rng.normal(size=17), jnp.float32),
                                        var=jnp.asarray(rng.uniform(0.1, 4.0, 17), jnp.float32),
                                        count=jnp.float32(100.0))
+    state = SimpleNamespace(params=params, obs_stats=stats)  # the fields export_ppo reads
     path = tmp_path_factory.mktemp("policy") / "cheetah"
-    export_ppo(path, params, stats, CONFIG, env.action_space, obs_layout=env.observation_structure,
+    export_ppo(path, state, CONFIG, env.action_space, obs_layout=env.observation_structure,
                metadata={"env": "HalfCheetah"})
-    return ppo, params, stats, path
+    return ppo, state, path
 
 
 def test_numpy_policy_matches_the_jax_policy(trained_like):
-    ppo, params, stats, path = trained_like
+    ppo, state, path = trained_like
     policy = load_policy(path)
     obs = np.random.default_rng(1).normal(0, 3, size=(256, 17)).astype(np.float32)
-    jax_actions = ppo.act(params, stats, CONFIG, None, jnp.asarray(obs), deterministic=True)
+    jax_actions = ppo.make_policy(state, CONFIG, deterministic=True)(None, jnp.asarray(obs))
     expected = np.clip(np.asarray(jax_actions), -1, 1)
     got = policy(obs)
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)

@@ -26,13 +26,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from metarl_jax import stats
 from metarl_jax.randomization.robust import EpisodeBatch
 
 
 def cvar_count(epsilon, n: int) -> jax.Array:
-    """``[] int32``: ``ceil(epsilon * n)`` clipped to ``[1, n]`` (epsilon may be traced)."""
-    k = jnp.ceil(jnp.asarray(epsilon, jnp.float32) * n - 1e-4)  # 1e-4: 0.1 * 30 is 3, not 4
-    return jnp.clip(k, 1, n).astype(jnp.int32)
+    """``[] int32``: ``ceil(epsilon * n)`` clipped to ``[1, n]`` (epsilon may be traced): the one
+    CVaR count of ``metarl_jax.stats.cvar_count``, always as a JAX integer here."""
+    return jnp.asarray(stats.cvar_count(epsilon, n), jnp.int32)
 
 
 def ranks(returns: jax.Array) -> jax.Array:

@@ -129,12 +129,6 @@ def run_policy(policy: BanditPolicy, probs: jax.Array, horizon: int, key: jax.Ar
     return run_policies({"policy": (policy, theta)}, probs, horizon, key)["policy"]
 
 
-def mean_and_stderr(totals) -> Tuple[float, float]:
-    """Mean and standard error of per-task totals."""
-    totals = np.asarray(totals, np.float64)
-    return float(totals.mean()), float(totals.std(ddof=1) / np.sqrt(totals.size))
-
-
 def tune(searches: Dict[str, Tuple[BanditPolicy, Sequence[float]]], probs: jax.Array,
          horizon: int, key: jax.Array) -> Dict[str, Tuple[float, Dict[str, float]]]:
     """Grid searches of policies' constants on (training) tasks ``probs [M, k]``.

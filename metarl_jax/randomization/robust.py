@@ -26,11 +26,12 @@ Shapes: ``N = num_envs``, ``T = num_steps``; ``D`` = number of parameters a hook
 
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+
+from metarl_jax import stats
 
 Metrics = Dict[str, jax.Array]
 
@@ -104,9 +105,8 @@ def episode_batch(reward: jax.Array, done: jax.Array, start_env_state: Any) -> E
 
 
 def worst_fraction_mean(returns: jax.Array, fraction: float = 0.1) -> jax.Array:
-    """Mean of the worst ``ceil(fraction * N)`` entries of ``returns[N]`` (a CVaR estimate)."""
-    k = max(1, math.ceil(fraction * returns.shape[0] - 1e-9))  # 1e-9: 0.1 * 30 is 3, not 4
-    return jnp.sort(returns)[:k].mean()
+    """Mean of the worst ``ceil(fraction * N)`` entries of ``returns[N]`` (``stats.cvar``)."""
+    return stats.cvar(returns, fraction)
 
 
 def hook_step(hook: RobustHook, reward: jax.Array, done: jax.Array, start_env_state: Any,

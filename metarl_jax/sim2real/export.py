@@ -1,12 +1,13 @@
 """Portable policy files: an MLP's weights as ``.npz`` + a JSON spec, run by numpy alone.
 
-    export_ppo("run/policies/dr", ppo_state.params, ppo_state.obs_stats, config, action_space,
+    export_ppo("run/policies/dr", select_seed(ppo_states, 0), config, action_space,
                obs_layout=env.observation_structure)        # -> dr.npz, dr.json
     act = load_policy("run/policies/dr")                     # on the robot: numpy only
     action = act(obs)                                        # [obs_size] -> [action_size]
 
-``act`` is the deterministic policy the learner evaluates: normalize the observation with the
-training statistics, run the actor MLP, and clip to the action bounds::
+``act`` is the deterministic policy the learner evaluates (``ppo.make_policy(state, config,
+deterministic=True)``, up to float64 vs float32): normalize the observation with the training
+statistics, run the actor MLP, and clip to the action bounds::
 
     x = clip((obs - obs_mean) / sqrt(obs_var + eps), -obs_clip, obs_clip)    (if normalize)
     x = activation(x @ kernel_i + bias_i)      for every hidden layer i
@@ -101,14 +102,17 @@ def export_policy(path, layers: Sequence[Tuple[Any, Any]], *, action_low, action
     return npz_path, json_path
 
 
-def export_ppo(path, params, obs_stats, config, action_space,
+def export_ppo(path, state, config, action_space,
                obs_layout: Optional[Mapping[str, int]] = None,
                metadata: Optional[Mapping[str, Any]] = None) -> Tuple[Path, Path]:
-    """Export the deterministic actor of one PPO seed (``metarl_jax.algos.ppo``): its flax
-    ``params`` (``params["params"]["actor"]["Dense_i"]``), ``obs_stats`` (a ``RunningStats``),
-    the ``PPOConfig`` (hidden sizes, whether observations are normalized) and the env's
-    continuous ``action_space`` (a ``Box``; its bounds become the clip). The normalizer constants
-    (clip 10, eps 1e-8) are those of ``metarl_jax.core.normalization.normalize``."""
+    """Export the deterministic policy of one PPO seed's train ``state`` (``metarl_jax.algos.ppo``;
+    ``select_seed(states, i)`` takes seed ``i`` of a stacked state): the state's flax ``params``
+    (``params["params"]["actor"]["Dense_i"]``) and ``obs_stats`` (a ``RunningStats``), the
+    ``PPOConfig`` (hidden sizes, whether observations are normalized) and the env's continuous
+    ``action_space`` (a ``Box``; its bounds become the clip). The file's forward pass is
+    ``ppo.make_policy(state, config, deterministic=True)``'s. The normalizer constants (clip 10,
+    eps 1e-8) are those of ``metarl_jax.core.normalization.normalize``."""
+    params, obs_stats = state.params, state.obs_stats
     actor = params["params"]["actor"]
     layers = [(actor[f"Dense_{i}"]["kernel"], actor[f"Dense_{i}"]["bias"])
               for i in range(len(config.hidden_sizes) + 1)]

@@ -3,15 +3,21 @@
 ``evaluate_on_params(act, env, params[C], num_episodes, key) -> returns[C, E]``: for every cell
 ``c`` of a batch of env params, run ``E`` episodes from fresh resets until ``done`` (or the env's
 horizon), and return each episode's undiscounted return. No auto-reset: each episode counts once.
+
+``evaluate_seeds(policy_of, states[S], env, params[C], num_episodes, key) -> [S, C]``: the same
+for every seed of a stacked train state at once (one compiled program), where ``policy_of(state)``
+builds one seed's policy, e.g. ``lambda s: ppo.make_policy(s, config, deterministic=True)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Sequence
+from typing import Any, Callable, Dict, Mapping, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from metarl_jax import stats
 
 # act(key, obs[obs_size]) -> action  (one env; vmapped here)
 ActFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -44,6 +50,30 @@ def evaluate_on_params(act: ActFn, env, params: Any, num_episodes: int, key: jax
     return jax.vmap(per_episode)(keys, params)
 
 
+def seed_evaluator(policy_of: Callable[[Any], Union[ActFn, Mapping[str, ActFn]]], env,
+                   params: Any, num_episodes: int, key: jax.Array) -> Callable[[Any], Any]:
+    """A jitted ``evaluator(states)``: the mean return per seed and cell ``[S, C]`` of the policy
+    ``policy_of(state)`` of every seed of ``states`` (stacked ``[S, ...]``; ``vmap``-ed), over
+    ``num_episodes`` episodes per cell (``evaluate_on_params``; every seed sees the same ``key``).
+    If ``policy_of`` returns ``{name: act}``, the evaluator returns ``{name: [S, C]}``. Build it
+    once and call it on several states of one structure to compile once."""
+
+    def one_seed(state):
+        policy = policy_of(state)
+        run = lambda act: evaluate_on_params(act, env, params, num_episodes, key).mean(-1)
+        if isinstance(policy, Mapping):
+            return {name: run(act) for name, act in policy.items()}
+        return run(policy)
+
+    return jax.jit(jax.vmap(one_seed))
+
+
+def evaluate_seeds(policy_of: Callable[[Any], Union[ActFn, Mapping[str, ActFn]]], states: Any,
+                   env, params: Any, num_episodes: int, key: jax.Array):
+    """``seed_evaluator(...)(states)`` as numpy: ``[S, C]`` (or ``{name: [S, C]}``)."""
+    return jax.device_get(seed_evaluator(policy_of, env, params, num_episodes, key)(states))
+
+
 def grid_params(nominal: Any, axes: Dict[str, Sequence[float]], relative: Sequence[str] = ()):
     """The Cartesian product of ``axes`` (``{field: values}``) as ``Params`` batched ``[C]``.
 
@@ -66,8 +96,10 @@ def grid_params(nominal: Any, axes: Dict[str, Sequence[float]], relative: Sequen
         if name in relative:
             value = jnp.asarray(values) * base
         else:
-            if jnp.issubdtype(jnp.asarray(base).dtype, jnp.integer) and np.any(values != np.round(values)):
-                raise ValueError(f"grid axis {name!r} is an integer field; got values {values.tolist()}")
+            integer = jnp.issubdtype(jnp.asarray(base).dtype, jnp.integer)
+            if integer and np.any(values != np.round(values)):
+                raise ValueError(f"grid axis {name!r} is an integer field; "
+                                 f"got values {values.tolist()}")
             value = jnp.asarray(values)
         updates[name] = value.astype(jnp.asarray(base).dtype)
     return batched.replace(**updates), cells
@@ -75,11 +107,19 @@ def grid_params(nominal: Any, axes: Dict[str, Sequence[float]], relative: Sequen
 
 def summarize_grid(cell_returns: np.ndarray) -> Dict[str, float]:
     """``heldout_mean`` (mean over cells), ``heldout_worst`` (worst cell) and
-    ``heldout_cvar10`` (mean of the worst 10% of cells, at least one) of per-cell mean returns."""
+    ``heldout_cvar10`` (``stats.cvar`` of the worst 10% of cells) of per-cell mean returns."""
     cell_returns = np.asarray(cell_returns, np.float64).reshape(-1)
-    worst = np.sort(cell_returns)[: max(1, int(np.ceil(0.1 * cell_returns.size)))]
     return {
         "heldout_mean": float(cell_returns.mean()),
         "heldout_worst": float(cell_returns.min()),
-        "heldout_cvar10": float(worst.mean()),
+        "heldout_cvar10": stats.cvar(cell_returns, 0.1),
     }
+
+
+def summarize_seeds(per_seed: np.ndarray) -> Dict[str, Any]:
+    """``summarize_grid`` of the seed-mean per-cell returns of ``per_seed[S, C]``, with
+    ``per_seed`` (each seed's ``summarize_grid``) and ``cell_returns`` (the seed mean, ``[C]``)."""
+    per_seed = np.asarray(per_seed)
+    cell_mean = per_seed.mean(0)
+    return dict(summarize_grid(cell_mean), per_seed=[summarize_grid(r) for r in per_seed],
+                cell_returns=cell_mean.tolist())

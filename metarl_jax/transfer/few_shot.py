@@ -12,6 +12,7 @@ from typing import Any, Dict, Mapping, Tuple
 import jax
 import numpy as np
 
+from metarl_jax import stats
 from metarl_jax.io import plots
 from metarl_jax.io.training_loop import phase_metrics, train_phase
 
@@ -37,12 +38,11 @@ def train_meta_phases(run_dir: Path, learner, configs: Mapping[str, Any],
 
 def returns_by_steps(returns: Any) -> Tuple[list, list]:
     """``returns[G, S+1]`` (per task, after 0..S inner steps) -> (mean over tasks ``[S+1]``,
-    95% confidence half-width ``1.96 * std / sqrt(G)`` ``[S+1]``), as lists."""
+    95% confidence half-width over tasks ``stats.ci95`` ``[S+1]``), as lists."""
     returns = np.asarray(returns)
     if returns.ndim != 2 or returns.shape[0] < 2:
         raise ValueError(f"returns must be [tasks >= 2, steps + 1], got {returns.shape}")
-    ci95 = 1.96 * returns.std(0, ddof=1) / np.sqrt(returns.shape[0])
-    return returns.mean(0).tolist(), ci95.tolist()
+    return returns.mean(0).tolist(), stats.ci95(returns, axis=0).tolist()
 
 
 def plot_meta_training(path: Path, run_dir: Path, methods, ylabel: str, title: str) -> None:
