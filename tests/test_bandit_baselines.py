@@ -17,6 +17,7 @@ from envs.bandits import (
 from experiments import rl2_bandits
 from metarl_jax import stats
 from metarl_jax.baselines import bandits as bl
+from tests.compile_count import count_compiles
 from tests.experiment_contract import check_run_folder, resume_matches, run_quick
 
 
@@ -124,13 +125,13 @@ def test_ties_are_broken_uniformly_at_random():
 
 def test_tuning_picks_the_best_grid_value_and_compiles_once():
     probs = bernoulli_task_space(3).sample(jax.random.PRNGKey(0), (500,)).probs
-    before = bl._run._cache_size()
     out = bl.tune({"eps": (bl.eps_greedy, (0.0, 0.5, 1.0))}, probs, 20, jax.random.PRNGKey(1))
     best, scores = out["eps"]
     assert best == max((float(v) for v in scores), key=lambda v: scores[str(v)])
     assert best < 1.0  # always exploring is the worst choice
-    bl.tune({"eps": (bl.eps_greedy, (0.1, 0.2, 0.3))}, probs, 20, jax.random.PRNGKey(2))
-    assert bl._run._cache_size() == before + 1  # new grid values: no recompile
+    with count_compiles() as compiles:
+        bl.tune({"eps": (bl.eps_greedy, (0.1, 0.2, 0.3))}, probs, 20, jax.random.PRNGKey(2))
+    assert compiles.count == 0  # new grid values: no recompile
 
 
 # ----------------------------------------------------------------------------------- experiment

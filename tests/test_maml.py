@@ -114,7 +114,7 @@ def test_supervised_update_compiles_once_and_learns():
     state = learner.init(jax.random.PRNGKey(0), config)
     state, first = learner.update(state, config)
     state, _ = learner.update(state, config.replace(outer_lr=5e-4))  # a rate is data
-    assert learner.update._cache_size() == 1
+    assert learner.traces["update"] == 1
     state, metrics = learner.train_chunk(state, config, 10, log_every=50)
     assert metrics["post_loss"].shape == (10,)
     assert float(metrics["post_loss"][-1]) < 0.8 * float(metrics["post_loss"][0])

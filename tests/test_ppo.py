@@ -78,7 +78,7 @@ def test_update_is_deterministic_and_a_rate_change_does_not_recompile():
     jax.tree.map(np.testing.assert_array_equal, (a.params, ma), (b.params, mb))
     faster = SMALL.replace(learning_rate=1e-2, gamma=0.9, clip_eps=0.3)
     c, _ = ppo.train_chunk(state, faster, num_updates=2)
-    assert ppo.train_chunk._cache_size() == 1
+    assert ppo.traces["train_chunk"] == 1
     assert not np.allclose(np.asarray(jax.tree.leaves(a.params)[0]),
                            np.asarray(jax.tree.leaves(c.params)[0]))
     assert int(a.update_step) == 2 and bool(jnp.isfinite(ma["policy_loss"]).all())
@@ -149,7 +149,7 @@ def test_a_training_phase_compiles_its_chunk_once(tmp_path):
     train_phase(tmp_path, "p", lambda: ppo.init_seeds(keys, config, space),
                 lambda s, n: ppo.train_chunk_seeds(s, config, n), num_updates=6,
                 updates_per_chunk=2, steps_per_update=config.batch_size * 2)
-    assert ppo.train_chunk_seeds._cache_size() == 1  # three chunks, one compile
+    assert ppo.traces["train_chunk_seeds"] == 1  # three chunks, one compile
 
 
 def test_init_seeds_equals_each_seed_initialized_alone():

@@ -174,7 +174,7 @@ def test_update_compiles_once_is_deterministic_and_a_rate_change_does_not_recomp
     chex.assert_trees_all_equal((s1, m1), (s2, m2))
     assert all(np.isfinite(np.asarray(v)).all() for v in m1.values())
     rl2.train_chunk(s1, config.replace(learning_rate=3e-4, ent_coef=0.0, gamma=0.9), 3)
-    assert rl2.train_chunk._cache_size() == 1
+    assert rl2.traces["train_chunk"] == 1
     assert int(s1.update_step) == 3
 
 

@@ -9,10 +9,11 @@ from envs.pendulum import Pendulum
 from metarl_jax.algos.epopt import EPOpt, cvar_count, cvar_mask
 from metarl_jax.algos.mrpo import MRPO, mrpo_mask
 from metarl_jax.algos.ppo import PPO, PPOConfig
+from metarl_jax.algos.ppo_loss import normalize_advantages, weighted_mean
 from metarl_jax.randomization.adr import ADR, adr_update, make_adr_space
 from metarl_jax.randomization.distributions import SpecError, uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.randomization.robust import PlainDR, normalize_advantages, weighted_mean
+from metarl_jax.randomization.robust import PlainDR
 
 # ----------------------------------------------------------------------------- EPOpt
 
@@ -203,7 +204,7 @@ def test_epopt_with_epsilon_one_is_plain_dr_and_compiles_once():
         state = ppo.init(jax.random.PRNGKey(0), SMALL, space)
         state, _ = ppo.train_chunk(state, SMALL, num_updates=1)
         state, metrics = ppo.train_chunk(state, SMALL, num_updates=1)
-        assert ppo.train_chunk._cache_size() == 1
+        assert ppo.traces["train_chunk"] == 1
         assert float(metrics["episodes_aligned"][0]) == 1.0
         runs[name] = (state, metrics)
     flat = lambda name: np.concatenate([np.ravel(x) for x in jax.tree.leaves(runs[name][0].params)])
@@ -225,3 +226,19 @@ def test_adr_space_lives_in_the_train_state_and_is_updated():
     # The episodes of the next rollout are drawn from the updated space, in the compiled program.
     m = np.asarray(state.env_state.inner.params.m)
     assert m.min() >= float(state.space.low[0]) and m.max() <= float(state.space.high[0])
+
+
+def test_a_hooks_coefficients_are_data_another_epsilon_reuses_the_compiled_program():
+    env = Pendulum()
+    space = make_param_space(env.default_params(), {"m": uniform(0.5, 2.0, relative=True)})
+    config = PPOConfig(num_envs=8, num_steps=env.max_steps, total_steps=8 * env.max_steps * 4,
+                       num_epochs=1, num_minibatches=2)
+    ppo = PPO(env, robust=EPOpt(epsilon=0.25))
+    key = jax.random.PRNGKey(0)
+    _, quarter = ppo.update(ppo.init(key, config, space), config)
+    _, half = ppo.update(ppo.init(key, config, space, EPOpt(epsilon=0.5)), config)
+    assert float(quarter["selected_frac"]) == 0.25 and float(half["selected_frac"]) == 0.5
+    assert ppo.traces["init"] == 2  # None (the constructor's hook) and an EPOpt pytree
+    assert ppo.traces["update"] == 1
+    with pytest.raises(ValueError, match="built with robust=EPOpt"):
+        ppo.init(key, config, space, PlainDR())

@@ -113,7 +113,7 @@ def linear_osi():
 
 def test_osi_recovers_theta_of_a_linear_system(linear_osi):
     osi, config, space, state, metrics = linear_osi
-    assert osi.train_chunk._cache_size() == 1  # both chunks ran the same compiled program
+    assert osi.traces["train_chunk"] == 1  # both chunks ran the same compiled program
     params = space.sample(jax.random.PRNGKey(7), (64,))
     trace = jax.vmap(lambda p, k: deployment_trace(osi, None, state.params, state.in_stats,
                                                    config, p, k, 20))

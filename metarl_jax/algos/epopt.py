@@ -23,8 +23,11 @@ under ``jit``; the value function is fitted on the selected trajectories only, a
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from metarl_jax import stats
 from metarl_jax.randomization.robust import EpisodeBatch
@@ -47,20 +50,27 @@ def cvar_mask(returns: jax.Array, epsilon) -> jax.Array:
     return (ranks(returns) < cvar_count(epsilon, returns.shape[0])).astype(jnp.float32)
 
 
+@struct.dataclass
 class EPOpt:
-    """The EPOpt hook for ``PPO(env, robust=...)``.
+    """The EPOpt hook for ``PPO(env, robust=...)``; a pytree whose numbers are leaves.
+
+    The hook lives in ``PPOState.robust``, so ``ppo.init(key, config, space, EPOpt(0.2))`` runs
+    another epsilon through the same compiled program (no recompile), and seeds stacked by
+    ``init_seeds`` may each carry their own.
 
     Args:
         epsilon: fraction of trajectories kept after the warm start, in ``(0, 1]``.
         warmup_updates: number of initial updates that use every trajectory (epsilon = 1).
     """
 
-    def __init__(self, epsilon: float = 0.1, warmup_updates: int = 0):
-        if not 0.0 < epsilon <= 1.0:
-            raise ValueError(f"EPOpt epsilon must be in (0, 1], got {epsilon}")
-        if warmup_updates < 0:
-            raise ValueError(f"EPOpt warmup_updates must be >= 0, got {warmup_updates}")
-        self.epsilon, self.warmup_updates = float(epsilon), int(warmup_updates)
+    epsilon: Any = 0.1
+    warmup_updates: Any = 0
+
+    def __post_init__(self):  # Python numbers only: unflattening inside jit passes tracers
+        if isinstance(self.epsilon, (int, float)) and not 0.0 < self.epsilon <= 1.0:
+            raise ValueError(f"EPOpt epsilon must be in (0, 1], got {self.epsilon}")
+        if isinstance(self.warmup_updates, (int, float)) and self.warmup_updates < 0:
+            raise ValueError(f"EPOpt warmup_updates must be >= 0, got {self.warmup_updates}")
 
     def current_epsilon(self, update_step: jax.Array) -> jax.Array:
         return jnp.where(update_step < self.warmup_updates, 1.0, self.epsilon)

@@ -20,7 +20,9 @@ universal policy); most learners have none. The base gives, once for every learn
   ``log_every`` updates (``nonfinite_flags``: bitwise OR over the block);
 * ``train_chunk_seeds``: the same over a leading seed axis of the state (and of the context);
   metrics ``[S, num_updates]``;
-* ``train(key, config, *init_args)``: the whole run (``config.num_updates`` updates) as one program.
+* ``train(key, config, *init_args)``: the whole run (``config.num_updates`` updates) as one program;
+* ``traces``: ``{entry point: times traced}``, e.g. ``traces["train_chunk"] == 1`` after any number
+  of chunks with the same sizes (the public check that a run compiles once).
 
 What the guard looks at is ``nonfinite_quantities(state, metrics)``: by default every metric whose
 name ends in ``loss`` (``loss``), the metric ``grad_norm`` (``grad``) and ``trainable(state)``
@@ -38,6 +40,7 @@ guard trips on the first update.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Callable, Dict, Tuple
 
@@ -79,11 +82,25 @@ class Learner:
     def __init__(self):
         inject = os.environ.get(INJECT_NAN_ENV, "")
         self._inject_nan = inject == "1" or inject == type(self).__name__
-        self.init = jax.jit(self._init)
-        self.update = jax.jit(self.guarded_update)
-        self.train_chunk = jax.jit(self._train_chunk, static_argnames=_STATIC)
-        self.train_chunk_seeds = jax.jit(self._train_chunk_seeds, static_argnames=_STATIC)
-        self.train = jax.jit(self._train)
+        self.traces: Dict[str, int] = {}  # entry point -> times traced (= compiled) so far
+        self.init = jax.jit(self._traced("init", self._init))
+        self.update = jax.jit(self._traced("update", self.guarded_update))
+        self.train_chunk = jax.jit(self._traced("train_chunk", self._train_chunk),
+                                   static_argnames=_STATIC)
+        self.train_chunk_seeds = jax.jit(
+            self._traced("train_chunk_seeds", self._train_chunk_seeds), static_argnames=_STATIC)
+        self.train = jax.jit(self._traced("train", self._train))
+
+    def _traced(self, name: str, fn: Callable) -> Callable:
+        """``fn`` counting its traces in ``self.traces[name]`` (a Python side effect, so it runs
+        once per trace: per compilation of the jitted entry point, never per call)."""
+
+        @functools.wraps(fn)
+        def counted(*args, **kwargs):
+            self.traces[name] = self.traces.get(name, 0) + 1
+            return fn(*args, **kwargs)
+
+        return counted
 
     # ------------------------------------------------------------------ what a learner supplies
     def _init(self, key: jax.Array, config: Any, *init_args: Any) -> Any:

@@ -38,10 +38,11 @@ MRPO reduces to DR; ``experiments.robust_dr`` uses ``kappa_0 = 100``, growth 1.0
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Tuple
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from metarl_jax.algos.epopt import cvar_mask
 from metarl_jax.randomization.robust import EpisodeBatch, param_matrix
@@ -67,32 +68,41 @@ def mrpo_mask(returns: jax.Array, theta: jax.Array, kappa, worst_fraction: float
     return (worst | beats_all_worst).astype(jnp.float32)
 
 
+@struct.dataclass
 class MRPO:
-    """The MRPO hook for ``PPO(env, robust=...)``.
+    """The MRPO hook for ``PPO(env, robust=...)``; a pytree whose numbers are leaves (it lives in
+    ``PPOState.robust``: other coefficients run through the same compiled program).
 
     Args:
-        fields: the randomized scalar ``Params`` fields that define the distance.
+        fields: the randomized scalar ``Params`` fields that define the distance (static).
         scale: [D] their normalization (e.g. the width of each training range, value units).
         kappa0, growth, kappa_max: the schedule ``min(kappa0 * growth^update, kappa_max)``.
         worst_fraction: fraction of episodes in the worst-case set W.
     """
 
-    def __init__(self, fields: Sequence[str], scale: Sequence[float], kappa0: float = 1.0,
-                 growth: float = 1.005, kappa_max: float = float("inf"),
-                 worst_fraction: float = 0.1):
+    fields: Tuple[str, ...] = struct.field(pytree_node=False)
+    scale: Any
+    kappa0: Any = 1.0
+    growth: Any = 1.005
+    kappa_max: Any = float("inf")
+    worst_fraction: Any = 0.1
+
+    def __post_init__(self):  # Python numbers only: unflattening inside jit passes tracers
+        if not isinstance(self.kappa0, (int, float)):
+            return
+        fields, scale = self.fields, self.scale
         if len(fields) != len(scale) or not fields:
             raise ValueError(f"MRPO needs one scale per field, got fields={list(fields)}, "
                              f"scale={list(scale)}")
+        kappa0, growth, kappa_max = self.kappa0, self.growth, self.kappa_max
         if any(s <= 0 for s in scale) or kappa0 < 0 or growth < 1.0 or kappa_max < kappa0:
             raise ValueError("MRPO needs scale > 0, kappa0 >= 0, growth >= 1, "
                              f"kappa_max >= kappa0; got scale={list(scale)}, kappa0={kappa0}, "
                              f"growth={growth}, kappa_max={kappa_max}")
-        if not 0.0 < worst_fraction <= 1.0:
-            raise ValueError(f"MRPO worst_fraction must be in (0, 1], got {worst_fraction}")
-        self.fields = tuple(fields)
-        self.scale = tuple(float(s) for s in scale)
-        self.kappa0, self.growth, self.kappa_max = float(kappa0), float(growth), float(kappa_max)
-        self.worst_fraction = float(worst_fraction)
+        if not 0.0 < self.worst_fraction <= 1.0:
+            raise ValueError(f"MRPO worst_fraction must be in (0, 1], got {self.worst_fraction}")
+        object.__setattr__(self, "fields", tuple(fields))
+        object.__setattr__(self, "scale", tuple(float(s) for s in scale))
 
     def kappa(self, update_step: jax.Array) -> jax.Array:
         k = self.kappa0 * jnp.power(self.growth, update_step.astype(jnp.float32))

@@ -12,7 +12,9 @@ Every episode of every env draws fresh physics from ``space`` inside the compile
 ``train_chunk_seeds`` train several seeds in one program.
 
 Robust / adaptive randomization: ``PPO(env, robust=hook)`` calls a ``RobustHook``
-(``metarl_jax.randomization.robust``) once per update on the rollout's episodes. It may return
+(``metarl_jax.randomization.robust``) once per update on the rollout's episodes. The hook is
+stored in ``PPOState.robust``, so its coefficients are data: ``ppo.init(key, config, space,
+EPOpt(0.2))`` reuses the compiled program. It may return
 per-episode weights (EPOpt's CVaR selection, MRPO's selection), which then weight every per-sample
 term of the loss and the advantage normalization (a weighted mean over the minibatch), and a new
 randomization distribution (ADR), stored back in ``PPOState.space``. Hooks need one whole episode
@@ -111,6 +113,7 @@ class PPOState:
     space: ParamDistribution  # the randomization distribution episodes are drawn from
     key: jax.Array
     update_step: jax.Array  # [] int32, updates done so far
+    robust: Any = None  # the RobustHook (a pytree of its coefficients), or None for plain PPO
 
 
 def _optimizer(config: PPOConfig) -> optax.GradientTransformation:
@@ -158,9 +161,17 @@ class PPO(Learner):
         return lambda key, obs: self.act(params, obs_stats, config, key, obs, deterministic)
 
     # ----------------------------------------------------------------------------- init
-    def _init(self, key: jax.Array, config: PPOConfig, space: ParamDistribution) -> PPOState:
+    def _init(self, key: jax.Array, config: PPOConfig, space: ParamDistribution,
+              robust: robust_lib.RobustHook | None = None) -> PPOState:
+        """``robust``: the hook's coefficients for this run (default: the hook given to the
+        constructor); the same hook type, so another epsilon does not recompile."""
         if self.robust is not None:
             robust_lib.check_alignment(self.env, config.num_steps, None)
+        if robust is None:
+            robust = self.robust
+        elif type(robust) is not type(self.robust):
+            raise ValueError(f"PPO was built with robust={type(self.robust).__name__}; "
+                             f"init got {type(robust).__name__}")
         net_key, env_key, key = jax.random.split(key, 3)
         obs_size = self.env.observation_size
         params = self.network(config).init(net_key, jnp.zeros((1, obs_size), jnp.float32))
@@ -174,6 +185,7 @@ class PPO(Learner):
             space=space,
             key=key,
             update_step=jnp.int32(0),
+            robust=robust,
         )
 
     # ----------------------------------------------------------------------------- update
@@ -206,7 +218,7 @@ class PPO(Learner):
         if self.robust is not None:
             robust_lib.check_alignment(self.env, config.num_steps, None)
             weights, space, hook_metrics = robust_lib.hook_step(
-                self.robust, traj.reward, traj.done, state.env_state, state.space,
+                state.robust, traj.reward, traj.done, state.env_state, state.space,
                 state.update_step)
 
         batch = Batch(obs, traj.action, traj.extras["log_prob"], advantages, targets,

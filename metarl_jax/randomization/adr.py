@@ -185,8 +185,10 @@ def adr_update(space: ADRSpace, returns: jax.Array, values: jax.Array) -> ADRSpa
         buffer_sum=jnp.where(full, 0.0, total), buffer_count=jnp.where(full, 0, count))
 
 
+@struct.dataclass
 class ADR:
-    """The ADR hook for ``PPO(env, robust=...)``: no loss weights; the space is an ``ADRSpace``."""
+    """The ADR hook for ``PPO(env, robust=...)``: no loss weights; the space is an ``ADRSpace``
+    (its state: ranges, thresholds and boundary buffers live there, in the train state)."""
 
     def weights(self, batch: EpisodeBatch, space, update_step):
         return None, {}

@@ -7,9 +7,12 @@ learner, both computed from the episodes of the latest rollout:
   advantage normalization (EPOpt: the worst epsilon-fraction; MRPO: a worst-case-aware selection);
 * **the randomization distribution** in the train state (ADR widens / shrinks its ranges).
 
-A hook is a small object of pure functions (``RobustHook``); ``PPO(env, robust=hook)`` calls
-``hook_step`` inside its compiled update. Hooks hold only static hyperparameters; everything that
-changes lives in the train state (the distribution) or is a function of the update counter.
+A hook is a small pytree of pure functions (``RobustHook``, a ``flax.struct`` dataclass):
+``PPO(env, robust=hook)`` stores it in ``PPOState.robust`` and calls ``hook_step`` inside its
+compiled update. Its numbers (EPOpt's epsilon, MRPO's kappa schedule) are leaves, so another value
+runs through the same compiled program (``ppo.init(key, config, space, EPOpt(0.2))``); what
+changes during training lives in the train state (the distribution) or is a function of the
+update counter.
 
 **One episode per env per update.** Hooks reason about *episodes* and the physics they ran on, so
 the rollout must hold exactly one whole episode per env: ``PPOConfig.num_steps == env.max_steps``,
@@ -30,6 +33,7 @@ from typing import Any, Dict, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from metarl_jax import stats
 
@@ -66,6 +70,7 @@ class RobustHook(Protocol):
                      ) -> Tuple[Any, Metrics]: ...
 
 
+@struct.dataclass
 class PlainDR:
     """The identity hook: plain domain randomization (no weights, the space never changes).
 
@@ -130,22 +135,6 @@ def hook_step(hook: RobustHook, reward: jax.Array, done: jax.Array, start_env_st
         metrics["selected_frac"] = jnp.mean(weights > 0)
         weights = jnp.broadcast_to(weights, reward.shape)  # [N] -> [T, N]
     return weights, new_space, metrics
-
-
-def weighted_mean(x: jax.Array, w: Optional[jax.Array]) -> jax.Array:
-    """``mean(x)`` when ``w`` is None, else ``sum(w x) / sum(w)`` (0 when every weight is 0)."""
-    if w is None:
-        return jnp.mean(x)
-    return jnp.sum(w * x) / jnp.maximum(jnp.sum(w), 1e-8)
-
-
-def normalize_advantages(adv: jax.Array, w: Optional[jax.Array]) -> jax.Array:
-    """``(adv - mean) / (std + 1e-8)``, with the weighted mean and std when ``w`` is given."""
-    if w is None:
-        return (adv - adv.mean()) / (adv.std() + 1e-8)
-    mean = weighted_mean(adv, w)
-    std = jnp.sqrt(weighted_mean((adv - mean) ** 2, w))
-    return (adv - mean) / (std + 1e-8)
 
 
 def param_matrix(params: Any, fields: Sequence[str]) -> jax.Array:
