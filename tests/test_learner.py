@@ -171,3 +171,18 @@ def test_a_nan_in_each_learners_loss_ends_its_experiment_with_status_3(
     if phase:
         assert f"phase '{phase}'" in err
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_init_log_std_is_data_another_value_reuses_the_compiled_init():
+    env = make("Pendulum")
+    ppo, space = PPO(env), make_param_space(env.default_params())
+    config = PPOConfig(num_envs=4, num_steps=8, total_steps=64, num_minibatches=2)
+    for value in (-0.5, -1.0):
+        state = ppo.init(jax.random.PRNGKey(0), config.replace(init_log_std=value), space)
+        np.testing.assert_array_equal(np.asarray(state.params["params"]["log_std"]), [value])
+    assert ppo.traces["init"] == 1
+    maml_rl = MAMLRL(PointNav2D())
+    mconfig = MAMLRLConfig(meta_batch_size=2, episodes_per_task=2, hidden_sizes=(8,),
+                           init_log_std=-2.0)
+    meta = maml_rl.init(jax.random.PRNGKey(0), mconfig, _nav_task_space()).meta
+    np.testing.assert_array_equal(np.asarray(meta.params["params"]["log_std"]), [-2.0, -2.0])

@@ -43,7 +43,7 @@ from metarl_jax.algos.maml import (LR_MODES, MetaParams, adapt_sequence, init_me
 from metarl_jax.algos.trpo import gauss_newton_fvp, trpo_step
 from metarl_jax.core.rollout import reset_batch, rollout
 from metarl_jax.nets.mlp import MLP
-from metarl_jax.nets.policy_heads import DiagGaussian
+from metarl_jax.nets.policy_heads import DiagGaussian, set_log_std
 from metarl_jax.randomization.param_space import ParamSpace
 
 static = dict(pytree_node=False)
@@ -70,7 +70,7 @@ class MAMLRLConfig:
     adaptive_kl: bool = struct.field(default=True, **static)
     cg_iters: int = struct.field(default=10, **static)
     max_backtracks: int = struct.field(default=15, **static)
-    init_log_std: float = struct.field(default=0.0, **static)
+    init_log_std: float = 0.0  # a leaf: set in init (nets.policy_heads.set_log_std)
     # Inner advantages divided by their batch std (MAML's and ProMP's default). Off, their
     # magnitude -- and so the inner step's length -- can track how far the task's goal is.
     normalize_inner: bool = struct.field(default=True, **static)
@@ -206,12 +206,13 @@ class MAMLRL(Learner):
 
     def policy(self, config: MAMLRLConfig) -> GaussianPolicy:
         return GaussianPolicy(self.env.action_size, tuple(config.hidden_sizes),
-                              config.init_log_std, config.activation)
+                              0.0, config.activation)  # init_log_std: set by init
 
     def _init(self, key: jax.Array, config: MAMLRLConfig, space: ParamSpace) -> MAMLRLState:
         net_key, key = jax.random.split(key)
         obs = jnp.zeros((1, self.env.observation_size), jnp.float32)
-        meta = init_meta_params(self.policy(config).init(net_key, obs), config)
+        params = set_log_std(self.policy(config).init(net_key, obs), config.init_log_std)
+        meta = init_meta_params(params, config)
         return MAMLRLState(meta, optax.scale_by_adam().init(meta),
                            jnp.asarray(config.kl_coef, jnp.float32), space, key, jnp.int32(0))
 

@@ -41,6 +41,7 @@ from metarl_jax.core.env import Env, is_discrete
 from metarl_jax.core.rollout import reset_batch, rollout
 from metarl_jax.core.wrappers import AutoReset, EpisodeStats
 from metarl_jax.nets.actor_critic import ActorCritic
+from metarl_jax.nets.policy_heads import set_log_std
 from metarl_jax.randomization import robust as robust_lib
 from metarl_jax.randomization.param_space import ParamDistribution
 
@@ -59,7 +60,7 @@ class PPOConfig:
     hidden_sizes: Tuple[int, ...] = struct.field(default=(64, 64), **static)
     normalize_obs: bool = struct.field(default=True, **static)
     anneal_lr: bool = struct.field(default=True, **static)
-    init_log_std: float = struct.field(default=0.0, **static)
+    init_log_std: float = 0.0  # a leaf: set in init (nets.policy_heads.set_log_std)
     learning_rate: float = 3e-4
     gamma: float = 0.99
     gae_lambda: float = 0.95
@@ -143,7 +144,7 @@ class PPO(Learner):
     # ----------------------------------------------------------------------------- networks
     def network(self, config: PPOConfig) -> ActorCritic:
         return ActorCritic(self.env.action_size, self.discrete, tuple(config.hidden_sizes),
-                           config.init_log_std)
+                           0.0)  # init_log_std is set by init (a traced config leaf)
 
     def _normalize(self, config, stats, obs):
         return normalization.normalize(stats, obs) if config.normalize_obs else obs
@@ -175,6 +176,8 @@ class PPO(Learner):
         net_key, env_key, key = jax.random.split(key, 3)
         obs_size = self.env.observation_size
         params = self.network(config).init(net_key, jnp.zeros((1, obs_size), jnp.float32))
+        if not self.discrete:
+            params = set_log_std(params, config.init_log_std)
         env_state, obs = reset_batch(self.train_env, env_key, space, config.num_envs)
         return PPOState(
             params=params,

@@ -41,6 +41,7 @@ from metarl_jax.algos.learner import Learner
 from metarl_jax.algos.ppo_loss import Batch, clipped_surrogate_loss, ppo_optimizer, run_epochs
 from metarl_jax.core.env import Env, is_discrete
 from metarl_jax.core.trial import Trial
+from metarl_jax.nets.policy_heads import set_log_std
 from metarl_jax.nets.recurrent import RecurrentActorCritic, RecurrentInput, unroll
 from metarl_jax.randomization.param_space import ParamDistribution, fixed_space
 
@@ -61,7 +62,7 @@ class RL2Config:
     encoder_sizes: Tuple[int, ...] = struct.field(default=(), **static)
     head_sizes: Tuple[int, ...] = struct.field(default=(), **static)
     input_reward_scale: float = struct.field(default=1.0, **static)  # reward feature scale
-    init_log_std: float = struct.field(default=0.0, **static)
+    init_log_std: float = 0.0  # a leaf: set in init (nets.policy_heads.set_log_std)
     anneal_lr: bool = struct.field(default=True, **static)
     anneal_ent: bool = struct.field(default=False, **static)  # ent_coef linearly to 0
     learning_rate: float = 1e-3
@@ -181,7 +182,7 @@ class RL2(Learner):
         return RecurrentActorCritic(self.env.action_size, self.discrete, config.hidden_size,
                                     tuple(config.encoder_sizes), tuple(config.head_sizes),
                                     config.input_reward_scale,
-                                    config.init_log_std)
+                                    0.0)  # init_log_std is set by init (a config leaf)
 
     # ----------------------------------------------------------------------------- acting
     def _fresh_carry(self, net, env_state, obs) -> ActorCarry:
@@ -224,6 +225,7 @@ class RL2(Learner):
         net = self.network(config)
         params = net.init(net_key, net.initial_hidden((1,)),
                           net.dummy_input(self.env.observation_size, (1,)))
+        params = set_log_std(params, config.init_log_std)  # no-op for a discrete policy
         return RL2State(params=params, opt_state=_optimizer(config).init(params),
                         carry=self._reset(net, env_key, space, config.num_envs), space=space,
                         key=key, update_step=jnp.int32(0))

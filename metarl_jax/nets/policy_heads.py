@@ -53,3 +53,17 @@ class Categorical:
     @staticmethod
     def mode(logits):
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+def set_log_std(params, value) -> object:
+    """``params`` with every leaf named ``log_std`` set to ``value`` (a traced scalar is fine).
+
+    Learners build their networks with ``init_log_std = 0`` and call this in ``init``, so the
+    initial log-std is a config *leaf*: sweeping it does not recompile.
+    """
+    def set_leaf(path, leaf):
+        last = path[-1]
+        name = getattr(last, "key", getattr(last, "name", None))
+        return jnp.full_like(leaf, value) if name == "log_std" else leaf
+
+    return jax.tree_util.tree_map_with_path(set_leaf, params)
