@@ -12,6 +12,7 @@ from typing import Callable, Dict, List
 from envs.bandits import BernoulliBandit, DependentBandit
 from envs.cartpole import CartPole, CartPoleContinuous, CartPoleParams, CartPoleState
 from envs.mjx_registry import lazy_mjx
+from envs.multigoal import MultiGoal2D, MultiGoalParams, MultiGoalState
 from envs.pendulum import Pendulum, PendulumParams, PendulumState
 from envs.point_nav import PointNav2D, PointNavParams, PointNavState
 from envs.tabular_mdp import TabularMDP
@@ -47,6 +48,7 @@ register("Pendulum", Pendulum)
 register("CartPole", CartPole)
 register("CartPoleContinuous", CartPoleContinuous)
 register("PointNav2D", PointNav2D)
+register("MultiGoal2D", MultiGoal2D)
 register("BernoulliBandit", BernoulliBandit)
 register("DependentBandit", DependentBandit)
 register("TabularMDP", TabularMDP)
@@ -66,6 +68,9 @@ __all__ = [
     "CartPoleParams",
     "CartPoleState",
     "DependentBandit",
+    "MultiGoal2D",
+    "MultiGoalParams",
+    "MultiGoalState",
     "Pendulum",
     "PendulumParams",
     "PendulumState",

@@ -128,15 +128,15 @@ def test_a_training_phase_compiles_its_chunk_once(tmp_path, sac):
     from metarl_jax.io.training_loop import train_phase
 
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    before = sac.train_chunk_seeds._cache_size()
+    before = sac.traces.get("train_chunk_seeds", 0)
     train_phase(tmp_path, "p", lambda: sac.init_seeds(keys, SMALL, SPACE),
                 lambda s, n: sac.train_chunk_seeds(s, SMALL, n), num_updates=6,
                 updates_per_chunk=2, steps_per_update=SMALL.steps_per_update * 2)
-    assert sac.train_chunk_seeds._cache_size() <= before + 1  # three chunks, one compile
+    assert sac.traces["train_chunk_seeds"] <= before + 1  # three chunks, one compile
     faster = SMALL.replace(actor_lr=1e-2, gamma=0.9, tau=0.1, init_alpha=0.3)
-    after = sac.train_chunk_seeds._cache_size()
+    after = sac.traces["train_chunk_seeds"]
     sac.train_chunk_seeds(sac.init_seeds(keys, SMALL, SPACE), faster, 2)
-    assert sac.train_chunk_seeds._cache_size() == after  # rates are traced
+    assert sac.traces["train_chunk_seeds"] == after  # rates are traced
 
 
 def test_seeds_are_a_vmap_axis(sac):
