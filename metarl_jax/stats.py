@@ -11,7 +11,8 @@ One rule per quantity, so two experiments' numbers mean the same thing:
 * **CVaR_eps** (the mean of the worst ``eps``-fraction, lower = worse): the mean of the
   ``k = cvar_count(eps, N)`` lowest of ``N`` values, ``k = ceil(eps * N)`` clipped to ``[1, N]``,
   with ``eps * N`` computed in float32 and lowered by ``1e-4`` before the ceiling, so float
-  rounding cannot add a value (``0.1 * 30`` is 3.0000000000000004 in float64 and must give 3);
+  rounding cannot add a value (``0.3 * 50`` is 15.000001 in float32, ``0.55 * 100`` is
+  55.00000000000001 in float64; both must give 15 and 55);
   a product that exceeds an integer by at most 1e-4 counts as that integer. The same count is
   the in-graph selection rule of ``algos/epopt.py`` (``epsilon`` may be traced there).
 
