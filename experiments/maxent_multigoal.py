@@ -128,7 +128,7 @@ def histogram(goals: np.ndarray) -> dict:
     return out
 
 
-def plot_trajectories(path, paths: dict, goals: dict, goal_positions: np.ndarray):
+def plot_trajectories(path, paths: dict, goals: dict, titles: dict, goal_positions: np.ndarray):
     colours = ["tab:red", "tab:blue", "tab:green", "tab:orange"]
     fig = Figure(figsize=(4.2 * len(paths), 4.2))
     for i, method in enumerate(paths):
@@ -137,7 +137,7 @@ def plot_trajectories(path, paths: dict, goals: dict, goal_positions: np.ndarray
             ax.plot(p[:, 0], p[:, 1], lw=0.7, alpha=0.6, color=colours[g] if g >= 0 else "grey")
         for g, (x, y) in enumerate(goal_positions):
             ax.add_patch(Circle((x, y), 1.0, fill=False, color=colours[g], lw=2))
-        ax.set(xlim=(-7, 7), ylim=(-7, 7), aspect="equal", title=method)
+        ax.set(xlim=(-7, 7), ylim=(-7, 7), aspect="equal", title=titles[method])
     plots._save(fig, path)
 
 
@@ -178,7 +178,9 @@ def main(args) -> dict:
         plot_paths[method] = paths[0, :config.plot_rollouts]
         plot_goals[method] = goals[0, :config.plot_rollouts]
 
-    plot_trajectories(run_dir / "trajectories.png", plot_paths, plot_goals,
+    titles = {m: f"{m}: {results[m]['goals_reached_per_seed'][0]} goals (seed 0)"
+              for m in config.methods}
+    plot_trajectories(run_dir / "trajectories.png", plot_paths, plot_goals, titles,
                       np.asarray(env.default_params().goals))
     plots.plot_curves(run_dir / "curves.png", {
         m: ([line["step"] for line in phase_metrics(run_dir, m)],
