@@ -22,9 +22,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import struct
-from mujoco import mjx
 
-from envs.mjx_locomotion import MjxLocomotion, external_forces
+from envs.mjx_locomotion import MjxLocomotion, external_forces, mjx
 from envs.mjx_physics import PhysicsParams
 from metarl_jax.randomization.distributions import categorical, uniform
 from metarl_jax.randomization.param_space import make_param_space

@@ -44,6 +44,8 @@ Remaining differences from gymnasium (``tests/test_mjx_envs.py`` measures the ag
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -52,23 +54,67 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 from flax import struct
-from mujoco import mjx
 
 from envs.mjx_physics import PhysicsParams, apply_physics, nominal_physics
 from metarl_jax.core.env import Box, Env, Info, PRNGKey, time_limit
+
+
+def _import_mjx():
+    """``mujoco.mjx`` without the "Failed to import warp" / "Failed to import mujoco_warp" lines
+    it prints on import whenever NVIDIA Warp (its optional GPU backend) is not installed. Every
+    env here runs MJX's JAX backend, so those lines are noise that reads like an error; anything
+    else printed during the import is passed through."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            from mujoco import mjx
+    finally:
+        for line in out.getvalue().splitlines():
+            if not line.startswith(("Failed to import warp:", "Failed to import mujoco_warp:")):
+                print(line)
+    return mjx
+
+
+mjx = _import_mjx()
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def load_mj_model(xml_file: str, solver_iterations: int = 4, ls_iterations: int = 4,
                   elliptic_cone: bool = False) -> mujoco.MjModel:
-    """A ``mujoco.MjModel`` from ``envs/assets/<xml_file>`` with the solver caps applied."""
-    model = mujoco.MjModel.from_xml_path(str(ASSETS / xml_file))
+    """A ``mujoco.MjModel`` from ``envs/assets/<xml_file>`` with the solver caps applied.
+
+    ``half_cheetah.xml`` (gymnasium's file, kept byte-identical) sets the compiler attribute
+    ``settotalmass``, which MuJoCo deprecates with a warning on every load. It is applied here as
+    the warning says instead (compile without it, ``mj_setTotalmass``, ``mj_setConst``), plus
+    the two statistics the compiler derives from the scaled masses: the model is bit-identical
+    to MuJoCo's own load (``tests/test_mjx_envs.py``).
+    """
+    spec = mujoco.MjSpec.from_file(str(ASSETS / xml_file))
+    total_mass = spec.compiler.settotalmass
+    spec.compiler.settotalmass = -1.0  # MuJoCo's "not set"
+    model = spec.compile()
+    if total_mass > 0:
+        _set_total_mass(model, total_mass)
     model.opt.iterations = int(solver_iterations)
     model.opt.ls_iterations = int(ls_iterations)
     if elliptic_cone:
         model.opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     return model
+
+
+def _set_total_mass(model: mujoco.MjModel, total_mass: float) -> None:
+    """Scale masses and inertias to ``total_mass`` as the compiler's ``settotalmass`` does."""
+    mujoco.mj_setTotalmass(model, total_mass)
+    data = mujoco.MjData(model)
+    mujoco.mj_setConst(model, data)
+    # mj_setConst leaves the compile-time statistics of the unscaled model; recompute them as
+    # the compiler does (mean body mass; mean diagonal of the mass matrix at qpos0), in its order.
+    model.stat.meanmass = sum(float(m) for m in model.body_mass[1:]) / (model.nbody - 1)
+    mujoco.mj_forward(model, data)
+    mass_matrix = np.zeros((model.nv, model.nv))
+    mujoco.mj_fullM(model, data, mass_matrix)
+    model.stat.meaninertia = sum(float(mass_matrix[i, i]) for i in range(model.nv)) / model.nv
 
 
 @struct.dataclass

@@ -40,10 +40,37 @@ def test_import_envs_does_not_import_mujoco_and_make_builds_every_mjx_env():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1].split() == ["HalfCheetahVel", "7", "True"]
+    # Nothing else on the console: no "Failed to import warp" (mujoco.mjx without NVIDIA Warp),
+    # no settotalmass deprecation WARNING and its blank line (#12 item 11).
+    assert out.stdout.splitlines() == ["HalfCheetahVel 7 True"], out.stdout
+    assert "warp" not in out.stderr.lower() and "settotalmass" not in out.stderr, out.stderr
     for name in ("HalfCheetah", "HalfCheetahVel", "HalfCheetahDir", "Hopper", "Walker2d", "Ant",
                  "AntDir", "AntGoal"):
         assert name in envs.registered()
+
+
+def test_settotalmass_applied_without_the_deprecated_attribute_is_bit_identical(capfd):
+    """half_cheetah.xml's compiler settotalmass="14" is applied after compiling (as MuJoCo's
+    deprecation warning asks): every model array and statistic equals MuJoCo's own load."""
+    from envs.mjx_locomotion import ASSETS, load_mj_model
+
+    ours = load_mj_model("half_cheetah.xml")
+    assert "settotalmass" not in "".join(capfd.readouterr())
+    theirs = mujoco.MjModel.from_xml_path(str(ASSETS / "half_cheetah.xml"))
+    theirs.opt.iterations, theirs.opt.ls_iterations = ours.opt.iterations, ours.opt.ls_iterations
+    assert "settotalmass" in "".join(capfd.readouterr())  # MuJoCo's path still warns
+    assert ours.body_mass.sum() == pytest.approx(14.0)
+    arrays = [n for n in dir(ours) if not n.startswith("_")
+              and isinstance(getattr(ours, n, None), np.ndarray)]
+    assert len(arrays) > 100
+    for name in arrays:
+        np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name), err_msg=name)
+    for group in ("stat", "opt"):
+        for field in dir(getattr(ours, group)):
+            value = getattr(getattr(ours, group), field)
+            if not field.startswith("_") and not callable(value):
+                np.testing.assert_array_equal(value, getattr(getattr(theirs, group), field),
+                                              err_msg=f"{group}.{field}")
 
 
 @pytest.mark.parametrize("name", list(ROBOTS))

@@ -25,8 +25,9 @@ def test_progress_line_content_and_throttling():
     progress = Progress(1_000_000, "ppo", stream=out, interval=10.0, clock=clock)
     clock.t = 10.0
     progress.update(123_456, {"return": -123.4567})
+    # The first chunk includes the compile: its time is shown, no rate and no ETA from it.
     assert out.getvalue() == (
-        "ppo  steps 123,456/1,000,000 (12%)  12,346 steps/s  return -123.5  ETA 1m11s\n"
+        "ppo  steps 123,456/1,000,000 (12%)  first chunk 10s  return -123.5  ETA ?\n"
     )
     clock.t = 15.0
     progress.update(200_000, {"return": -100.0})  # within the interval: held back
@@ -56,7 +57,29 @@ def test_progress_on_a_terminal_rewrites_one_line():
     progress.close()
     text = out.getvalue()
     assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
-    assert "10 steps/s" in text and "100/100 (100%)" in text and "done in 2s" in text
+    assert "first chunk 1s" in text and "40 steps/s" in text  # (100 - 60) steps in 1 s
+    assert "100/100 (100%)" in text and "done in 2s" in text
+
+
+def test_compiling_is_announced_before_the_first_update_and_only_then():
+    import jax
+    import jax.numpy as jnp
+
+    out = io.StringIO()
+    progress = Progress(100, "nominal", stream=out)
+    already = jax.jit(lambda x: x + 1)
+    jax.block_until_ready(already(1.0))  # a first compile
+    assert out.getvalue() == "nominal  compiling…\n"
+    out.truncate(0), out.seek(0)
+    progress2 = Progress(100, "dr", stream=out)
+    jax.block_until_ready(already(2.0))  # a cache hit: nothing to announce
+    assert out.getvalue() == ""
+    jax.block_until_ready(jax.jit(lambda x: jnp.sin(x) * 3)(1.0))  # a new program
+    assert out.getvalue() == "dr  compiling…\n"
+    progress2.update(50)
+    jax.block_until_ready(jax.jit(lambda x: jnp.cos(x) * 3)(1.0))  # after the first update
+    progress.close(), progress2.close()
+    assert out.getvalue().count("compiling") == 1
 
 
 def test_format_table_aligns_columns():

@@ -134,6 +134,17 @@ def test_observation_of_the_wrong_size_is_refused_at_act_time(trained_like):
 
 
 # ----------------------------------------------------------------------------- deploy harness
+def test_the_real_world_loads_without_the_settotalmass_warning(capfd):
+    import mujoco
+
+    world = RealWorld("HalfCheetah-v5")  # gymnasium's half_cheetah.xml sets settotalmass
+    out, err = capfd.readouterr()
+    assert "settotalmass" not in out + err and out.strip() == "", (out, err)
+    assert mujoco.get_mju_user_warning() is None  # MuJoCo's own handler is back
+    assert world.env.unwrapped.model.body_mass.sum() == pytest.approx(14.0)
+    world.close()
+
+
 def test_perturbations_set_model_fields_from_the_nominal_copy():
     world = RealWorld("HalfCheetah-v5")
     model = world.env.unwrapped.model

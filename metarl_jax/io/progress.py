@@ -13,6 +13,11 @@ which shows, on stderr,
 ``ppo/pendulum  steps 123,456/1,000,000 (12%)  45,678 steps/s  return -123.4  ETA 1m23s``.
 On a terminal the line is rewritten in place (carriage return); in a log file or CI output a
 plain line is written at most every ``interval`` seconds.
+
+Before the first update, ``ppo/pendulum  compiling…`` appears as soon as JAX starts compiling
+(a first compile is 20-60 s of silence otherwise; nothing is shown when the program is already
+compiled). Throughput and ETA are measured from the second update on, so compile time never
+inflates the ETA: the first line shows how long the first chunk took and ``ETA ?``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ import math
 import sys
 import time
 from typing import Any, Callable, Mapping, Sequence, TextIO
+
+import jax.monitoring
+
+# JAX records this event when it has traced a function for compilation (not on a cache hit).
+_TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
 
 
 def format_number(x: Any) -> str:
@@ -67,11 +77,13 @@ class Progress:
         stream: where to write; stderr by default.
         interval: seconds between lines when ``stream`` is not a terminal.
         clock: time source (seconds), replaceable in tests.
+        announce_compile: show ``<label>  compiling…`` when JAX compiles before the first
+            update (listens to ``jax.monitoring`` until the first update or ``close``).
     """
 
     def __init__(self, total_steps: int, label: str = "", *, initial_steps: int = 0,
                  stream: TextIO | None = None, interval: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, announce_compile: bool = True):
         self.total_steps = int(total_steps)
         self.label = label
         self._stream = stream if stream is not None else sys.stderr
@@ -89,34 +101,68 @@ class Progress:
         self._width = 0
         self._closed = False
         self.line = ""
+        self._compile_listener: Callable[..., None] | None = None
+        self._registered: Callable[..., None] | None = None
+        if announce_compile:
+            def listener(name, duration, **kwargs):
+                # Only a flag changes here: JAX is iterating over its listeners.
+                if name == _TRACE_EVENT and self._compile_listener is listener:
+                    self._compile_listener = None
+                    self.announce("compiling…")
+
+            self._compile_listener = self._registered = listener
+            jax.monitoring.register_event_duration_secs_listener(listener)
+
+    def _stop_compile_listener(self) -> None:
+        self._compile_listener = None
+        registered, self._registered = self._registered, None
+        if registered is not None:
+            jax.monitoring.unregister_event_duration_listener(registered)
+
+    def announce(self, message: str) -> None:
+        """Show ``<label>  <message>`` now, as a status line (e.g. before the first update)."""
+        text = "  ".join(part for part in (self.label, message) if part)
+        if self._tty:
+            pad = " " * max(0, self._width - len(text))
+            self._stream.write("\r" + text + pad)
+            self._width = len(text)
+            self._stream.flush()
+        else:
+            self._write_line(text)
 
     def format(self, steps_done: int, metrics: Mapping[str, Any] | None = None) -> str:
         """The status line for ``steps_done`` (without writing it)."""
         now = self._clock()
         elapsed = max(now - self._t0, 1e-9)
         done_now = steps_done - self._steps0
-        rate = done_now / elapsed if done_now > 0 else 0.0
-        if self._recent and now > self._recent[0][0] and steps_done > self._recent[0][1]:
-            t_old, s_old = self._recent[0]
-            rate = (steps_done - s_old) / (now - t_old)
+        rate: float | None = None  # unknown on the first update: it includes the compile
+        if self._recent:
+            rate = done_now / elapsed if done_now > 0 else 0.0
+            if now > self._recent[0][0] and steps_done > self._recent[0][1]:
+                t_old, s_old = self._recent[0]
+                rate = (steps_done - s_old) / (now - t_old)
         parts = [self.label] if self.label else []
         if self.total_steps > 0:
             pct = math.floor(100 * steps_done / self.total_steps)
             parts.append(f"steps {steps_done:,}/{self.total_steps:,} ({pct}%)")
         else:
             parts.append(f"steps {steps_done:,}")
-        parts.append(f"{rate:,.0f} steps/s")
+        if rate is None:
+            parts.append(f"first chunk {format_duration(elapsed)}")
+        else:
+            parts.append(f"{rate:,.0f} steps/s")
         for name, value in (metrics or {}).items():
             parts.append(f"{name} {format_number(value)}")
         if steps_done >= self.total_steps > 0:
             parts.append(f"done in {format_duration(elapsed)}")
         else:
-            remaining = (self.total_steps - steps_done) / rate if rate > 0 else float("nan")
+            remaining = (self.total_steps - steps_done) / rate if rate else float("nan")
             parts.append(f"ETA {format_duration(remaining)}")
         return "  ".join(parts)
 
     def update(self, steps_done: int, metrics: Mapping[str, Any] | None = None) -> None:
         """Show progress after ``steps_done`` steps; ``metrics`` are shown as ``name value``."""
+        self._stop_compile_listener()
         self.line = self.format(int(steps_done), metrics)
         now = self._clock()
         self._recent.append((now, int(steps_done)))
@@ -142,6 +188,7 @@ class Progress:
 
     def close(self) -> None:
         """End the live line (a newline on a terminal; the last unwritten line otherwise)."""
+        self._stop_compile_listener()
         if self._closed:
             return
         self._closed = True

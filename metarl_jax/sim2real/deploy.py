@@ -22,10 +22,13 @@ This module uses numpy, gymnasium and MuJoCo only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 from typing import Callable, Dict, List, Mapping, Sequence
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 
 # act(obs [obs_size]) -> action [action_size]   (e.g. a loaded Policy)
@@ -80,13 +83,38 @@ def sweep_grid(axes: Mapping[str, Sequence[float]]) -> List[Perturbation]:
     return cells
 
 
+@contextlib.contextmanager
+def _without_settotalmass_warning():
+    """Drop MuJoCo's deprecation warning for the compiler attribute ``settotalmass``.
+
+    gymnasium's ``half_cheetah.xml`` still sets it, so MuJoCo prints the warning (plus a blank
+    line, and writes ``MUJOCO_LOG.TXT``) every time ``HalfCheetah-v5`` is made; the masses are
+    right, and the file is gymnasium's to change. Other MuJoCo warnings go to stderr."""
+    previous = mujoco.get_mju_user_warning()
+
+    def handler(message: str) -> None:
+        if "settotalmass" in message:
+            return
+        if previous is not None:
+            previous(message)
+        else:
+            print(f"MuJoCo WARNING: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
 class RealWorld:
     """A gymnasium MuJoCo env whose model is perturbed per cell. ``make_kwargs`` go to
     ``gym.make`` (e.g. ``max_episode_steps``)."""
 
     def __init__(self, env_id: str, **make_kwargs):
         self.env_id = env_id
-        self.env = gym.make(env_id, **make_kwargs)
+        with _without_settotalmass_warning():
+            self.env = gym.make(env_id, **make_kwargs)
         model = self.env.unwrapped.model
         self._nominal = {
             "body_mass": model.body_mass.copy(), "body_inertia": model.body_inertia.copy(),
