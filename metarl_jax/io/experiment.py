@@ -11,16 +11,25 @@
 ``start_run`` writes ``config.json`` (name, preset, seed and the resolved config) for a new run;
 with ``--resume DIR`` it reads them back, so a resumed run continues with exactly the config it
 started with (command-line overrides are refused rather than silently mixed in).
+
+Both files record where the numbers came from (``provenance.run_environment``: package
+versions, git commit, CPU and accelerators): ``config.json`` at the start, ``summary.json`` at
+the end, with ``wall_time_s`` (this process, from ``start_run`` to ``finish``; a resumed run
+counts from its resume). ``finish`` of a ``quick``-preset run says that its table is a smoke
+test and what to run for meaningful numbers.
 """
 
 from __future__ import annotations
 
+import datetime
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping, Tuple
 
 from metarl_jax.io.cli import RunArgs
 from metarl_jax.io.config import config_from_dict, config_to_dict
+from metarl_jax.io.provenance import run_environment
 from metarl_jax.io.run_dir import (
     CONFIG_FILE,
     SUMMARY_FILE,
@@ -32,9 +41,16 @@ from metarl_jax.io.run_dir import (
     write_json,
 )
 
+_START: dict = {}  # "monotonic": when this process's start_run was called (for wall_time_s)
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
 
 def start_run(name: str, args: RunArgs) -> Tuple[Path, Any, int]:
     """Create (or reopen, with ``--resume``) the run folder. Returns ``(run_dir, config, seed)``."""
+    _START["monotonic"] = time.monotonic()
     if args.resume is not None:
         run_dir = Path(args.resume)
         try:
@@ -60,17 +76,38 @@ def start_run(name: str, args: RunArgs) -> Tuple[Path, Any, int]:
         return run_dir, config, int(saved["seed"])
     run_dir = create_run_dir(name, args.out)
     write_json(run_dir / CONFIG_FILE, {"name": name, "preset": args.preset, "seed": args.seed,
-                                       "config": config_to_dict(args.config)})
+                                       "config": config_to_dict(args.config),
+                                       "started_at": _now(), "environment": run_environment()})
     print(f"run folder: {run_dir}", file=sys.stderr)
     return run_dir, args.config, args.seed
 
 
 def finish(run_dir: Path, summary: Mapping[str, Any], table: str = "") -> dict:
     """Write ``summary.json`` (atomically; last, so its presence means the run finished) and
-    print the results table."""
-    summary = dict(summary, run_dir=str(run_dir))
+    print the results table (with a note when it comes from the ``quick`` preset)."""
+    started = _START.pop("monotonic", None)
+    summary = dict(summary, run_dir=str(run_dir), finished_at=_now(),
+                   wall_time_s=None if started is None else round(time.monotonic() - started, 1),
+                   environment=run_environment())
     write_json(run_dir / SUMMARY_FILE, summary)
     if table:
         print(table)
+        note = _quick_preset_note(run_dir)
+        if note:
+            print(note)
     print(f"summary: {run_dir / SUMMARY_FILE}")
     return summary
+
+
+def _quick_preset_note(run_dir: Path) -> str:
+    """For a ``quick``-preset run: the table is a smoke test, and what to run instead."""
+    try:
+        saved = read_json(run_dir / CONFIG_FILE)
+        name, preset = saved["name"], saved["preset"]
+    except Exception:  # a note is not worth failing a finished run over
+        return ""
+    if preset != "quick":
+        return ""
+    return (f"quick preset: a smoke test (tiny budget, barely trained policies), not results; "
+            f"for meaningful numbers run: python -m experiments.{name} --preset cpu "
+            f"(README lists its numbers)")
