@@ -85,16 +85,22 @@ def clipped_surrogate_loss(log_prob: jax.Array, value: jax.Array, entropy: jax.A
 
 def run_epochs(loss_fn: Callable[[Any, Any], Tuple[jax.Array, Metrics]],
                tx: optax.GradientTransformation, lr: Any, params: Any, opt_state: Any,
-               batch: Any, key: jax.Array, num_epochs: int, num_minibatches: int
-               ) -> Tuple[Tuple[Any, Any], Metrics]:
-    """``num_epochs`` passes over ``batch`` (leaves ``[B, ...]``) in ``num_minibatches`` shuffled
-    minibatches, one optimizer step each (``lax.scan`` over both).
+               batch: Any, key: jax.Array, num_epochs: int, num_minibatches: int,
+               sample_axes: Any = 0) -> Tuple[Tuple[Any, Any], Metrics]:
+    """``num_epochs`` passes over ``batch`` in ``num_minibatches`` shuffled minibatches, one
+    optimizer step each (``lax.scan`` over both).
 
+    ``sample_axes``: the axis of each leaf that indexes samples (an int for every leaf, or a pytree
+    prefix of ``batch``); RL² keeps its sequences time-major ``[L, S, ...]`` with samples on axis
+    1. Each minibatch keeps every leaf's layout, with ``S / num_minibatches`` samples.
     ``loss_fn(params, minibatch) -> (loss, stats)``; ``tx`` is applied and its update scaled by
     ``-lr`` (a traced rate: annealing does not recompile). Returns ``((params, opt_state),
     stats)`` with stats ``[num_epochs, num_minibatches]`` per key, plus ``grad_norm``.
     """
-    size = jax.tree.leaves(batch)[0].shape[0]
+    axes = jax.tree.broadcast(sample_axes, batch, is_leaf=lambda x: x is None)
+    leaves, treedef = jax.tree.flatten(batch)
+    axes = treedef.flatten_up_to(axes)
+    size = leaves[0].shape[axes[0]]
 
     def minibatch_step(carry, minibatch):
         params, opt_state = carry
@@ -104,10 +110,14 @@ def run_epochs(loss_fn: Callable[[Any, Any], Tuple[jax.Array, Metrics]],
         stats["grad_norm"] = optax.tree.norm(grads)
         return (optax.apply_updates(params, updates), opt_state), stats
 
+    def split(x, axis, perm):  # shuffle along ``axis``, then a leading minibatch axis
+        x = x[(slice(None),) * axis + (perm,)]
+        x = x.reshape(x.shape[:axis] + (num_minibatches, -1) + x.shape[axis + 1:])
+        return jnp.moveaxis(x, axis, 0) if axis else x
+
     def epoch(carry, epoch_key):
         perm = jax.random.permutation(epoch_key, size)
-        minibatches = jax.tree.map(
-            lambda x: x[perm].reshape((num_minibatches, -1) + x.shape[1:]), batch)
+        minibatches = treedef.unflatten([split(x, a, perm) for x, a in zip(leaves, axes)])
         return jax.lax.scan(minibatch_step, carry, minibatches)
 
     return jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, num_epochs))

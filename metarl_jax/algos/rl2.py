@@ -253,11 +253,11 @@ class RL2(Learner):
         sequences = jax.tree.map(to_sequences, (traj.inputs, traj.first, traj.action,
                                                 traj.log_prob, advantages, targets))
         h0 = traj.hidden[::L].reshape((config.num_sequences, config.hidden_size))
-        # Minibatches are sets of whole sequences: the sample axis is the sequence axis, so the
-        # batch is stored sequence-major [S, L, ...] and swapped back to time-major in the loss.
-        inputs, first, action, log_prob, adv, target = jax.tree.map(
-            lambda x: jnp.swapaxes(x, 0, 1), sequences)
+        # Minibatches are sets of whole sequences: samples are axis 1 of the time-major
+        # sequences [L, S, ...] and axis 0 of the initial hidden states [S, H].
+        inputs, first, action, log_prob, adv, target = sequences
         batch = Batch((h0, inputs, first), action, log_prob, adv, target)
+        sample_axes = Batch((0, 1, 1), 1, 1, 1, 1, None)
         lr, ent_coef = config.learning_rate, config.ent_coef
         progress = state.update_step.astype(jnp.float32) / config.num_updates
         if config.anneal_lr:
@@ -266,10 +266,7 @@ class RL2(Learner):
             ent_coef = ent_coef * (1.0 - progress)
 
         def loss_fn(params, minibatch: Batch):
-            hidden0, *sequence_major = minibatch.obs
-            time_major = lambda x: jnp.swapaxes(x, 0, 1)  # [S', L, ...] -> [L, S', ...]
-            inputs, first = jax.tree.map(time_major, sequence_major)
-            minibatch = jax.tree.map(time_major, minibatch._replace(obs=()))
+            hidden0, inputs, first = minibatch.obs
             _, dist, value = unroll(net, params, hidden0, inputs, first)
             return clipped_surrogate_loss(
                 net.head.log_prob(dist, minibatch.action), value, net.head.entropy(dist),
@@ -277,7 +274,7 @@ class RL2(Learner):
 
         (params, opt_state), stats = run_epochs(
             loss_fn, _optimizer(config), lr, state.params, state.opt_state, batch, perm_key,
-            config.num_epochs, config.num_minibatches)
+            config.num_epochs, config.num_minibatches, sample_axes)
         metrics = jax.tree.map(jnp.mean, stats)
         metrics.update(
             # Mean return of the latest finished trial of each env (0 before any finishes).
