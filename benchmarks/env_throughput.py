@@ -62,7 +62,8 @@ CASES = (
          {"m": (0.5, 2.0), "l": (0.7, 1.3), "g": (0.8, 1.2), "max_torque": (0.8, 1.2)},
          "Pendulum-v1", "sync"),
     Case("CartPole", CartPole,
-         {"masscart": (0.5, 2.0), "masspole": (0.5, 2.0), "length": (0.7, 1.3), "force_mag": (0.8, 1.2)},
+         {"masscart": (0.5, 2.0), "masspole": (0.5, 2.0), "length": (0.7, 1.3),
+          "force_mag": (0.8, 1.2)},
          "CartPole-v1", "vector_entry_point"),
 )
 
@@ -97,7 +98,8 @@ def make_random_rollout(env: Env, num_envs: int, num_steps: int) -> Callable:
     def random_actions(key):
         if is_discrete(space):
             return jax.random.randint(key, (num_envs,), 0, space.n)
-        return jax.random.uniform(key, (num_envs,) + tuple(space.shape), minval=space.low, maxval=space.high)
+        return jax.random.uniform(key, (num_envs,) + tuple(space.shape), minval=space.low,
+                                  maxval=space.high)
 
     def run(carry: Carry, param_space: ParamSpace) -> Carry:
         def one_step(carry: Carry, _):
@@ -158,18 +160,22 @@ def time_gym(case: Case, num_envs: int, cfg: Config, seed: int = 0) -> dict:
     envs = gym.make_vec(case.gym_id, num_envs=num_envs, vectorization_mode=case.gym_mode)
     rng = np.random.default_rng(seed)
     envs.reset(seed=seed)
-    probe_s = _seconds_to_step(envs, numpy_actions(envs.single_action_space, (3, num_envs), rng)) / 3
+    probe_s = _seconds_to_step(
+        envs, numpy_actions(envs.single_action_space, (3, num_envs), rng)) / 3
     num_steps = max(3, int(cfg.gym_seconds / probe_s))
-    best = min(_seconds_to_step(envs, numpy_actions(envs.single_action_space, (num_steps, num_envs), rng))
-               for _ in range(cfg.gym_repeats))
+    best = min(
+        _seconds_to_step(envs, numpy_actions(envs.single_action_space, (num_steps, num_envs), rng))
+        for _ in range(cfg.gym_repeats))
     envs.close()
-    return {"steps_per_s": num_steps * num_envs / best, "mode": case.gym_mode, "steps_timed": num_steps}
+    return {"steps_per_s": num_steps * num_envs / best, "mode": case.gym_mode,
+            "steps_timed": num_steps}
 
 
 def benchmark_cell(case: Case, num_envs: int, cfg: Config) -> dict:
     env = AutoReset(case.make_env())
     nominal = env.unwrapped.default_params()
-    dists = {name: uniform(low, high, relative=True) for name, (low, high) in case.randomized.items()}
+    dists = {name: uniform(low, high, relative=True)
+             for name, (low, high) in case.randomized.items()}
     rand = time_jax(env, make_param_space(nominal, dists), num_envs, cfg)
     fixed = time_jax(env, fixed_space(nominal), num_envs, cfg)
     gym_result = time_gym(case, num_envs, cfg)
@@ -186,7 +192,8 @@ def machine_info() -> dict:
     return {"jax": jax.__version__, "backend": jax.default_backend(),
             "device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
             "cpu_model": models[0] if models else platform.processor() or "unknown",
-            "gymnasium": gym.__version__, "numpy": np.__version__, "python": platform.python_version(),
+            "gymnasium": gym.__version__, "numpy": np.__version__,
+            "python": platform.python_version(),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
@@ -199,24 +206,32 @@ def _si(x: float) -> str:
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
-    lines = ["| env | num_envs | jax randomized (steps/s) | jax fixed (steps/s) | gymnasium (steps/s, mode) "
-             "| jax rand / gym | rand / fixed | jax compile s (rand / fixed) |",
+    lines = ["| env | num_envs | jax randomized (steps/s) | jax fixed (steps/s) "
+             "| gymnasium (steps/s, mode) | jax rand / gym | rand / fixed "
+             "| jax compile s (rand / fixed) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         rand, fixed, g = r["jax_randomized"], r["jax_fixed"], r["gymnasium"]
         lines.append(
-            f"| {r['env']} | {r['num_envs']} | {_si(rand['steps_per_s'])} | {_si(fixed['steps_per_s'])} "
-            f"| {_si(g['steps_per_s'])} ({g['mode']}) | {r['ratio_jax_randomized_over_gym']:.2f}x "
-            f"| {r['randomization_overhead']:.2f} | {rand['compile_s']:.2f} / {fixed['compile_s']:.2f} |")
+            f"| {r['env']} | {r['num_envs']} | {_si(rand['steps_per_s'])} "
+            f"| {_si(fixed['steps_per_s'])} "
+            f"| {_si(g['steps_per_s'])} ({g['mode']}) "
+            f"| {r['ratio_jax_randomized_over_gym']:.2f}x "
+            f"| {r['randomization_overhead']:.2f} "
+            f"| {rand['compile_s']:.2f} / {fixed['compile_s']:.2f} |")
     return "\n".join(lines)
 
 
 def parse_args(argv: Sequence[str] | None) -> Tuple[Config, pathlib.Path]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--envs", type=str, default=None, help="comma-separated env counts, e.g. 1,64,1024,4096")
-    parser.add_argument("--steps", type=int, default=None, help="env-steps per jitted JAX call (T = steps // N)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (envs 1,8) for a smoke test")
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("benchmarks/results/env_throughput.json"))
+    parser.add_argument("--envs", type=str, default=None,
+                        help="comma-separated env counts, e.g. 1,64,1024,4096")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="env-steps per jitted JAX call (T = steps // N)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes (envs 1,8) for a smoke test")
+    parser.add_argument("--out", type=pathlib.Path,
+                        default=pathlib.Path("benchmarks/results/env_throughput.json"))
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else Config()
     if args.envs:

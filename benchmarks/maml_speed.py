@@ -180,9 +180,9 @@ def jax_memory_vs_k(ks) -> list:
 def jax_rl(iters: int) -> dict:
     import jax
 
+    from envs.point_nav import PointNav2D
     from experiments.maml_nav2d import PRESETS
     from metarl_jax.algos.maml_rl import MAMLRL
-    from envs.point_nav import PointNav2D
     from metarl_jax.randomization.distributions import uniform
     from metarl_jax.randomization.param_space import make_param_space
 
@@ -245,7 +245,8 @@ def main(argv=None) -> dict:
     sinusoid = {"jax": _subprocess("jax_sinusoid", iters, repeats)}
     if torch_available():
         sinusoid["torch"] = _subprocess("torch_sinusoid", iters, repeats)
-        sinusoid["torch_over_jax"] = sinusoid["torch"]["ms_per_iter"] / sinusoid["jax"]["ms_per_iter"]
+        sinusoid["torch_over_jax"] = (sinusoid["torch"]["ms_per_iter"]
+                                      / sinusoid["jax"]["ms_per_iter"])
     else:
         print("torch is not installed: skipping the PyTorch column "
               "(pip install -e '.[bench-torch]' to compare)", file=sys.stderr)
@@ -265,13 +266,16 @@ def _print(report: dict) -> None:
     s = report["sinusoid"]
     print("sinusoid MAML (2nd order), one meta-iteration:")
     print(f"  jax   {s['jax']['ms_per_iter']:.3f} ms/iter (jit per call), "
-          f"{s['jax']['ms_per_iter_scan']:.3f} ms/iter (lax.scan), peak +{s['jax']['peak_rss_mb']:.1f} MB")
+          f"{s['jax']['ms_per_iter_scan']:.3f} ms/iter (lax.scan), "
+          f"peak +{s['jax']['peak_rss_mb']:.1f} MB")
     if s["torch"]:
-        print(f"  torch {s['torch']['ms_per_iter']:.3f} ms/iter, peak +{s['torch']['peak_rss_mb']:.1f} MB"
+        print(f"  torch {s['torch']['ms_per_iter']:.3f} ms/iter, "
+              f"peak +{s['torch']['peak_rss_mb']:.1f} MB"
               f"  (torch / jax = {s['torch_over_jax']:.1f}x)")
     print("memory vs k (JAX compiled temp MiB: no remat / remat):")
     for row in report["memory_vs_k"]:
-        print(f"  K={row['points_per_task']:3d} k={row['k']:2d}: {row['no_remat']:7.2f} / {row['remat']:7.2f}")
+        print(f"  K={row['points_per_task']:3d} k={row['k']:2d}: "
+              f"{row['no_remat']:7.2f} / {row['remat']:7.2f}")
     if report["rl"]:
         for name, r in report["rl"].items():
             print(f"  RL {name} ({r['outer']}, {r['estimator']}): {r['s_per_iter']:.2f} s/iter")

@@ -23,4 +23,5 @@ def params_as_arrays(params):
             return jnp.asarray(value, jnp.int32)
         return jnp.asarray(value, jnp.float32)
 
-    return params.replace(**{f.name: convert(getattr(params, f.name)) for f in dataclasses.fields(params)})
+    return params.replace(
+        **{f.name: convert(getattr(params, f.name)) for f in dataclasses.fields(params)})

@@ -65,7 +65,8 @@ class CartPoleState:
     time: jax.Array
 
 
-def cartpole_dynamics(state: CartPoleState, force: jax.Array, params: CartPoleParams) -> CartPoleState:
+def cartpole_dynamics(state: CartPoleState, force: jax.Array,
+                      params: CartPoleParams) -> CartPoleState:
     """One explicit-Euler step of the cart-pole under ``force`` [] (N); ``time`` is left unchanged.
 
     The operations are in gymnasium's order, so float64 runs agree with it to rounding.
@@ -100,7 +101,8 @@ class _CartPoleBase(Env):
 
     def reset(self, key: PRNGKey, params: CartPoleParams) -> Tuple[CartPoleState, jax.Array]:
         x, x_dot, theta, theta_dot = jax.random.uniform(key, (4,), minval=-0.05, maxval=0.05)
-        state = CartPoleState(x=x, x_dot=x_dot, theta=theta, theta_dot=theta_dot, time=jnp.zeros((), jnp.int32))
+        state = CartPoleState(x=x, x_dot=x_dot, theta=theta, theta_dot=theta_dot,
+                              time=jnp.zeros((), jnp.int32))
         return state, self._obs(state)
 
     def _step_with_force(
@@ -127,7 +129,8 @@ class _CartPoleBase(Env):
     def observation_space(self) -> Box:
         defaults = CartPoleParams()
         high = jnp.array(
-            [defaults.x_threshold * 2, jnp.inf, defaults.theta_threshold_radians * 2, jnp.inf], jnp.float32
+            [defaults.x_threshold * 2, jnp.inf, defaults.theta_threshold_radians * 2, jnp.inf],
+            jnp.float32,
         )
         return Box(low=-high, high=high, shape=(4,))
 
@@ -148,7 +151,8 @@ class CartPole(_CartPoleBase):
 
 
 class CartPoleContinuous(_CartPoleBase):
-    """``CartPole-v1`` dynamics with a continuous push: action [1] in [-1, 1], force = force_mag * a."""
+    """``CartPole-v1`` dynamics with a continuous push: action [1] in [-1, 1],
+    force = force_mag * a."""
 
     def step(
         self, key: PRNGKey, state: CartPoleState, action: jax.Array, params: CartPoleParams

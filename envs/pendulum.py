@@ -4,12 +4,14 @@ Reference: ``gymnasium/envs/classic_control/pendulum.py`` (``PendulumEnv``, gymn
 
 Shapes (unbatched): obs [3] float32 = (cos theta, sin theta, theta_dot); action [1] float32 torque,
 clipped to ``+-params.max_torque`` inside ``step``; reward [] float32 (the state's dtype: float64
-when run under ``jax.enable_x64`` with float64 state and params, as the oracle tests do); done [] bool.
+when run under ``jax.enable_x64`` with float64 state and params, as the oracle tests do);
+done [] bool.
 
 Dynamics and reward, exactly as gymnasium (theta = 0 is upright):
     u        = clip(action[0], -max_torque, max_torque)
     cost     = normalize(theta)^2 + 0.1 theta_dot^2 + 0.001 u^2      (on the pre-step state)
-    theta_dot' = clip(theta_dot + (3 g / (2 l) sin(theta) + 3 / (m l^2) u) dt, -max_speed, max_speed)
+    theta_dot' = clip(theta_dot + (3 g / (2 l) sin(theta) + 3 / (m l^2) u) dt,
+                      -max_speed, max_speed)
     theta'     = theta + theta_dot' dt                                   (semi-implicit Euler)
     reward   = -cost
 Reset: theta ~ U[-pi, pi], theta_dot ~ U[-1, 1]. The env never terminates; ``truncated`` is set
@@ -47,7 +49,7 @@ class PendulumParams(EnvParams):
     dt: jax.Array = 0.05
     g: jax.Array = 10.0
     m: jax.Array = 1.0
-    l: jax.Array = 1.0
+    l: jax.Array = 1.0  # noqa: E741 -- gymnasium's name for the length; a public field
 
 
 @struct.dataclass
@@ -84,12 +86,12 @@ class Pendulum(Env):
     ) -> Tuple[PendulumState, jax.Array, jax.Array, jax.Array, Info]:
         del key  # deterministic dynamics
         th, thdot = state.theta, state.theta_dot
-        g, m, l, dt = params.g, params.m, params.l, params.dt
+        g, m, length, dt = params.g, params.m, params.l, params.dt
 
         u = jnp.clip(action[0], -params.max_torque, params.max_torque)
         costs = angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * (u**2)
 
-        new_thdot = thdot + (3 * g / (2 * l) * jnp.sin(th) + 3.0 / (m * l**2) * u) * dt
+        new_thdot = thdot + (3 * g / (2 * length) * jnp.sin(th) + 3.0 / (m * length**2) * u) * dt
         new_thdot = jnp.clip(new_thdot, -params.max_speed, params.max_speed)
         new_th = th + new_thdot * dt
 
@@ -103,7 +105,9 @@ class Pendulum(Env):
     @staticmethod
     def _obs(state: PendulumState) -> jax.Array:
         # float32 like gymnasium's observation, whatever precision the state is integrated in.
-        return jnp.stack([jnp.cos(state.theta), jnp.sin(state.theta), state.theta_dot]).astype(jnp.float32)
+        return jnp.stack(
+            [jnp.cos(state.theta), jnp.sin(state.theta), state.theta_dot]
+        ).astype(jnp.float32)
 
     @property
     def observation_space(self) -> Box:
@@ -113,4 +117,5 @@ class Pendulum(Env):
     @property
     def action_space(self) -> Box:
         max_torque = PendulumParams().max_torque
-        return Box(low=jnp.full((1,), -max_torque, jnp.float32), high=jnp.full((1,), max_torque, jnp.float32), shape=(1,))
+        return Box(low=jnp.full((1,), -max_torque, jnp.float32),
+                   high=jnp.full((1,), max_torque, jnp.float32), shape=(1,))

@@ -95,9 +95,11 @@ class PointNav2D(Env):
     @property
     def observation_space(self) -> Box:
         size = 4 if self.goal_in_obs else 2
-        return Box(low=jnp.full((size,), -jnp.inf, jnp.float32), high=jnp.full((size,), jnp.inf, jnp.float32), shape=(size,))
+        return Box(low=jnp.full((size,), -jnp.inf, jnp.float32),
+                   high=jnp.full((size,), jnp.inf, jnp.float32), shape=(size,))
 
     @property
     def action_space(self) -> Box:
         max_speed = PointNavParams().max_speed
-        return Box(low=jnp.full((2,), -max_speed, jnp.float32), high=jnp.full((2,), max_speed, jnp.float32), shape=(2,))
+        return Box(low=jnp.full((2,), -max_speed, jnp.float32),
+                   high=jnp.full((2,), max_speed, jnp.float32), shape=(2,))

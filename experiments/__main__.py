@@ -1,4 +1,5 @@
-"""``python -m experiments`` lists the experiments; ``python -m experiments <name> [args]`` runs one.
+"""``python -m experiments`` lists the experiments; ``python -m experiments <name> [args]``
+runs one.
 
 An unknown name exits with status 2 and suggests the closest experiment.
 """

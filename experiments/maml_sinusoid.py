@@ -1,6 +1,7 @@
 """MAML vs first-order MAML vs pretrain-and-finetune on sinusoid regression (Finn et al. 2017).
 
-    python -m experiments.maml_sinusoid --preset quick|cpu|accel [--seed N] [--out DIR] [field=value]
+    python -m experiments.maml_sinusoid --preset quick|cpu|accel [--seed N] [--out DIR]
+                                        [field=value]
     python -m experiments.maml_sinusoid --resume runs/maml_sinusoid/<timestamp>
 
 Story: tasks are sine waves ``A sin(x - phase)``, ``A ~ U[0.1, 5]``, ``phase ~ U[0, pi]``,
@@ -31,8 +32,13 @@ from matplotlib.figure import Figure
 
 from envs import sinusoid
 from metarl_jax import stats
-from metarl_jax.algos.maml import (MAMLConfig, SupervisedMAML, adaptation_curve, inner_rates,
-                                   sgd_step)
+from metarl_jax.algos.maml import (
+    MAMLConfig,
+    SupervisedMAML,
+    adaptation_curve,
+    inner_rates,
+    sgd_step,
+)
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
@@ -191,8 +197,8 @@ def main(args) -> dict:
               {m: states[p] for m, p in fit_phase.items()}, config.shots[0],
               jax.random.fold_in(eval_key, 1))
     plots.plot_curves(run_dir / "curves.png", {
-        phase: ([l["step"] for l in phase_metrics(run_dir, phase)],
-                [l["post_loss"] for l in phase_metrics(run_dir, phase)])
+        phase: ([line["step"] for line in phase_metrics(run_dir, phase)],
+                [line["post_loss"] for line in phase_metrics(run_dir, phase)])
         for phase in states}, xlabel="tasks seen", ylabel="post-adaptation query MSE",
         title="meta-training on sinusoids")
     return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks},

@@ -12,7 +12,8 @@ def test_env_throughput_quick_writes_every_cell(tmp_path):
 
     report = json.loads(out.read_text())
     cells = {(row["env"], row["num_envs"]): row for row in report["results"]}
-    expected = {(case.name, n) for case in env_throughput.CASES for n in env_throughput.QUICK.env_counts}
+    expected = {(case.name, n) for case in env_throughput.CASES
+                for n in env_throughput.QUICK.env_counts}
     assert set(cells) == expected
     for key, row in cells.items():
         throughputs = [row["jax_randomized"]["steps_per_s"], row["jax_fixed"]["steps_per_s"],

@@ -28,7 +28,8 @@ F32_ULP = float(np.finfo(np.float32).eps)
 
 PENDULUM_NON_DEFAULT = dict(m=1.3, l=0.8, g=9.81, max_torque=3.0, dt=0.03, max_speed=6.0)
 CARTPOLE_NON_DEFAULT = dict(
-    gravity=11.0, masscart=1.7, masspole=0.25, length=0.8, force_mag=13.0, tau=0.015, x_threshold=1.0, theta_threshold_radians=0.15
+    gravity=11.0, masscart=1.7, masspole=0.25, length=0.8, force_mag=13.0, tau=0.015,
+    x_threshold=1.0, theta_threshold_radians=0.15,
 )
 
 
@@ -38,7 +39,8 @@ def _params64(cls, overrides):
     params = cls(**overrides)
     return params.replace(
         **{
-            f.name: jnp.asarray(getattr(params, f.name), jnp.int32 if f.name == "action_delay" else jnp.float64)
+            f.name: jnp.asarray(getattr(params, f.name),
+                                jnp.int32 if f.name == "action_delay" else jnp.float64)
             for f in dataclasses.fields(params)
         }
     )
@@ -66,12 +68,14 @@ def _gym_pendulum(overrides, seed):
 
 def _pendulum_gym_rollout(overrides, seed, n_steps, action_dtype):
     """Gymnasium trajectory from a chosen initial state under random actions, 1.5x beyond the
-    torque bound so that clipping is exercised. Returns initial state, actions, states, obs, rewards."""
+    torque bound so that clipping is exercised. Returns initial state, actions, states, obs,
+    rewards."""
     rng = np.random.default_rng(seed)
     genv = _gym_pendulum(overrides, seed)
     max_torque = overrides.get("max_torque", 2.0)
     state0 = rng.uniform([-np.pi, -1.0], [np.pi, 1.0])
-    actions = rng.uniform(-1.5 * max_torque, 1.5 * max_torque, size=(n_steps, 1)).astype(action_dtype)
+    actions = rng.uniform(-1.5 * max_torque, 1.5 * max_torque,
+                          size=(n_steps, 1)).astype(action_dtype)
     genv.state = state0.copy()
     states, obs, rewards = [], [], []
     for a in actions:
@@ -97,7 +101,8 @@ def test_pendulum_matches_gymnasium_float64_trajectory(overrides):
     env = Pendulum(max_steps=10_000)
     with jax.enable_x64(True):
         params = _params64(PendulumParams, overrides)
-        state = PendulumState(theta=jnp.float64(state0[0]), theta_dot=jnp.float64(state0[1]), time=jnp.int32(0))
+        state = PendulumState(theta=jnp.float64(state0[0]), theta_dot=jnp.float64(state0[1]),
+                              time=jnp.int32(0))
 
         def body(s, a):
             s, o, r, done, info = env.step(KEY, s, a, params)
@@ -123,7 +128,8 @@ def test_pendulum_matches_gymnasium_float32_one_step(overrides):
     env = Pendulum()
     params = _with(env.default_params(), overrides)
     state = PendulumState(
-        theta=jnp.asarray(before[:, 0]), theta_dot=jnp.asarray(before[:, 1]), time=jnp.zeros(n_steps, jnp.int32)
+        theta=jnp.asarray(before[:, 0]), theta_dot=jnp.asarray(before[:, 1]),
+        time=jnp.zeros(n_steps, jnp.int32),
     )
     step = jax.jit(jax.vmap(env.step, in_axes=(None, 0, 0, None)))
     _, j_obs, j_rewards, _, _ = step(KEY, state, jnp.asarray(actions), params)
@@ -182,7 +188,8 @@ def _gym_cartpole_episodes(overrides, seed, n_episodes, max_len=500):
         out["state0"].append(np.array(genv.state))
         eps = rng.choice([0.1, 0.5, 1.0])
         actions = np.zeros(max_len, np.int32)
-        states, obs, rewards, terms = (np.zeros((max_len, 4)), np.zeros((max_len, 4), np.float32), np.zeros(max_len), np.zeros(max_len, bool))
+        states, obs, rewards, terms = (np.zeros((max_len, 4)), np.zeros((max_len, 4), np.float32),
+                                       np.zeros(max_len), np.zeros(max_len, bool))
         for t in range(max_len):
             x, x_dot, theta, theta_dot = genv.state
             greedy = int(theta + 0.3 * theta_dot + 0.01 * x + 0.05 * x_dot > 0)
@@ -191,7 +198,8 @@ def _gym_cartpole_episodes(overrides, seed, n_episodes, max_len=500):
             states[t], obs[t], rewards[t], terms[t] = genv.state, o, r, term
             if term:
                 break
-        for k, v in zip(["actions", "states", "obs", "rewards", "terminated"], [actions, states, obs, rewards, terms]):
+        for k, v in zip(["actions", "states", "obs", "rewards", "terminated"],
+                        [actions, states, obs, rewards, terms]):
             out[k].append(v)
         out["length"].append(t + 1)
     return {k: np.array(v) for k, v in out.items()}
@@ -199,7 +207,8 @@ def _gym_cartpole_episodes(overrides, seed, n_episodes, max_len=500):
 
 def _cartpole_state(batch, dtype):
     s = jnp.asarray(batch, dtype)
-    return CartPoleState(x=s[..., 0], x_dot=s[..., 1], theta=s[..., 2], theta_dot=s[..., 3], time=jnp.zeros(s.shape[:-1], jnp.int32))
+    return CartPoleState(x=s[..., 0], x_dot=s[..., 1], theta=s[..., 2], theta_dot=s[..., 3],
+                         time=jnp.zeros(s.shape[:-1], jnp.int32))
 
 
 @pytest.mark.parametrize("overrides", [{}, CARTPOLE_NON_DEFAULT], ids=["default", "non_default"])
@@ -209,7 +218,8 @@ def test_cartpole_matches_gymnasium_float64_episodes(overrides):
     # agreement over full 500-step episodes is checked teacher-forced below).
     data = _gym_cartpole_episodes(overrides, seed=3, n_episodes=30, max_len=200)
     lengths = data["length"]
-    assert lengths.min() < 50 and lengths.max() == 200, "episodes should both fail early and survive"
+    assert lengths.min() < 50 and lengths.max() == 200, (
+        "episodes should both fail early and survive")
     env = CartPole(max_steps=10_000)
     with jax.enable_x64(True):
         params = _params64(CartPoleParams, overrides)
@@ -218,7 +228,8 @@ def test_cartpole_matches_gymnasium_float64_episodes(overrides):
         def episode(s, actions):
             def body(s, a):
                 s, o, r, done, info = env.step(KEY, s, a, params)
-                return s, (jnp.stack([s.x, s.x_dot, s.theta, s.theta_dot]), o, r, info["terminated"])
+                return s, (jnp.stack([s.x, s.x_dot, s.theta, s.theta_dot]), o, r,
+                           info["terminated"])
 
             return jax.lax.scan(body, s, actions)[1]
 
@@ -246,19 +257,24 @@ def test_cartpole_matches_gymnasium_one_step(overrides, precision):
         after_obs.append(data["obs"][i, :n])
         after_states.append(data["states"][i, :n])
         term.append(data["terminated"][i, :n])
-    before, actions, after_obs, after_states, term = map(np.concatenate, (before, actions, after_obs, after_states, term))
+    before, actions, after_obs, after_states, term = map(
+        np.concatenate, (before, actions, after_obs, after_states, term))
     env = CartPole()
     step = jax.jit(jax.vmap(env.step, in_axes=(None, 0, 0, None)))
     with jax.enable_x64(precision == "float64"):
         if precision == "float64":
-            params, state, tol = _params64(CartPoleParams, overrides), _cartpole_state(before, jnp.float64), 1e-12
+            params = _params64(CartPoleParams, overrides)
+            state, tol = _cartpole_state(before, jnp.float64), 1e-12
         else:
-            params, state, tol = _with(env.default_params(), overrides), _cartpole_state(before, jnp.float32), 1e-5
+            params = _with(env.default_params(), overrides)
+            state, tol = _cartpole_state(before, jnp.float32), 1e-5
         new_state, j_obs, j_rewards, j_done, info = step(KEY, state, jnp.asarray(actions), params)
-        j_states = np.stack([new_state.x, new_state.x_dot, new_state.theta, new_state.theta_dot], axis=-1)
+        j_states = np.stack([new_state.x, new_state.x_dot, new_state.theta, new_state.theta_dot],
+                            axis=-1)
     assert j_obs.dtype == jnp.float32 and j_rewards.dtype == jnp.float32
     np.testing.assert_allclose(j_states, after_states, rtol=tol, atol=tol)
-    obs_tol = dict(rtol=1e-5, atol=1e-5) if precision == "float32" else dict(rtol=F32_ULP, atol=1e-8)
+    obs_tol = (dict(rtol=1e-5, atol=1e-5) if precision == "float32"
+               else dict(rtol=F32_ULP, atol=1e-8))
     np.testing.assert_allclose(j_obs, after_obs, **obs_tol)
     np.testing.assert_array_equal(j_rewards, 1.0)
     np.testing.assert_array_equal(info["terminated"], term)
@@ -301,11 +317,13 @@ def test_cartpole_reset_truncation_and_spaces():
     state, _, _, done, info = env.step(KEY, state, jnp.int32(1), params)
     assert not done and not info["truncated"]
     state, _, r, done, info = env.step(KEY, state, jnp.int32(0), params)
-    assert done and info["truncated"] and not info["terminated"] and int(state.time) == 500 and r == 1.0
+    assert (done and info["truncated"] and not info["terminated"] and int(state.time) == 500
+            and r == 1.0)
     # termination beyond the thresholds, reward 1.0 on the terminating step
     fallen = CartPoleState(x=0.0, x_dot=0.0, theta=0.2, theta_dot=1.0, time=jnp.int32(0))
     _, _, r, done, info = env.step(KEY, fallen, jnp.int32(1), params)
-    assert done and info["terminated"] and not info["truncated"] and r == 1.0 and r.dtype == jnp.float32
+    assert (done and info["terminated"] and not info["truncated"] and r == 1.0
+            and r.dtype == jnp.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,7 +351,8 @@ def test_point_nav_clipping_reward_and_truncation():
         s, _, _, done, info = env.step(KEY, s, jnp.zeros(2), params)
         return s, (done, info["truncated"], info["terminated"])
 
-    final, (done, truncated, terminated) = jax.lax.scan(body, env.reset(KEY, params)[0], None, length=100)
+    final, (done, truncated, terminated) = jax.lax.scan(body, env.reset(KEY, params)[0], None,
+                                                        length=100)
     assert int(final.time) == 100 and done[99] and truncated[99]
     assert not done[:99].any() and not terminated.any()
 
@@ -351,9 +370,11 @@ def _batched_params(env):
     if isinstance(env, Pendulum):
         overrides = [dict(g=g, m=m) for g, m in [(10.0, 1.0), (9.81, 1.5), (3.7, 0.5)]]
     elif isinstance(env, PointNav2D):
-        overrides = [dict(goal=(0.3, -0.2), max_speed=0.1), dict(goal=(-0.5, 0.5), max_speed=0.05), dict(goal=(0.0, 0.9), max_speed=0.2)]
+        overrides = [dict(goal=(0.3, -0.2), max_speed=0.1), dict(goal=(-0.5, 0.5), max_speed=0.05),
+                     dict(goal=(0.0, 0.9), max_speed=0.2)]
     else:
-        overrides = [dict(gravity=g, masspole=mp) for g, mp in [(9.8, 0.1), (3.7, 0.5), (24.8, 0.2)]]
+        overrides = [dict(gravity=g, masspole=mp)
+                     for g, mp in [(9.8, 0.1), (3.7, 0.5), (24.8, 0.2)]]
     return _stack([_with(env.default_params(), o) for o in overrides])
 
 
@@ -426,22 +447,27 @@ def test_gradients_through_step_are_finite():
     state = PendulumState(theta=jnp.float32(0.7), theta_dot=jnp.float32(-0.3), time=jnp.int32(0))
     g_a, g_p = _grad_check(env, "g", state, jnp.array([0.8]), _two_step_return)
     assert np.abs(g_a).sum() > 0 and np.abs(g_p) > 0
-    g_a, g_p = _grad_check(env, "m", state, jnp.array([0.8]), lambda e, s, a, p: e.step(KEY, s, a, p)[2])
+    g_a, g_p = _grad_check(env, "m", state, jnp.array([0.8]),
+                           lambda e, s, a, p: e.step(KEY, s, a, p)[2])
     assert np.abs(g_a).sum() > 0  # d r / d u = -0.002 u; the one-step reward does not depend on m
 
     env = CartPoleContinuous()
     state = CartPoleState(x=0.1, x_dot=0.0, theta=0.05, theta_dot=0.2, time=jnp.int32(0))
-    _grad_check(env, "masspole", state, jnp.array([0.3]), lambda e, s, a, p: e.step(KEY, s, a, p)[2])
-    g_a, g_p = _grad_check(env, "masspole", state, jnp.array([0.3]), lambda e, s, a, p: e.step(KEY, s, a, p)[0].theta_dot)
+    _grad_check(env, "masspole", state, jnp.array([0.3]),
+                lambda e, s, a, p: e.step(KEY, s, a, p)[2])
+    g_a, g_p = _grad_check(env, "masspole", state, jnp.array([0.3]),
+                           lambda e, s, a, p: e.step(KEY, s, a, p)[0].theta_dot)
     assert np.abs(g_a).sum() > 0 and np.abs(g_p) > 0
 
     env = PointNav2D()
     state = PointNavState(position=jnp.array([0.1, 0.1]), time=jnp.int32(0))
-    g_a, g_p = _grad_check(env, "goal", state, jnp.array([0.05, -0.02]), lambda e, s, a, p: e.step(KEY, s, a, p)[2])
+    g_a, g_p = _grad_check(env, "goal", state, jnp.array([0.05, -0.02]),
+                           lambda e, s, a, p: e.step(KEY, s, a, p)[2])
     assert np.abs(g_a).sum() > 0 and np.abs(g_p).sum() > 0
     # exactly at the goal the distance is not differentiable; the gradient is 0, not NaN
     at_goal = PointNavState(position=jnp.array([0.3, -0.2]), time=jnp.int32(0))
-    g_a, _ = _grad_check(env, "max_speed", at_goal, jnp.zeros(2), lambda e, s, a, p: e.step(KEY, s, a, p)[2])
+    g_a, _ = _grad_check(env, "max_speed", at_goal, jnp.zeros(2),
+                         lambda e, s, a, p: e.step(KEY, s, a, p)[2])
     np.testing.assert_array_equal(g_a, 0.0)
 
 
@@ -474,9 +500,11 @@ def test_registry():
 
 
 def test_params_are_arrays_with_dataclass_defaults():
-    for env, cls in [(Pendulum(), PendulumParams), (CartPole(), CartPoleParams), (PointNav2D(), PointNavParams)]:
+    for env, cls in [(Pendulum(), PendulumParams), (CartPole(), CartPoleParams),
+                     (PointNav2D(), PointNavParams)]:
         params = env.default_params()
         defaults = cls()
-        for leaf, default in zip(jax.tree.leaves(params), jax.tree.leaves(defaults, is_leaf=lambda x: isinstance(x, tuple))):
+        default_leaves = jax.tree.leaves(defaults, is_leaf=lambda x: isinstance(x, tuple))
+        for leaf, default in zip(jax.tree.leaves(params), default_leaves):
             assert isinstance(leaf, jax.Array)
             np.testing.assert_allclose(leaf, np.asarray(default, np.float64), rtol=1e-7)

@@ -26,8 +26,10 @@ def test_gae_matches_the_reference_loop_with_truncation_and_termination():
     rng = np.random.default_rng(0)
     T, N = 9, 3
     reward, value, next_value = (rng.normal(size=(T, N)) for _ in range(3))
-    terminated = np.zeros((T, N)); terminated[3, 0] = 1
-    truncated = np.zeros((T, N)); truncated[5, 1] = 1
+    terminated = np.zeros((T, N))
+    terminated[3, 0] = 1
+    truncated = np.zeros((T, N))
+    truncated[5, 1] = 1
     done = np.maximum(terminated, truncated)
     adv, targets = gae(*(jnp.asarray(x, jnp.float32) for x in (reward, value, next_value)),
                        jnp.asarray(terminated, bool), jnp.asarray(done, bool), 0.9, 0.8)
@@ -49,7 +51,8 @@ def test_policy_heads_log_prob_and_entropy_closed_forms():
                - (1 + np.log(2 * np.pi) + np.log(2.0))) < 1e-5
     logits = jnp.log(jnp.array([0.2, 0.3, 0.5]))
     assert abs(float(Categorical.log_prob(logits, jnp.int32(1))) - np.log(0.3)) < 1e-6
-    assert abs(float(Categorical.entropy(logits)) + sum(p * np.log(p) for p in (0.2, 0.3, 0.5))) < 1e-6
+    assert abs(float(Categorical.entropy(logits))
+               + sum(p * np.log(p) for p in (0.2, 0.3, 0.5))) < 1e-6
 
 
 @pytest.mark.parametrize("changes, message", [

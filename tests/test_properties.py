@@ -13,7 +13,13 @@ from envs.cartpole import CartPole, CartPoleContinuous
 from envs.pendulum import Pendulum
 from envs.point_nav import PointNav2D
 from metarl_jax.randomization.distributions import (
-    SpecError, categorical, int_uniform, log_uniform, truncated_normal, uniform)
+    SpecError,
+    categorical,
+    int_uniform,
+    log_uniform,
+    truncated_normal,
+    uniform,
+)
 from metarl_jax.randomization.param_space import make_param_space
 
 SETTINGS = settings(max_examples=25, deadline=None,
@@ -55,7 +61,8 @@ def test_truncated_normal_samples_stay_in_support_or_the_spec_is_rejected(mean, 
     except SpecError:
         assert bounds[0] >= bounds[1]
         return
-    m = np.asarray(make_param_space(NOMINAL, {"m": dist}).sample(jax.random.PRNGKey(seed), (256,)).m)
+    m = np.asarray(
+        make_param_space(NOMINAL, {"m": dist}).sample(jax.random.PRNGKey(seed), (256,)).m)
     assert np.all(np.isfinite(m)) and np.all(m >= bounds[0]) and np.all(m <= bounds[1])
 
 
@@ -109,11 +116,12 @@ scale = st.floats(0.1, 10.0, allow_nan=False)
 
 
 @SETTINGS
-@given(m=scale, l=scale, g=scale, torque=scale, dt=st.floats(0.005, 0.2),
+@given(m=scale, length=scale, g=scale, torque=scale, dt=st.floats(0.005, 0.2),
        seed=st.integers(0, 2**31 - 1))
-def test_pendulum_is_finite_for_params_in_support(m, l, g, torque, dt, seed):
+def test_pendulum_is_finite_for_params_in_support(m, length, g, torque, dt, seed):
     env = Pendulum()
-    params = env.default_params().replace(m=jnp.float32(m), l=jnp.float32(l), g=jnp.float32(10 * g),
+    params = env.default_params().replace(m=jnp.float32(m), l=jnp.float32(length),
+                                          g=jnp.float32(10 * g),
                                           max_torque=jnp.float32(2 * torque), dt=jnp.float32(dt))
     actions = jax.random.uniform(jax.random.PRNGKey(seed), (200, 1), minval=-50, maxval=50)
     assert _rollout_finite(env, params, actions, seed)
@@ -122,7 +130,8 @@ def test_pendulum_is_finite_for_params_in_support(m, l, g, torque, dt, seed):
 @SETTINGS
 @given(masscart=scale, masspole=scale, length=scale, force=scale, seed=st.integers(0, 2**31 - 1),
        continuous=st.booleans())
-def test_cartpole_is_finite_for_params_in_support(masscart, masspole, length, force, seed, continuous):
+def test_cartpole_is_finite_for_params_in_support(masscart, masspole, length, force, seed,
+                                                  continuous):
     env = CartPoleContinuous(max_steps=300) if continuous else CartPole(max_steps=300)
     params = env.default_params().replace(
         masscart=jnp.float32(masscart), masspole=jnp.float32(0.1 * masspole),

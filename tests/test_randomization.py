@@ -91,7 +91,8 @@ def test_vector_field_shapes_and_unbatched_sample():
 
 def test_fields_have_independent_keys():
     a = make_param_space(NOMINAL, {"m": uniform(0.5, 2.0)}).sample(KEY, (10,))
-    b = make_param_space(NOMINAL, {"m": uniform(0.5, 2.0), "l": uniform(0.5, 2.0)}).sample(KEY, (10,))
+    b = make_param_space(NOMINAL, {"m": uniform(0.5, 2.0), "l": uniform(0.5, 2.0)}).sample(
+        KEY, (10,))
     np.testing.assert_array_equal(np.asarray(a.m), np.asarray(b.m))
     assert not np.allclose(np.asarray(b.m), np.asarray(b.l))
 
@@ -109,7 +110,8 @@ def test_fixed_space_is_nominal():
 
 
 def test_support_in_value_space():
-    space = make_param_space(NOMINAL.replace(m=jnp.float32(2.0)), {"m": uniform(0.5, 1.5, relative=True)})
+    space = make_param_space(NOMINAL.replace(m=jnp.float32(2.0)),
+                             {"m": uniform(0.5, 1.5, relative=True)})
     low, high = space.support()["m"]
     assert float(low) == 1.0 and float(high) == 3.0
 
@@ -135,7 +137,8 @@ def test_invalid_distributions_raise_clear_errors(build, message):
 
 
 def test_invalid_spaces_raise_clear_errors():
-    with pytest.raises(SpecError, match=r"unknown field 'mass'.*Did you mean 'max_speed'|unknown field 'mass'"):
+    with pytest.raises(SpecError, match=r"unknown field 'mass'.*Did you mean 'max_speed'"
+                                        r"|unknown field 'mass'"):
         make_param_space(NOMINAL, {"mass": uniform(0.5, 2.0)})
     with pytest.raises(SpecError, match="integer"):
         make_param_space(NOMINAL, {"action_delay": uniform(0.0, 3.0)})

@@ -141,9 +141,9 @@ def test_adr_sample_pins_boundaries_with_probability_p_b():
     space = _adr_space(p_boundary=0.3)
     params = space.sample(jax.random.PRNGKey(0), (20000,))
     assert params.m.shape == (20000,) and params.g.shape == (20000,)
-    m, l = np.asarray(params.m), np.asarray(params.l)
-    assert m.min() >= 0.8 and m.max() <= 1.2 and l.min() >= 0.9 and l.max() <= 1.1
-    at_boundary = np.isin(m, np.float32([0.8, 1.2])) | np.isin(l, np.float32([0.9, 1.1]))
+    m, length = np.asarray(params.m), np.asarray(params.l)
+    assert m.min() >= 0.8 and m.max() <= 1.2 and length.min() >= 0.9 and length.max() <= 1.1
+    at_boundary = np.isin(m, np.float32([0.8, 1.2])) | np.isin(length, np.float32([0.9, 1.1]))
     assert abs(at_boundary.mean() - 0.3) < 0.015
     assert np.all(np.asarray(params.g) == 10.0)
 

@@ -9,7 +9,12 @@ from flax import struct
 from envs.pendulum import Pendulum
 from metarl_jax.algos.uposi import OSIConfig, OSILearner, deployment_trace
 from metarl_jax.core.context_wrappers import (
-    ContextLayout, ParamObservation, TransitionHistory, denormalize_params, normalize_params)
+    ContextLayout,
+    ParamObservation,
+    TransitionHistory,
+    denormalize_params,
+    normalize_params,
+)
 from metarl_jax.core.env import Box, Env, time_limit
 from metarl_jax.core.wrappers import AutoReset
 from metarl_jax.randomization.distributions import uniform

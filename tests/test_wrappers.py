@@ -82,7 +82,8 @@ def test_autoreset_reports_final_obs_and_restarts():
 @pytest.mark.parametrize("delay", [0, 1, 3])
 def test_action_delay_applies_the_action_from_d_steps_ago(delay):
     env = ActionDelay(PointNav2D(max_steps=50), max_delay=3)
-    params = env.default_params().replace(action_delay=jnp.int32(delay), max_speed=jnp.float32(10.0))
+    params = env.default_params().replace(action_delay=jnp.int32(delay),
+                                          max_speed=jnp.float32(10.0))
     state, obs = env.reset(KEY, params)
     actions = [jnp.array([float(i + 1), 0.0]) for i in range(6)]
     moves = []
@@ -109,7 +110,8 @@ def test_observation_noise_has_the_requested_std():
     params = env.default_params()
     _, clean = env.reset(KEY, params)
     keys = jax.random.split(KEY, 20000)
-    noisy = jax.vmap(env.reset, in_axes=(0, None))(keys, params.replace(obs_noise_std=jnp.float32(0.3)))[1]
+    noisy = jax.vmap(env.reset, in_axes=(0, None))(
+        keys, params.replace(obs_noise_std=jnp.float32(0.3)))[1]
     assert abs(float(jnp.std(noisy)) - 0.3) < 0.01
     np.testing.assert_array_equal(np.asarray(clean), np.zeros(2))
 

@@ -38,8 +38,14 @@ from flax import struct
 from metarl_jax.algos import dice
 from metarl_jax.algos.advantages import gae
 from metarl_jax.algos.learner import Learner
-from metarl_jax.algos.maml import (LR_MODES, MetaParams, adapt_sequence, init_meta_params,
-                                   inner_rates, sgd_step)
+from metarl_jax.algos.maml import (
+    LR_MODES,
+    MetaParams,
+    adapt_sequence,
+    init_meta_params,
+    inner_rates,
+    sgd_step,
+)
 from metarl_jax.algos.trpo import gauss_newton_fvp, trpo_step
 from metarl_jax.core.rollout import reset_batch, rollout
 from metarl_jax.nets.mlp import MLP
@@ -91,7 +97,8 @@ class MAMLRLConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"MAMLRLConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.num_inner_steps < 0:
-            raise ValueError(f"MAMLRLConfig.num_inner_steps must be >= 0, got {self.num_inner_steps}")
+            raise ValueError(
+                f"MAMLRLConfig.num_inner_steps must be >= 0, got {self.num_inner_steps}")
         for name, allowed in (("estimator", ESTIMATORS), ("outer", OUTER),
                               ("activation", tuple(ACTIVATIONS)),
                               ("inner_lr_mode", LR_MODES)):

@@ -58,7 +58,8 @@ class Box(NamedTuple):
 
     def contains(self, x) -> bool:
         x = jnp.asarray(x)
-        return bool(x.shape == tuple(self.shape) and jnp.all(x >= self.low) & jnp.all(x <= self.high))
+        return bool(x.shape == tuple(self.shape)
+                    and jnp.all(x >= self.low) & jnp.all(x <= self.high))
 
 
 class Discrete(NamedTuple):
@@ -132,5 +133,6 @@ class Env(abc.ABC):
 
 
 def time_limit(time: jax.Array, max_steps: int) -> jax.Array:
-    """``truncated`` flag: [] bool, true once ``time`` (steps taken, after this one) hits the horizon."""
+    """``truncated`` flag: [] bool, true once ``time`` (steps taken, after this one) hits the
+    horizon."""
     return time >= max_steps

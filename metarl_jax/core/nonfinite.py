@@ -52,7 +52,8 @@ class NonFiniteError(RuntimeError):
     """Training produced a NaN/inf; nothing after the last good checkpoint was saved."""
 
     def __init__(self, phase: str, update: int, code: int, run_dir=None):
-        self.phase, self.update, self.quantities, self.run_dir = phase, update, describe(code), run_dir
+        self.phase, self.update, self.quantities, self.run_dir = (
+            phase, update, describe(code), run_dir)
         super().__init__(
             f"non-finite {', '.join(self.quantities)} at update {update} of phase {phase!r}; "
             f"training stopped, the last good checkpoint is kept"

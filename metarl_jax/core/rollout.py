@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
-import jax.numpy as jnp
 
 # policy(key, obs[N, obs_size]) -> (action[N, ...], extras: dict of [N, ...] arrays)
 Policy = Callable[[jax.Array, jax.Array], Tuple[jax.Array, Dict[str, jax.Array]]]
@@ -70,7 +69,8 @@ def rollout(
         key, policy_key, env_key = jax.random.split(carry.key, 3)
         action, extras = policy(policy_key, carry.obs)
         env_keys = jax.random.split(env_key, num_envs)
-        env_state, next_obs, reward, done, info = step_env(env_keys, carry.env_state, action, params)
+        env_state, next_obs, reward, done, info = step_env(
+            env_keys, carry.env_state, action, params)
         final_obs = info.get("final_obs", next_obs)
         transition = Trajectory(
             obs=carry.obs,

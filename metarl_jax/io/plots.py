@@ -51,10 +51,12 @@ def plot_curves(
     ax = fig.add_subplot()
     for label, curve in curves.items():
         if len(curve) not in (2, 3):
-            raise ValueError(f"curve '{label}' must be (x, y) or (x, y, y_std), got {len(curve)} items")
+            raise ValueError(
+                f"curve '{label}' must be (x, y) or (x, y, y_std), got {len(curve)} items")
         x, y = np.asarray(curve[0], float), np.asarray(curve[1], float)
         if x.shape != y.shape or x.ndim != 1:
-            raise ValueError(f"curve '{label}': x {x.shape} and y {y.shape} must be equal 1-D shapes")
+            raise ValueError(
+                f"curve '{label}': x {x.shape} and y {y.shape} must be equal 1-D shapes")
         (line,) = ax.plot(x, y, label=label, marker="o" if len(x) < 12 else None)
         if len(curve) == 3:
             s = np.asarray(curve[2], float)

@@ -16,7 +16,8 @@ class ActorCritic(nn.Module):
     """``obs[..., obs_size] -> (dist, value[...])``.
 
     Continuous (``discrete=False``): ``dist = (mean[..., A], log_std[..., A])`` with a learned,
-    state-independent ``log_std`` (initialized to ``init_log_std``). Discrete: ``dist = logits[..., A]``.
+    state-independent ``log_std`` (initialized to ``init_log_std``). Discrete:
+    ``dist = logits[..., A]``.
     """
 
     action_size: int

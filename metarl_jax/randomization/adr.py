@@ -140,8 +140,12 @@ def make_adr_space(nominal: Any, hard_limits: Dict[str, Tuple[float, float]], *,
                             f"hard=({lo}, {hi}), initial={start}")
         if not float(delta[f]) > 0:
             raise SpecError(f"ADR delta for {f!r} must be > 0, got {delta[f]}")
-        lows.append(start[0]); highs.append(start[1]); inits.append(mid)
-        hard_lo.append(lo); hard_hi.append(hi); deltas.append(float(delta[f]))
+        lows.append(start[0])
+        highs.append(start[1])
+        inits.append(mid)
+        hard_lo.append(lo)
+        hard_hi.append(hi)
+        deltas.append(float(delta[f]))
     if not 0.0 <= p_boundary <= 1.0:
         raise SpecError(f"ADR p_boundary must be in [0, 1], got {p_boundary}")
     if not t_low < t_high:
