@@ -161,6 +161,15 @@ class PPO(Learner):
         params, obs_stats = state.params, state.obs_stats
         return lambda key, obs: self.act(params, obs_stats, config, key, obs, deterministic)
 
+    def retarget(self, state: PPOState, config: PPOConfig, space: ParamDistribution,
+                 key: jax.Array) -> PPOState:
+        """``state`` moved to train on ``space`` (finetuning, ``transfer/finetune.py``): the
+        network, optimizer moments and observation statistics are kept; ``config.num_envs`` envs
+        are reset with physics from ``space``; ``update_step`` restarts at 0, so learning-rate
+        annealing spans ``config.num_updates`` of the new run."""
+        env_state, obs = reset_batch(self.train_env, key, space, config.num_envs)
+        return state.replace(env_state=env_state, obs=obs, space=space, update_step=jnp.int32(0))
+
     # ----------------------------------------------------------------------------- init
     def _init(self, key: jax.Array, config: PPOConfig, space: ParamDistribution,
               robust: robust_lib.RobustHook | None = None) -> PPOState:

@@ -248,6 +248,18 @@ class SAC(Learner):
         """Put an empty replay buffer into a state saved ``without_buffer`` (module doc)."""
         return state.replace(buffer=self._empty_buffer(config))
 
+    def retarget(self, state: SACState, config: SACConfig, space: ParamSpace,
+                 key: jax.Array) -> SACState:
+        """``state`` moved to train on ``space`` (finetuning, ``transfer/finetune.py``): actor,
+        critics, targets, temperature, optimizer moments and observation statistics are kept;
+        the replay buffer is emptied (its transitions come from the old physics);
+        ``config.num_envs`` envs are reset with physics from ``space``; ``update_step`` restarts
+        at 0, so ``config.learning_starts`` steps of uniform actions come first (0: act with the
+        pretrained actor from the first step)."""
+        env_state, obs = reset_batch(self.train_env, key, space, config.num_envs)
+        return state.replace(buffer=self._empty_buffer(config), env_state=env_state, obs=obs,
+                             space=space, update_step=jnp.int32(0))
+
     def _init(self, key: jax.Array, config: SACConfig, space: ParamSpace) -> SACState:
         actor_key, critic_key, env_key, key = jax.random.split(key, 4)
         obs_size = self.env.observation_size
