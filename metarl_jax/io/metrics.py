@@ -10,6 +10,10 @@ with ``truncate_metrics(path, keep=lambda line: ...)``, then reopen the log.
 Non-finite metric values (a mean return over zero finished episodes, a diverged loss) are
 written as ``null`` and their keys listed in the line's ``"nonfinite"`` field, so the file stays
 strict JSON without hiding the fact; pass ``nonfinite="raise"`` to stop instead.
+
+Every line is mirrored into a TensorBoard event file in the same folder (``io.tensorboard``:
+tags ``<phase>/<metric>`` at ``step``); ``METARL_JAX_TENSORBOARD=0`` or ``tensorboard=False``
+turns that off.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Optional
 
 from metarl_jax.io.run_dir import atomic_write_text, to_jsonable
+from metarl_jax.io.tensorboard import open_event_log
 
 NONFINITE_KEY = "nonfinite"
 
@@ -34,16 +39,20 @@ class MetricsLog:
             (the process was killed mid-write) is cut off with a warning before appending.
         nonfinite: ``"null"`` writes NaN/inf as null and lists their keys under ``"nonfinite"``;
             ``"raise"`` raises ValueError naming the key.
+        tensorboard: also write a TensorBoard event file beside ``path``; None (default):
+            unless the environment variable ``METARL_JAX_TENSORBOARD`` is ``0``.
     """
 
     def __init__(self, path: str | os.PathLike, *,
-                 nonfinite: Literal["null", "raise"] = "null"):
+                 nonfinite: Literal["null", "raise"] = "null",
+                 tensorboard: Optional[bool] = None):
         if nonfinite not in ("null", "raise"):
             raise ValueError(f"nonfinite must be 'null' or 'raise', got {nonfinite!r}")
         self.path = Path(path)
         self._nonfinite = nonfinite
         _cut_torn_tail(self.path)
         self._file = open(self.path, "a", encoding="utf-8")
+        self._events = open_event_log(self.path.parent, tensorboard)
 
     def log(self, step: int, metrics: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         """Append one line ``{"step": step, **extra, **metrics}`` and flush it.
@@ -77,10 +86,16 @@ class MetricsLog:
             line[NONFINITE_KEY] = bad
         self._file.write(json.dumps(line, allow_nan=False) + "\n")
         self._file.flush()
+        if self._events is not None:
+            phase = extra.get("phase")
+            self._events.log(step, {k: line[k] for k in metrics},
+                             prefix=phase if isinstance(phase, str) else "")
         return line
 
     def close(self) -> None:
         self._file.close()
+        if self._events is not None:
+            self._events.close()
 
     def __enter__(self) -> "MetricsLog":
         return self
