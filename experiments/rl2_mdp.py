@@ -31,15 +31,11 @@ from envs.tabular_mdp import (
     tabular_mdp_task_space,
 )
 from metarl_jax.algos.rl2 import RL2, RL2Config
-from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
-from metarl_jax.io.progress import format_table
-from metarl_jax.io.training_loop import phase_metrics, train_phase
 from metarl_jax.transfer.trials import (
     episode_returns_over_seeds,
-    per_episode_results,
-    per_episode_rows,
-    plot_per_episode,
+    report_per_episode,
+    train_rl2_phase,
 )
 
 NAME = "rl2_mdp"
@@ -86,12 +82,8 @@ def main(args) -> dict:
     space = tabular_mdp_task_space(config.num_states, config.num_actions)
     rl2 = RL2(env, config.episodes_per_trial)
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
-    states = train_phase(
-        run_dir, "rl2",
-        init=lambda: rl2.init_seeds(seed_keys, config.rl2, space),
-        chunk=lambda s, n: rl2.train_chunk_seeds(s, config.rl2, n),
-        num_updates=config.rl2.num_updates, updates_per_chunk=config.updates_per_chunk,
-        steps_per_update=config.rl2.batch_size * config.num_seeds, show=("trial_return",))
+    states = train_rl2_phase(run_dir, rl2, config.rl2, space, seed_keys,
+                             config.updates_per_chunk)
 
     # Held-out MDPs, drawn with a key training never uses.
     task_key, eval_key = jax.random.split(jax.random.PRNGKey(seed + 1_000_003))
@@ -100,19 +92,11 @@ def main(args) -> dict:
     exact = {name: float(np.mean(jax.vmap(lambda p: fn(p, config.episode_length))(tasks)))
              for name, fn in (("random", random_episode_return),
                               ("oracle", optimal_episode_return))}
-    lines = phase_metrics(run_dir, "rl2")
-    results = dict(per_episode_results(episode_returns, exact, later=-1,
-                                       gain_name="last_minus_first"),
-                   final_train_return=lines[-1]["trial_return"])
-    plot_per_episode(run_dir / "per_episode.png", results["per_episode"],
-                     {"random": "random actions", "oracle": "optimal, MDP known"},
-                     ylabel="mean episode return (held-out MDPs)",
-                     title=f"RL^2 on random MDPs ({config.eval_tasks} held-out tasks)")
-    plots.plot_curves(run_dir / "curves.png", {"RL^2": ([line["step"] for line in lines],
-                                                        [line["trial_return"] for line in lines])},
-                      xlabel="env steps (all seeds)", ylabel="trial return",
-                      title="RL^2 training on random MDPs")
-    table = format_table(per_episode_rows(results["per_episode"], exact))
+    results, table = report_per_episode(
+        run_dir, episode_returns, exact,
+        {"random": "random actions", "oracle": "optimal, MDP known"}, later=-1,
+        gain_name="last_minus_first", ylabel="mean episode return (held-out MDPs)",
+        title=f"RL^2 on random MDPs ({config.eval_tasks} held-out tasks)")
     return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks}, table)
 
 

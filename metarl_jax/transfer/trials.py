@@ -1,8 +1,10 @@
 """Within-trial adaptation reports for RL^2: the return of each episode index of a trial.
 
-Used by ``experiments.rl2_mdp`` and ``experiments.rl2_nav``: evaluate every seed on held-out
-tasks (``episode_returns_over_seeds``), then report, per episode index, the mean return with its
-standard error beside per-task references (``per_episode_results``), and plot/tabulate it.
+Used by ``experiments.rl2_mdp`` and ``experiments.rl2_nav``: train the seeds in one phase
+(``train_rl2_phase``), evaluate every seed on held-out tasks (``episode_returns_over_seeds``),
+then report, per episode index, the mean return with its standard error beside per-task
+references (``per_episode_results``), and plot/tabulate it (``report_per_episode`` does all of
+the report).
 Standard errors are over held-out tasks (``metarl_jax.stats.mean_stderr``).
 """
 
@@ -17,6 +19,23 @@ import numpy as np
 from metarl_jax import stats
 from metarl_jax.algos.learner import select_seed
 from metarl_jax.io import plots
+from metarl_jax.io.progress import format_table
+from metarl_jax.io.training_loop import phase_metrics, train_phase
+
+PHASE = "rl2"
+
+
+def train_rl2_phase(run_dir: Path, rl2, config: Any, space: Any, seed_keys: jax.Array,
+                    updates_per_chunk: int) -> Any:
+    """Train ``rl2`` for every key of ``seed_keys[S]`` (one vmapped program) as the phase
+    ``"rl2"`` of the run (checkpointed, resumable); returns the seed-stacked states."""
+    num_seeds = seed_keys.shape[0]
+    return train_phase(
+        run_dir, PHASE,
+        init=lambda: rl2.init_seeds(seed_keys, config, space),
+        chunk=lambda s, n: rl2.train_chunk_seeds(s, config, n),
+        num_updates=config.num_updates, updates_per_chunk=updates_per_chunk,
+        steps_per_update=config.batch_size * num_seeds, show=("trial_return",))
 
 
 def episode_returns_over_seeds(rl2, states: Any, config: Any, tasks: Any, key: jax.Array,
@@ -70,3 +89,22 @@ def per_episode_rows(per_episode: Mapping[str, list], references) -> list:
     return [{"episode": i + 1, "rl2": (per_episode["rl2"][i], per_episode["rl2_stderr"][i]),
              **{name: per_episode[name][i] for name in references}}
             for i in range(len(per_episode["rl2"]))]
+
+
+def report_per_episode(run_dir: Path, episode_returns: np.ndarray,
+                       references: Mapping[str, float], labels: Mapping[str, str], later: int,
+                       gain_name: str, ylabel: str, title: str) -> tuple:
+    """The whole per-episode report of an RL^2 run: ``per_episode_results`` plus the final
+    training return, ``per_episode.png`` and ``curves.png`` (training trial return) in
+    ``run_dir``. Returns ``(results, table)``; ``labels``: legend label per reference."""
+    lines = phase_metrics(run_dir, PHASE)
+    results = dict(per_episode_results(episode_returns, references, later, gain_name),
+                   final_train_return=lines[-1]["trial_return"])
+    plot_per_episode(run_dir / "per_episode.png", results["per_episode"], labels, ylabel=ylabel,
+                     title=title)
+    plots.plot_curves(run_dir / "curves.png",
+                      {"RL^2": ([line["step"] for line in lines],
+                                [line["trial_return"] for line in lines])},
+                      xlabel="env steps (all seeds)", ylabel="trial return",
+                      title=title.split(" (")[0].replace("RL^2 on", "RL^2 training on"))
+    return results, format_table(per_episode_rows(results["per_episode"], references))
