@@ -12,7 +12,9 @@ share one compiled program: the randomization distribution is data (a ``ParamSpa
 Writes to the run folder: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.nominal``
 and ``results.dr`` with ``heldout_mean`` / ``heldout_worst`` / ``heldout_cvar10``, per-seed
 numbers and the per-cell returns; ``grid`` lists the cells), ``heatmap.png`` (return over mass x
-length, averaged over latencies), ``curves.png`` (training return) and ``checkpoints/``.
+length, averaged over latencies), ``curves.png`` (training return), ``policies/nominal|dr.npz|json``
+(the deterministic policies, numpy forward pass; ``<phase>_seed<i>`` with several seeds) and
+``checkpoints/`` (``metarl_jax.load_run`` reads them back through ``policies(config)``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import int_uniform, uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.transfer.evaluation import evaluate_seeds, grid_params, summarize_seeds
-from metarl_jax.transfer.phases import phase_curves, train_ppo_phases
+from metarl_jax.transfer.phases import export_policies, phase_curves, train_ppo_phases
 
 NAME = "dr_pendulum"
 
@@ -91,8 +93,9 @@ def randomized_space(config: Config, nominal):
     })
 
 
-def main(args) -> dict:
-    run_dir, config, seed = start_run(NAME, args)
+def policies(config: Config):
+    """The trained policies, rebuilt from ``config``: ``{phase: (learner, learner config,
+    init args)}``. ``main`` trains exactly these; ``metarl_jax.load_run`` restores them."""
     env = ActionDelay(Pendulum(), config.max_delay)
     nominal = env.default_params()
     # The nominal space has the same structure with every range collapsed to the nominal point,
@@ -100,11 +103,22 @@ def main(args) -> dict:
     point = dataclasses.replace(config, mass_scale=(1.0, 1.0), length_scale=(1.0, 1.0),
                                 gravity_scale=(1.0, 1.0), torque_scale=(1.0, 1.0),
                                 delay_steps=(0, 0))
-    spaces = {"nominal": randomized_space(point, nominal), "dr": randomized_space(config, nominal)}
     ppo = PPO(env)
+    return {"nominal": (ppo, config.ppo, (randomized_space(point, nominal),)),
+            "dr": (ppo, config.ppo, (randomized_space(config, nominal),))}
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    phases = policies(config)
+    ppo = phases["dr"][0]
+    env, nominal = ppo.env, ppo.env.default_params()
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
-    states = train_ppo_phases(run_dir, {p: (ppo, space) for p, space in spaces.items()},
+    states = train_ppo_phases(run_dir, {p: (ppo, space) for p, (_, _, (space,)) in phases.items()},
                               config.ppo, seed_keys, config.updates_per_chunk)
+    export_policies(run_dir, states, config.ppo, env.action_space,
+                    metadata={"env": "Pendulum", "max_delay": config.max_delay,
+                              "experiment": NAME, "seed": seed})
 
     axes = {"m": config.eval_mass_scales, "l": config.eval_length_scales,
             "action_delay": config.eval_delays}
@@ -113,7 +127,7 @@ def main(args) -> dict:
     results, heatmaps = {}, {}
     shape = tuple(len(v) for v in axes.values())
     policy_of = lambda state: ppo.make_policy(state, config.ppo, deterministic=True)
-    for phase in spaces:
+    for phase in phases:
         per_seed = evaluate_seeds(policy_of, states[phase], env, grid, config.eval_episodes,
                                   eval_key)  # [S, C], deterministic policy
         results[phase] = dict(
@@ -124,14 +138,14 @@ def main(args) -> dict:
     plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps, x_values=config.eval_length_scales,
                         y_values=config.eval_mass_scales, xlabel="length scale",
                         ylabel="mass scale", title="held-out return (mean over latencies)")
-    plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, spaces),
+    plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, phases),
                       xlabel="env steps (all seeds)", ylabel="episode return",
                       title="PPO on Pendulum")
     grid_info = {name: values.tolist() for name, values in cells.items()}
     grid_info["relative"] = ["m", "l"]
     table = format_table([dict(policy=p, **{k: results[p][k] for k in (
         "heldout_mean", "heldout_worst", "heldout_cvar10", "final_train_return")})
-        for p in spaces])
+        for p in phases])
     return finish(run_dir, {"results": results, "grid": grid_info}, table)
 
 

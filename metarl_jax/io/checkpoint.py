@@ -13,8 +13,9 @@ next time a ``Checkpointer`` opens the directory).
 
 Saves are asynchronous: ``save`` returns once the arrays are held by orbax and the files are
 written in a background thread (on CPU, a jitted call that donates those arrays while the save is
-in flight does not corrupt it: JAX skips the donation while orbax holds the buffers). ``wait()`` blocks until the last save is on disk; ``close()`` waits, then releases the
-manager. A failure of a background write is raised by the next ``save``/``wait``/``close``.
+in flight does not corrupt it: JAX skips the donation while orbax holds the buffers). ``wait()``
+blocks until the last save is on disk; ``close()`` waits, then releases the manager. A failure
+of a background write is raised by the next ``save``/``wait``/``close``.
 """
 
 from __future__ import annotations
@@ -87,18 +88,22 @@ class Checkpointer:
         max_to_keep: how many most recent steps to keep (older ones are deleted after a save);
             None keeps all.
         async_save: write in a background thread (default). False makes ``save`` block.
+        read_only: only read (``metarl_jax.load_run``): nothing is created, and the temporary
+            folder of a save in progress -- another process may be training in this folder --
+            is left alone.
     """
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int | None = 2, *,
-                 async_save: bool = True):
+                 async_save: bool = True, read_only: bool = False):
         if max_to_keep is not None and max_to_keep < 1:
             raise ValueError(f"max_to_keep must be >= 1 or None, got {max_to_keep}")
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(n=max_to_keep),
-            create=True,
-            cleanup_tmp_directories=True,  # leftovers of a killed save
-            enable_async_checkpointing=async_save,
+            create=not read_only,
+            cleanup_tmp_directories=not read_only,  # leftovers of a killed save
+            enable_async_checkpointing=async_save and not read_only,
+            read_only=read_only,
         )
         try:
             self._manager = ocp.CheckpointManager(

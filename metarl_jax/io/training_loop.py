@@ -6,7 +6,9 @@ leading seed axis, or ``[num_updates]``). Between chunks it appends one ``metric
 update (averaged over seeds), updates the progress line, and writes a full-state orbax checkpoint
 under ``<run>/checkpoints/<phase>/<update>``. A run resumed from a checkpoint replays exactly the
 same sequence of chunks as an uninterrupted one, so its final state and metrics are bit-identical
-(chunk boundaries are a fixed multiple of ``updates_per_chunk`` from update 0).
+(chunk boundaries are a fixed multiple of ``updates_per_chunk`` from update 0). With several seeds,
+each ``*return*`` metric's line also holds ``<name>_per_seed``. ``progress_fn(step, metrics)``,
+if given, is called after every chunk (brax.training's convention), never inside ``jit``.
 
 A NaN/inf in the loss, gradients or parameters (the learner's ``nonfinite_flags`` metric, see
 ``metarl_jax.core.nonfinite``) stops the phase with ``NonFiniteError``; the updates before it are
@@ -74,9 +76,18 @@ def _first_nonfinite(metrics: Dict[str, np.ndarray]) -> Optional[Tuple[int, int]
     return (int(flagged[0]), int(per_update[flagged[0]])) if flagged.size else None
 
 
-def _seed_mean(metrics: Dict[str, np.ndarray], i: int) -> Dict[str, float]:
-    """Metrics of update ``i`` of a chunk, averaged over a leading seed axis if there is one."""
-    return {k: float(np.mean(v[..., i])) for k, v in metrics.items()}
+def _seed_mean(metrics: Dict[str, np.ndarray], i: int) -> Dict[str, Any]:
+    """Metrics of update ``i`` of a chunk, averaged over a leading seed axis if there is one.
+
+    With several seeds, each metric named ``*return*`` also keeps its per-seed values as
+    ``<name>_per_seed`` (a list, non-finite values as None): the per-seed training curves, at S
+    numbers per curve and line rather than S copies of every metric."""
+    line: Dict[str, Any] = {k: float(np.mean(v[..., i])) for k, v in metrics.items()}
+    for k, v in metrics.items():
+        if "return" in k and np.ndim(v) == 2 and np.shape(v)[0] > 1:
+            line[f"{k}_per_seed"] = [float(x) if np.isfinite(x) else None
+                                     for x in np.asarray(v)[:, i]]
+    return line
 
 
 def train_phase(
@@ -90,6 +101,7 @@ def train_phase(
     show: Sequence[str] = ("episode_return",),
     checkpoint_every: int = 1,
     stop_after_updates: Optional[int] = None,
+    progress_fn: Optional[Callable[[int, Dict[str, Any]], None]] = None,
 ) -> Any:
     """Run (or resume, or skip if finished) one training phase and return its final state.
 
@@ -104,6 +116,8 @@ def train_phase(
         show: metric names printed on the progress line.
         checkpoint_every: save every this many chunks (and always at the end).
         stop_after_updates: stop (as if interrupted) once this many updates are done; for tests.
+        progress_fn: ``progress_fn(env steps done, metrics)`` after every chunk; ``metrics`` is
+            the chunk's last ``metrics.jsonl`` line (seed means) with ``phase`` and ``update``.
     """
     if updates_per_chunk < 1 or num_updates < 1:
         raise ValueError(f"need num_updates >= 1 and updates_per_chunk >= 1, got "
@@ -146,6 +160,8 @@ def train_phase(
                 chunks_since_save += 1
                 progress.update(done * steps_per_update,
                                 {k: line[k] for k in show if k in line})
+                if progress_fn is not None:
+                    progress_fn(done * steps_per_update, dict(line, phase=phase, update=done))
                 interrupted = stop["stop"] or (
                     stop_after_updates is not None and done >= stop_after_updates)
                 if chunks_since_save >= checkpoint_every or done >= num_updates or interrupted:
