@@ -31,7 +31,9 @@ Writes: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.<method>
 ``heldout_mean`` / ``heldout_worst`` / ``heldout_cvar10`` over the whole grid, the same numbers
 over the cells inside the training box (``inbox``), per-seed numbers, per-cell returns and
 the training ``curve``; ``grid``; ``compiles``), ``curves.png`` (training return, mean and worst
-10%), ``heatmap.png`` and ``checkpoints/``.
+10%), ``heatmap.png``, ``policies/<method>.npz|json`` (deterministic policies, numpy forward pass;
+``<method>_seed<i>`` with several seeds) and ``checkpoints/`` (``metarl_jax.load_run`` reads them
+back through ``policies(config)``).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from metarl_jax.transfer.evaluation import (
     summarize_grid,
     summarize_seeds,
 )
-from metarl_jax.transfer.phases import train_ppo_phases
+from metarl_jax.transfer.phases import export_policies, train_ppo_phases
 
 NAME = "robust_dr"
 METHODS = ("dr", "epopt", "mrpo", "adr")
@@ -193,6 +195,15 @@ def build(config: Config, nominal, axes):
     return {m: methods[m] for m in config.methods}
 
 
+def policies(config: Config, env_nominal_axes=None):
+    """The trained policies, rebuilt from ``config``: ``{method: (PPO with the method's hook,
+    learner config, init args)}``. ``main`` trains exactly these; ``metarl_jax.load_run``
+    restores them. ``env_nominal_axes``: ``make_env(config)``'s result, if already built."""
+    env, nominal, env_axes = env_nominal_axes or make_env(config)
+    return {m: (PPO(env, robust=hook), config.ppo, (space,))
+            for m, (hook, space) in build(config, nominal, env_axes).items()}
+
+
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     env, nominal, env_axes = make_env(config)
@@ -204,10 +215,12 @@ def main(args) -> dict:
     inbox = ((cells[name1] >= box1[0]) & (cells[name1] <= box1[1])
              & (cells[name2] >= box2[0]) & (cells[name2] <= box2[1]))
 
-    phases = {m: (PPO(env, robust=hook), space)
-              for m, (hook, space) in build(config, nominal, env_axes).items()}
+    phases = {m: (ppo, space) for m, (ppo, _, (space,))
+              in policies(config, (env, nominal, env_axes)).items()}
     states = train_ppo_phases(run_dir, phases, config.ppo, seed_keys, config.updates_per_chunk,
                               show=("train_return_mean", "train_return_cvar10"))
+    export_policies(run_dir, states, config.ppo, env.action_space,
+                    metadata={"env": config.env, "experiment": NAME, "seed": seed})
     results, heatmaps, compiles, curves = {}, {}, {}, {}
     for method, (ppo, _) in phases.items():
         state = states[method]

@@ -19,7 +19,8 @@ one core busy; DR's real_worst above nominal's, see the README), ``accel`` (2048
 Writes to the run folder: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.nominal``
 / ``results.dr``: ``sim_return`` (MJX, nominal physics), ``real_nominal``, ``real_mean``,
 ``real_worst``, per-cell returns; ``results.real_engine``; ``grid``), ``policies/<phase>.npz|json``,
-``sim2real.png`` (return vs each perturbation, both policies), ``curves.png``, ``checkpoints/``.
+``sim2real.png`` (return vs each perturbation, both policies), ``curves.png``, ``checkpoints/``
+(``metarl_jax.load_run`` reads them back through ``policies(config)``).
 """
 
 from __future__ import annotations
@@ -135,19 +136,35 @@ def real_grid(config: Config):
                        "obs_noise_std": config.eval_noise_stds})
 
 
-def main(args) -> dict:
-    run_dir, config, seed = start_run(NAME, args)
-    robot = envs.make(ROBOTS[config.env], max_steps=config.max_steps,
-                      solver_iterations=config.solver_iterations,
-                      ls_iterations=config.ls_iterations)
+def policies(config: Config, robot=None):
+    """The trained policies, rebuilt from ``config``: ``{phase: (PPO, learner config, init
+    args)}``. ``main`` trains exactly these; ``metarl_jax.load_run`` restores them. ``robot``:
+    the MJX env, if already built."""
+    robot = robot or make_robot(config)
     env = ObservationNoise(ActionDelay(robot, config.max_delay))
     nominal = env.default_params()
     # Nominal = the same space with every range collapsed to the nominal point: one program.
     point = dataclasses.replace(config, mass_scale=(1.0, 1.0), friction_scale=(1.0, 1.0),
                                 damping_scale=(1.0, 1.0), strength_scale=(1.0, 1.0),
                                 delay_steps=(0, 0), obs_noise_std=(0.0, 0.0))
-    spaces = {"nominal": training_space(point, nominal), "dr": training_space(config, nominal)}
     ppo = PPO(env)
+    return {"nominal": (ppo, config.ppo, (training_space(point, nominal),)),
+            "dr": (ppo, config.ppo, (training_space(config, nominal),))}
+
+
+def make_robot(config: Config):
+    return envs.make(ROBOTS[config.env], max_steps=config.max_steps,
+                     solver_iterations=config.solver_iterations,
+                     ls_iterations=config.ls_iterations)
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    robot = make_robot(config)
+    trained = policies(config, robot)
+    ppo = trained["dr"][0]
+    env, nominal = ppo.env, ppo.env.default_params()
+    spaces = {phase: space for phase, (_, _, (space,)) in trained.items()}
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     states = train_ppo_phases(run_dir, {p: (ppo, space) for p, space in spaces.items()},
                               config.ppo, seed_keys, config.updates_per_chunk)

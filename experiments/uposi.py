@@ -20,7 +20,9 @@ Writes: ``summary.json`` (``results.up_true|up_osi|dr`` with ``heldout_mean`` / 
 / ``heldout_cvar10`` and per-seed numbers; ``results.osi_rmse`` and ``results.prior_std``: {m, l}
 in value units, RMSE over the steps of UP-OSI deployment episodes with a full H-step history),
 ``osi_trace.png`` (estimate vs truth over one episode), ``curves.png``, ``metrics.jsonl``,
-``config.json`` and ``checkpoints/``.
+``config.json``, ``policies/up|dr.npz|json`` (the PPO policies, numpy forward pass; ``up`` reads
+the observation followed by the normalized true (m, l)) and ``checkpoints/``
+(``metarl_jax.load_run`` reads the ``up`` and ``dr`` phases back through ``policies(config)``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from metarl_jax.io.training_loop import train_phase
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.transfer.evaluation import evaluate_seeds, grid_params, summarize_seeds
-from metarl_jax.transfer.phases import phase_curves, train_ppo_phases
+from metarl_jax.transfer.phases import export_policies, phase_curves, train_ppo_phases
 
 NAME = "uposi"
 FIELDS = ("m", "l")
@@ -109,19 +111,40 @@ PRESETS = {
 }
 
 
-def main(args) -> dict:
-    run_dir, config, seed = start_run(NAME, args)
-    base = Pendulum()
-    nominal = base.default_params()
+def prior(config: Config, nominal):
+    """``(space, low, high)``: the (m, l) prior and its bounds in value units."""
     scales = {"m": config.mass_scale, "l": config.length_scale}
     low = [scales[f][0] * float(getattr(nominal, f)) for f in FIELDS]
     high = [scales[f][1] * float(getattr(nominal, f)) for f in FIELDS]
     space = make_param_space(nominal, {f: uniform(*scales[f], relative=True) for f in FIELDS})
-    context_env = ParamObservation(TransitionHistory(base, config.history), FIELDS, low, high)
+    return space, low, high
+
+
+def policies(config: Config):
+    """The trained PPO policies, rebuilt from ``config``: ``{"up" | "dr": (PPO, learner config,
+    init args)}``. ``main`` trains exactly these; ``metarl_jax.load_run`` restores them."""
+    base = Pendulum()
+    space, low, high = prior(config, base.default_params())
     ppos = {"up": PPO(ParamObservation(base, FIELDS, low, high)), "dr": PPO(base)}
+    return {p: (ppo, config.ppo, (space,)) for p, ppo in ppos.items()}
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    trained = policies(config)
+    ppos = {p: ppo for p, (ppo, _, _) in trained.items()}
+    base = ppos["dr"].env
+    nominal = base.default_params()
+    space, low, high = prior(config, nominal)
+    context_env = ParamObservation(TransitionHistory(base, config.history), FIELDS, low, high)
     keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     states = train_ppo_phases(run_dir, {p: (ppo, space) for p, ppo in ppos.items()}, config.ppo,
                               keys, config.updates_per_chunk)
+    for p, ppo in ppos.items():
+        export_policies(run_dir, {p: states[p]}, config.ppo, ppo.env.action_space,
+                        metadata={"env": "Pendulum", "experiment": NAME, "seed": seed,
+                                  "observation": "obs + normalized (m, l)" if p == "up" else
+                                  "obs"})
 
     up_ppo, dr_ppo = ppos["up"], ppos["dr"]
     up_act = lambda up, k, o, det: up_ppo.make_policy(up, config.ppo, det)(k, o)
@@ -143,7 +166,7 @@ def main(args) -> dict:
     eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
     split = osi.layout.split
 
-    def policies(seed_states):
+    def deployed(seed_states):
         up_s, dr_s, osi_s = seed_states
         up_policy = up_ppo.make_policy(up_s, config.ppo, deterministic=True)
         dr_policy = dr_ppo.make_policy(dr_s, config.ppo, deterministic=True)
@@ -153,7 +176,7 @@ def main(args) -> dict:
             "dr": lambda k, o: dr_policy(k, split(o)[0]),
         }
 
-    per_seed = evaluate_seeds(policies, (up, states["dr"], osi_state), context_env, grid,
+    per_seed = evaluate_seeds(deployed, (up, states["dr"], osi_state), context_env, grid,
                               config.eval_episodes, eval_key)  # {policy: [S, C]}
     results = {name: summarize_seeds(returns) for name, returns in per_seed.items()}
 

@@ -78,6 +78,21 @@ def test_load_run_of_an_unfinished_run_uses_its_last_checkpoint(quick_run, tmp_p
     assert set(run.policies) == {"nominal"} and run.missing == ("dr",)
 
 
+@pytest.mark.parametrize("name", ["dr_pendulum", "robust_dr", "uposi", "sim2real_cheetah"])
+def test_every_ppo_experiment_says_how_to_rebuild_its_policies(name):
+    """``policies(config)`` builds each phase's learner and the state shapes load_run restores
+    into (no training: the round trip itself is tested on dr_pendulum above)."""
+    import importlib
+
+    module = importlib.import_module(f"experiments.{name}")
+    config = module.PRESETS["quick"]
+    keys = jax.random.split(jax.random.PRNGKey(0), config.num_seeds)
+    for phase, (learner, learner_config, init_args) in module.policies(config).items():
+        assert learner_config == config.ppo and hasattr(learner, "make_policy")
+        like = jax.eval_shape(lambda: learner.init_seeds(keys, learner_config, *init_args))
+        assert jax.tree.leaves(like)[0].shape[0] == config.num_seeds
+
+
 def test_load_run_refuses_what_it_cannot_rebuild(tmp_path):
     with pytest.raises(RunLoadError, match="not a readable run folder"):
         metarl_jax.load_run(tmp_path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -175,7 +176,13 @@ def _restore_newest(directory: Path, like: Any):
     kept one when the newest is damaged, with a warning), or None when there is none."""
     if not directory.is_dir():
         return None
-    checkpointer = Checkpointer(directory, read_only=True)
+    absl = logging.getLogger("absl")  # orbax warns that a read-only manager will not save
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        checkpointer = Checkpointer(directory, read_only=True)
+    finally:
+        absl.setLevel(level)
     try:
         steps = checkpointer.all_steps()
         for step in reversed(steps):
