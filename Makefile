@@ -19,7 +19,7 @@ run: install
 	$(PY) -m experiments.dr_pendulum --preset quick
 
 test: install
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadfile -q
 
 bench: install
 	$(PY) -m benchmarks.env_throughput
