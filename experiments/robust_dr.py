@@ -224,7 +224,7 @@ def main(args) -> dict:
     results, heatmaps, compiles, curves = {}, {}, {}, {}
     for method, (ppo, _) in phases.items():
         state = states[method]
-        compiles[method] = ppo.traces["train_chunk_seeds"]
+        compiles[method] = ppo.traces.get("train_chunk_seeds", 0)  # 0: finished before a resume
         policy_of = lambda s: ppo.make_policy(s, config.ppo, deterministic=True)
         per_seed = evaluate_seeds(policy_of, state, env, grid, config.eval_episodes, eval_key)
         cell_mean = per_seed.mean(0)  # per_seed: [S, C]

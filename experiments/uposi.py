@@ -151,14 +151,14 @@ def main(args) -> dict:
     osi = OSILearner(context_env, up_act)
     up = states["up"]  # the UP's train state: what up_act reads
     osi_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 2), config.num_seeds)
-    compiles = {p: ppo.traces["train_chunk_seeds"] for p, ppo in ppos.items()}
+    compiles = {p: ppo.traces.get("train_chunk_seeds", 0) for p, ppo in ppos.items()}
     osi_state = train_phase(
         run_dir, "osi", init=lambda: osi.init_seeds(osi_keys, config.osi, space),
         chunk=lambda s, n: osi.train_chunk_seeds(s, config.osi, n, up),
         num_updates=config.osi.num_updates, updates_per_chunk=config.osi_updates_per_chunk,
         steps_per_update=config.osi.num_envs * config.osi.num_steps * config.num_seeds,
         show=("osi_loss", "osi_rmse_0", "osi_rmse_1"))
-    compiles["osi"] = osi.traces["train_chunk_seeds"]
+    compiles["osi"] = osi.traces.get("train_chunk_seeds", 0)
 
     # ---- evaluation on the held-out grid (every policy acts on the same context obs)
     grid, cells = grid_params(nominal, {"m": config.eval_mass_scales,
