@@ -1,8 +1,8 @@
 """The main job end to end: quick preset, exact resume after SIGKILL / SIGTERM, bad input."""
 
+import dataclasses
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -14,7 +14,8 @@ import pytest
 from experiments import dr_pendulum
 from metarl_jax.io.cli import cli
 from metarl_jax.io.metrics import read_metrics
-from metarl_jax.io.run_dir import CHECKPOINT_DIR, METRICS_FILE
+from metarl_jax.io.run_dir import CHECKPOINT_DIR, LOCK_FILE, METRICS_FILE
+from metarl_jax.randomization.distributions import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -96,18 +97,31 @@ def test_interrupted_run_resumes_to_identical_results(quick_run, tmp_path, sig):
     assert again.returncode == 0 and "already finished" in stderr
 
 
+def _any_exists(patterns, out: Path) -> bool:
+    return any(any(out.glob(pattern)) for pattern in patterns)
+
+
 def test_repeated_sigkills_at_random_moments_resume_to_identical_results(quick_run, tmp_path):
-    """Kill the run with SIGKILL at random moments (before the first checkpoint, mid-save,
-    between phases ...), resume each time, and still get the uninterrupted run's numbers."""
-    rng = random.Random(1234)
+    """Kill the run with SIGKILL at moments chosen by what it has done, whatever the machine's
+    load: once its folder exists (before the first checkpoint), while or just after a
+    checkpoint is being saved, at the end of the first phase (the second one compiling) and in
+    the middle of the second phase; resume each time, and still get the uninterrupted run's
+    numbers."""
     out = tmp_path / "run"
+    nominal, dr = f"{CHECKPOINT_DIR}/nominal", f"{CHECKPOINT_DIR}/dr"
+    moments = [
+        ["config.json"],  # running, nothing saved yet
+        [f"{nominal}/8.orbax-checkpoint-tmp*", f"{nominal}/8"],  # mid-save (or just after)
+        [f"{nominal}/12"],  # the first phase just ended
+        [f"{dr}/8.orbax-checkpoint-tmp*", f"{dr}/8"],
+    ]
     proc = _spawn("--preset", "quick", "--seed", "0", "--out", str(out))
-    for kill in range(3):
-        deadline = time.time() + rng.uniform(1.0, 9.0)
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        if proc.poll() is not None:  # it finished before this kill: nothing left to interrupt
-            break
+    for patterns in moments:
+        start = time.time()
+        while not _any_exists(patterns, out):
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() - start < 300, f"{patterns} never appeared"
+            time.sleep(0.005)
         proc.kill()
         proc.communicate()
         proc = _spawn("--resume", str(out))
@@ -118,6 +132,40 @@ def test_repeated_sigkills_at_random_moments_resume_to_identical_results(quick_r
     assert read_metrics(out / METRICS_FILE) == read_metrics(quick_run / METRICS_FILE)
 
 
+def test_ctrl_c_at_start_up_and_on_a_phases_last_chunk_exits_130_and_resumes(quick_run,
+                                                                           tmp_path):
+    """SIGINT while compiling ends the run at once with one line; SIGINT when the first phase's
+    last checkpoint appears (the final save, or the second phase starting) stops before the
+    second phase trains; both exit 130 naming the resume command, and the resumed run
+    reproduces the uninterrupted one."""
+    out = tmp_path / "run"
+    proc = _spawn("--preset", "quick", "--seed", "0", "--out", str(out))
+    for path in (out / "config.json", out / CHECKPOINT_DIR / "nominal" / "12"):
+        _wait_for(path, proc)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        assert f"Continue with: python -m experiments.dr_pendulum --resume {out}" in \
+            stderr.strip().splitlines()[-1]
+        assert not any(p.name.isdigit() for p in (out / CHECKPOINT_DIR / "dr").glob("*"))
+        proc = _spawn("--resume", str(out))
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    expected = json.loads((quick_run / "summary.json").read_text())["results"]
+    assert json.loads((out / "summary.json").read_text())["results"] == expected
+    assert read_metrics(out / METRICS_FILE) == read_metrics(quick_run / METRICS_FILE)
+
+
+def test_negative_eval_masses_are_refused_alike_by_every_experiment():
+    from experiments import sim2real_cheetah
+
+    for module in (dr_pendulum, sim2real_cheetah):
+        with pytest.raises(SpecError, match="eval_mass_scales are scales of a physical "
+                                            "quantity and must be > 0"):
+            dataclasses.replace(module.PRESETS["quick"], eval_mass_scales=(-1.0, 1.0))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--bogus"], "unknown option '--bogus'"),
     (["--preset", "huge"], "unknown preset 'huge'"),
@@ -125,6 +173,9 @@ def test_repeated_sigkills_at_random_moments_resume_to_identical_results(quick_r
     (["mass_scale=2.0,0.5"], "0 <= low <= high"),
     (["ppo.num_minibatches=7"], "not divisible"),
     (["--resume", "/nonexistent/run"], "no such folder"),
+    (["eval_mass_scales=-1,1"], "eval_mass_scales are scales of a physical quantity"),
+    (["eval_delays="], "eval_delays must list at least one value"),
+    (["eval_delays=0,5"], "eval_delays must be <= 3"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -150,10 +201,12 @@ def test_resume_from_a_corrupt_checkpoint_fails_clearly_without_writing(tmp_path
     for f in (out / CHECKPOINT_DIR / "nominal").rglob("*"):
         if f.is_file() and "meta" not in f.name:
             f.write_bytes(b"garbage")
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    files = lambda: {p: p.read_bytes() for p in out.rglob("*")
+                     if p.is_file() and p.name != LOCK_FILE}  # the lock names its owner
+    before = files()
     assert _run_inprocess("--resume", str(out)) == 1
     assert "checkpoint" in capsys.readouterr().err
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert files() == before
 
 
 def test_nonfinite_training_stops_with_a_clear_message(tmp_path, capsys):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from metarl_jax.core.nonfinite import NonFiniteError
-from metarl_jax.io.checkpoint import Checkpointer
+from metarl_jax.io.checkpoint import Checkpointer, CheckpointError
 from metarl_jax.io.metrics import read_metrics
 from metarl_jax.io.run_dir import CHECKPOINT_DIR, METRICS_FILE
 from metarl_jax.io.training_loop import Interrupted, train_phase
@@ -62,3 +62,31 @@ def test_nonfinite_stops_logs_the_good_updates_and_keeps_the_last_good_checkpoin
     assert [line["update"] for line in read_metrics(tmp_path / METRICS_FILE)] == [1, 2, 3, 4, 5, 6]
     with Checkpointer(tmp_path / CHECKPOINT_DIR / "a") as ckpt:
         assert ckpt.all_steps() == [4]
+
+
+def _garble(step_dir):
+    (step_dir / "state" / "_METADATA").write_bytes(b"\x00garbage")
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_older_kept_one(tmp_path, capsys):
+    init, chunk = _toy()
+    with pytest.raises(Interrupted):
+        train_phase(tmp_path, "a", init, chunk, 12, 4, 1, stop_after_updates=8)
+    _garble(tmp_path / CHECKPOINT_DIR / "a" / "8")
+    state = train_phase(tmp_path, "a", init, chunk, 12, 4, 1)
+    err = capsys.readouterr().err
+    assert "checkpoint step 8" in err and "falling back to checkpoint step 4" in err
+    assert int(state["n"]) == 12
+    assert [line["update"] for line in read_metrics(tmp_path / METRICS_FILE)] == list(range(1, 13))
+
+
+def test_every_checkpoint_corrupt_raises_and_changes_nothing(tmp_path):
+    init, chunk = _toy()
+    with pytest.raises(Interrupted):
+        train_phase(tmp_path, "a", init, chunk, 12, 4, 1, stop_after_updates=8)
+    for step in (4, 8):
+        _garble(tmp_path / CHECKPOINT_DIR / "a" / str(step))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(CheckpointError, match="no readable checkpoint of phase 'a'"):
+        train_phase(tmp_path, "a", init, chunk, 12, 4, 1)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

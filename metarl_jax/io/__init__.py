@@ -4,12 +4,14 @@ One module per concept:
     config         frozen-dataclass configs, ``name=value`` overrides, JSON round trip
     cli            an experiment's command line (presets, overrides, exit codes): ``cli``
     experiment     ``start_run`` / ``finish``: a run's config.json and summary.json
-    run_dir        run folders (never overwritten) and their file names, resume checks, JSON
+    run_dir        run folders (never overwritten, one writer each) and their file names,
+                   resume checks, JSON
     metrics        ``metrics.jsonl`` writer/reader and truncation on resume
     progress       the live progress line and plain results tables
     checkpoint     orbax checkpoints of the full train state
     plots          PNG curves and heatmaps
     training_loop  the Python loop around compiled training chunks: log, checkpoint, resume
+    stop_signals   SIGINT/SIGTERM: stop after the chunk in flight, or abort at once
 """
 
 from metarl_jax.io.checkpoint import Checkpointer, CheckpointError

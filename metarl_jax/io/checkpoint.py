@@ -155,6 +155,17 @@ class Checkpointer:
                 f"a background checkpoint save to {self.directory} failed: {_first_line(e)}"
             ) from e
 
+    def delete(self, step: int) -> None:
+        """Delete the checkpoint of ``step`` (e.g. an unreadable one, before writing it again)."""
+        self._check_open()
+        self.wait()
+        try:
+            self._manager.delete(int(step))
+        except Exception as e:
+            raise CheckpointError(
+                f"deleting checkpoint step {step} in {self.directory} failed: {_first_line(e)}"
+            ) from e
+
     def close(self) -> None:
         """Wait for pending saves, then release the manager (idempotent)."""
         if self._closed:

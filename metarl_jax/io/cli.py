@@ -30,7 +30,8 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 from metarl_jax.core.nonfinite import NonFiniteError
 from metarl_jax.io.checkpoint import CheckpointError
 from metarl_jax.io.config import ConfigError, UsageError, apply_overrides, field_names
-from metarl_jax.io.run_dir import AlreadyFinished
+from metarl_jax.io.run_dir import AlreadyFinished, DamagedRunError, unlock_run_dirs
+from metarl_jax.io.stop_signals import EXIT_CODE, stop_signals
 from metarl_jax.io.training_loop import Interrupted
 
 C = TypeVar("C")
@@ -201,14 +202,28 @@ def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
         argv: arguments without the program name; ``sys.argv[1:]`` when None.
 
     Returns 0 on success (or a resume of a finished run, which says so), 1 on an unreadable
-    checkpoint (message, nothing overwritten), 3 when training hit a NaN/inf (which quantity,
-    which update), 130 when interrupted by SIGINT/SIGTERM after saving a checkpoint (the message
-    says how to resume). A ``UsageError`` (bad flag/field/value, overrides given with
-    ``--resume``, a run folder that would be overwritten, a resume folder that is not a run)
-    raised while parsing or inside ``main`` is printed as ``error: <message>`` on stderr and
-    ends the process with ``SystemExit(2)``, without traceback. Any other exception propagates.
+    checkpoint, ``config.json`` or ``metrics.jsonl`` (message, nothing overwritten), 3 when
+    training hit a NaN/inf (which quantity, which update), 130 when stopped by SIGINT/SIGTERM
+    (``metarl_jax.io.stop_signals``: the message says how to resume; a second signal, or one
+    outside the training loop, ends the process at once with status 130). A ``UsageError`` (bad
+    flag/field/value, overrides given with ``--resume``, a run folder that would be overwritten
+    or that another process is writing, a resume folder that is not a run) raised while parsing
+    or inside ``main`` is printed as ``error: <message>`` on stderr and ends the process with
+    ``SystemExit(2)``, without traceback. Any other exception propagates. The run folder is
+    released (``unlock_run_dirs``) when ``cli`` returns.
     """
     prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "experiment"
+    with stop_signals(exit_on_abort=True, label=name, command=f"python -m experiments.{name}"):
+        try:
+            return _run(name, prog, main, config_cls, presets, description, argv)
+        except KeyboardInterrupt:  # cannot come from our handlers; from a caller's, say
+            print(f"\n{name}: interrupted.", file=sys.stderr)
+            return EXIT_CODE
+        finally:
+            unlock_run_dirs()
+
+
+def _run(name, prog, main, config_cls, presets, description, argv) -> int:
     try:
         try:
             args = parse_args(config_cls, presets, argv, description)
@@ -221,7 +236,7 @@ def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
         except UsageError as e:
             print(f"{prog}: error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
-    except CheckpointError as e:
+    except (CheckpointError, DamagedRunError) as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return 1
     except NonFiniteError as e:
@@ -231,7 +246,7 @@ def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
     except Interrupted as e:
         print(f"\n{name}: {e}. Continue with: python -m experiments.{name} --resume {e.run_dir}",
               file=sys.stderr)
-        return 130
+        return EXIT_CODE
     return 0
 
 

@@ -34,12 +34,15 @@ from metarl_jax.io.run_dir import (
     CONFIG_FILE,
     SUMMARY_FILE,
     AlreadyFinished,
+    DamagedRunError,
     ResumeError,
     create_run_dir,
+    lock_run_dir,
     open_for_resume,
     read_json,
     write_json,
 )
+from metarl_jax.io.stop_signals import note_run_dir
 
 _START: dict = {}  # "monotonic": when this process's start_run was called (for wall_time_s)
 
@@ -49,37 +52,59 @@ def _now() -> str:
 
 
 def start_run(name: str, args: RunArgs) -> Tuple[Path, Any, int]:
-    """Create (or reopen, with ``--resume``) the run folder. Returns ``(run_dir, config, seed)``."""
+    """Create (or reopen, with ``--resume``) the run folder and hold it (``lock_run_dir``: one
+    writer per run folder). Returns ``(run_dir, config, seed)``.
+
+    Raises ``RunDirBusy`` when another process is writing the folder and ``DamagedRunError``
+    when its ``config.json`` cannot be read back; either way nothing in the folder changes."""
     _START["monotonic"] = time.monotonic()
     if args.resume is not None:
         run_dir = Path(args.resume)
         try:
             open_for_resume(run_dir)
+            fresh = False
         except ResumeError:
             # A run killed before its first checkpoint has nothing to restore: if it is one of
             # ours (config.json present), start it over in place rather than strand the folder.
             if not (run_dir / CONFIG_FILE).is_file():
                 raise
-            print(f"{run_dir} has no checkpoint yet: starting it from the beginning",
-                  file=sys.stderr)
+            fresh = True
+        lock_run_dir(run_dir)
+        note_run_dir(run_dir)
         if (run_dir / SUMMARY_FILE).exists():
             raise AlreadyFinished(run_dir)
-        saved = read_json(run_dir / CONFIG_FILE)
-        if saved.get("name") != name:
-            raise ResumeError(f"--resume {run_dir}: that run is a {saved.get('name')!r} run, "
-                              f"not {name!r}")
-        try:
-            config = config_from_dict(type(args.config), saved["config"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ResumeError(f"--resume {run_dir}: {CONFIG_FILE} is unreadable ({e})") from None
-        print(f"resuming {run_dir}", file=sys.stderr)
-        return run_dir, config, int(saved["seed"])
+        config, seed = _saved_config(run_dir, name, type(args.config))
+        print(f"{run_dir} has no checkpoint yet: starting it from the beginning" if fresh
+              else f"resuming {run_dir}", file=sys.stderr)
+        return run_dir, config, seed
     run_dir = create_run_dir(name, args.out)
+    note_run_dir(run_dir)
     write_json(run_dir / CONFIG_FILE, {"name": name, "preset": args.preset, "seed": args.seed,
                                        "config": config_to_dict(args.config),
                                        "started_at": _now(), "environment": run_environment()})
     print(f"run folder: {run_dir}", file=sys.stderr)
     return run_dir, args.config, args.seed
+
+
+def _saved_config(run_dir: Path, name: str, config_cls: type) -> Tuple[Any, int]:
+    """``(config, seed)`` read back from a run's ``config.json``."""
+    path = run_dir / CONFIG_FILE
+    try:
+        saved = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DamagedRunError(f"--resume {run_dir}: {path} is not valid JSON ({e}); the run "
+                              "cannot be continued") from None
+    if not isinstance(saved, dict):
+        raise DamagedRunError(f"--resume {run_dir}: {path} holds a JSON "
+                              f"{type(saved).__name__}, not a run's config")
+    if saved.get("name") != name:
+        raise ResumeError(f"--resume {run_dir}: that run is a {saved.get('name')!r} run, "
+                          f"not {name!r}")
+    try:
+        return config_from_dict(config_cls, saved["config"]), int(saved["seed"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DamagedRunError(f"--resume {run_dir}: {path} is unreadable "
+                              f"({type(e).__name__}: {e})") from None
 
 
 def finish(run_dir: Path, summary: Mapping[str, Any], table: str = "") -> dict:

@@ -25,10 +25,14 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Optional
 
-from metarl_jax.io.run_dir import atomic_write_text, to_jsonable
+from metarl_jax.io.run_dir import DamagedRunError, atomic_write_text, to_jsonable
 from metarl_jax.io.tensorboard import open_event_log
 
 NONFINITE_KEY = "nonfinite"
+
+
+class MetricsError(DamagedRunError, ValueError):
+    """A line of a metrics log is not a JSON object (the file was damaged)."""
 
 
 class MetricsLog:
@@ -130,7 +134,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All lines of a metrics log as dicts (a missing file reads as no lines).
 
     A torn last line (no newline: the writer was killed) is ignored; a malformed line anywhere
-    else raises ValueError with its line number.
+    else raises ``MetricsError`` (a ValueError) with its line number.
     """
     path = Path(path)
     if not path.exists():
@@ -143,9 +147,15 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: malformed metrics line ({e.msg})") from None
+            raise MetricsError(f"{path}:{i}: malformed metrics line ({e.msg}); repair or "
+                               "remove that line to continue the run") from None
+        if not isinstance(row, dict):
+            raise MetricsError(f"{path}:{i}: malformed metrics line (a JSON "
+                               f"{type(row).__name__}, not an object); repair or remove that "
+                               "line to continue the run")
+        rows.append(row)
     return rows
 
 

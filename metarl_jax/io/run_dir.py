@@ -8,17 +8,21 @@ Layout (README, "Experiment contract"; the names are the constants below)::
         summary.json     SUMMARY_FILE: the final numbers the experiment exists to produce
         *.png            plots
         checkpoints/     CHECKPOINT_DIR: orbax checkpoints (checkpoint.Checkpointer)
+        .lock            LOCK_FILE: held (flock) by the process writing the run; its pid inside
 
 A run folder is never overwritten: ``create_run_dir`` refuses a non-empty folder, and the only
-way back into an existing one is ``open_for_resume``. ``write_json`` writes atomically (temporary
-file in the same folder, then ``os.replace``), so a killed process leaves either the old file or
-the new one, never half of one.
+way back into an existing one is ``open_for_resume``. A run folder has one writer at a time:
+``create_run_dir`` and ``lock_run_dir`` take an exclusive lock that the OS releases when the
+process ends, however it ends (SIGKILL included), so a lock is never stale. ``write_json``
+writes atomically (temporary file in the same folder, then ``os.replace``), so a killed process
+leaves either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import fcntl
 import json
 import math
 import os
@@ -34,6 +38,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = ".lock"
 
 
 class RunDirError(UsageError):
@@ -42,6 +47,14 @@ class RunDirError(UsageError):
 
 class ResumeError(UsageError):
     """``--resume DIR`` does not point at a run that can be continued."""
+
+
+class RunDirBusy(UsageError):
+    """Another live process is writing the run folder."""
+
+
+class DamagedRunError(RuntimeError):
+    """A run folder's own files (``config.json``, ``metrics.jsonl``) cannot be read back."""
 
 
 class AlreadyFinished(Exception):
@@ -63,24 +76,22 @@ def create_run_dir(name: str, out: str | os.PathLike | None = None, *,
             (with ``-1``, ``-2``, ... appended if two runs start in the same second).
         root: parent of the default folders.
 
+    The folder is locked for this process (``lock_run_dir``).
+
     Raises:
         RunDirError: ``out`` exists and is not an empty folder. An existing run is never
             overwritten; continue it with ``--resume`` or choose another ``--out``.
+        RunDirBusy: another process is starting a run in ``out`` at the same moment.
     """
     if out is not None:
         path = Path(out)
-        if path.exists():
-            if not path.is_dir():
-                raise RunDirError(f"--out {path}: a file with that name exists; "
-                                  "choose another folder.")
-            content = sorted(p.name for p in path.iterdir())
-            if content:
-                shown = ", ".join(content[:5]) + (", ..." if len(content) > 5 else "")
-                raise RunDirError(
-                    f"refusing to write into {path}: it is not empty ({shown}). Runs are never "
-                    f"overwritten; choose a new --out, or continue that run with --resume {path}."
-                )
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"--out {path}: a file with that name exists; "
+                              "choose another folder.")
+        _refuse_nonempty(path)
         path.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(path)
+        _refuse_nonempty(path)  # another process may have filled it before we held the lock
         return path
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(root) / name
@@ -89,10 +100,63 @@ def create_run_dir(name: str, out: str | os.PathLike | None = None, *,
         path = base / (stamp if i == 0 else f"{stamp}-{i}")
         try:
             path.mkdir()  # exist_ok=False: two processes never share a folder
-            return path
         except FileExistsError:
             continue
+        lock_run_dir(path)
+        return path
     raise RunDirError(f"could not find a free run folder under {base} for {stamp}")
+
+
+def _refuse_nonempty(path: Path) -> None:
+    if not path.is_dir():
+        return
+    content = sorted(p.name for p in path.iterdir() if p.name != LOCK_FILE)
+    if content:
+        shown = ", ".join(content[:5]) + (", ..." if len(content) > 5 else "")
+        raise RunDirError(
+            f"refusing to write into {path}: it is not empty ({shown}). Runs are never "
+            f"overwritten; choose a new --out, or continue that run with --resume {path}."
+        )
+
+
+_held: dict[Path, int] = {}  # run folder (resolved) -> descriptor of its locked LOCK_FILE
+
+
+def lock_run_dir(path: str | os.PathLike) -> None:
+    """Make this process the only writer of the run folder ``path`` until ``unlock_run_dirs``
+    or the end of the process (idempotent within a process).
+
+    An exclusive ``flock`` on ``<run>/.lock``, which holds the owner's pid for the message below.
+
+    Raises:
+        RunDirBusy: another live process holds the folder (a ``--resume`` of a run that is still
+            going, or two processes given the same ``--out``); nothing in the folder is touched.
+    """
+    key = Path(path).resolve()
+    if key in _held:
+        return
+    fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        who = f"process {owner}" if owner.isdigit() else "another process"
+        raise RunDirBusy(f"{path} is in use by {who}, which is still writing it; wait for it to "
+                         f"finish (or stop it) before resuming. Nothing was changed.") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[key] = fd
+
+
+def unlock_run_dirs() -> None:
+    """Release every run folder this process holds (``cli`` does it when the run ends)."""
+    while _held:
+        _, fd = _held.popitem()
+        os.close(fd)  # closing the descriptor releases the flock
 
 
 def open_for_resume(path: str | os.PathLike) -> Path:

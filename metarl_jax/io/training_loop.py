@@ -14,14 +14,17 @@ A NaN/inf in the loss, gradients or parameters (the learner's ``nonfinite_flags`
 ``metarl_jax.core.nonfinite``) stops the phase with ``NonFiniteError``; the updates before it are
 logged and no checkpoint is written after the last good one.
 
-SIGINT / SIGTERM during a chunk: the loop stops after the chunk in flight, saves the last complete
-state, and raises ``Interrupted`` (the experiment prints how to resume).
+SIGINT / SIGTERM (``metarl_jax.io.stop_signals``): once a phase's first chunk is done, a signal
+stops the loop after the chunk in flight, which saves the state and raises ``Interrupted`` (the
+experiment prints how to resume). The request outlives the phase: a signal that lands on a
+phase's last chunk or final save raises ``Interrupted`` when that phase ends, and a phase never
+starts while a stop is pending. A corrupt latest checkpoint falls back to the older kept one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -29,39 +32,24 @@ import jax
 import numpy as np
 
 from metarl_jax.core.nonfinite import NonFiniteError
-from metarl_jax.io.checkpoint import Checkpointer
+from metarl_jax.io.checkpoint import Checkpointer, CheckpointError
 from metarl_jax.io.metrics import MetricsLog, read_metrics, truncate_metrics
 from metarl_jax.io.progress import Progress
 from metarl_jax.io.run_dir import CHECKPOINT_DIR, METRICS_FILE
+from metarl_jax.io.stop_signals import stop_signals
 
 
 class Interrupted(Exception):
-    """Training was stopped by SIGINT/SIGTERM after saving a checkpoint at ``update``."""
+    """Training was stopped by SIGINT/SIGTERM with a checkpoint at ``update`` of ``phase``
+    (``started=False``: the phase did not start because a stop was pending)."""
 
-    def __init__(self, run_dir: Path, phase: str, update: int):
-        super().__init__(f"phase {phase!r} interrupted at update {update} (checkpoint saved)")
+    def __init__(self, run_dir: Path, phase: str, update: int, started: bool = True):
+        if started:
+            text = f"phase {phase!r} interrupted at update {update} (checkpoint saved)"
+        else:
+            text = f"stopped before phase {phase!r} (at update {update}; earlier work is saved)"
+        super().__init__(text)
         self.run_dir, self.phase, self.update = run_dir, phase, update
-
-
-@contextlib.contextmanager
-def _stop_requests():
-    """Turn SIGINT/SIGTERM into a flag checked between chunks (restored on exit)."""
-    flag = {"stop": False}
-
-    def handler(signum, frame):
-        flag["stop"] = True
-
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _first_nonfinite(metrics: Dict[str, np.ndarray]) -> Optional[Tuple[int, int]]:
@@ -123,58 +111,106 @@ def train_phase(
         raise ValueError(f"need num_updates >= 1 and updates_per_chunk >= 1, got "
                          f"{num_updates}, {updates_per_chunk}")
     metrics_path = run_dir / METRICS_FILE
-    checkpointer = Checkpointer(run_dir / CHECKPOINT_DIR / phase, max_to_keep=2)
-    try:
-        state, done = init(), 0
-        latest = checkpointer.latest_step()
-        if latest is not None:
-            state, _ = checkpointer.restore(latest, like=jax.eval_shape(lambda: state))
-            done = latest
-        # Drop lines this phase logged after its checkpoint (all of them when there is none):
-        # they will be logged again.
-        truncate_metrics(metrics_path, lambda line: not (
-            line.get("phase") == phase and line["update"] > done))
-        if done >= num_updates:
-            return state
-        progress = Progress(num_updates * steps_per_update, label=phase,
-                            initial_steps=done * steps_per_update)
-        chunks_since_save = 0
-        with MetricsLog(metrics_path) as log, _stop_requests() as stop:
-            while done < num_updates:
-                n = min(updates_per_chunk, num_updates - done)
-                state, metrics = chunk(state, n)
-                metrics = jax.device_get(metrics)
-                bad = _first_nonfinite(metrics)
-                if bad is not None:
-                    index, code = bad
-                    for i in range(index):  # the good updates before it are still logged
-                        log.log((done + i + 1) * steps_per_update, _seed_mean(metrics, i),
-                                phase=phase, update=done + i + 1)
-                    progress.close()
-                    raise NonFiniteError(phase, done + index + 1, code, run_dir)
-                for i in range(n):
-                    line = _seed_mean(metrics, i)
-                    log.log((done + i + 1) * steps_per_update, line, phase=phase,
-                            update=done + i + 1)
-                done += n
-                chunks_since_save += 1
-                progress.update(done * steps_per_update,
-                                {k: line[k] for k in show if k in line})
-                if progress_fn is not None:
-                    progress_fn(done * steps_per_update, dict(line, phase=phase, update=done))
-                interrupted = stop["stop"] or (
-                    stop_after_updates is not None and done >= stop_after_updates)
-                if chunks_since_save >= checkpoint_every or done >= num_updates or interrupted:
-                    checkpointer.save(done, state, {"phase": phase, "update": done})
-                    chunks_since_save = 0
-                if interrupted and done < num_updates:
-                    checkpointer.wait()
-                    progress.close()
-                    raise Interrupted(run_dir, phase, done)
-        progress.close()
+    with stop_signals() as stop:
+        stop.run_dir = run_dir
+        checkpointer = Checkpointer(run_dir / CHECKPOINT_DIR / phase, max_to_keep=2)
+        try:
+            if stop.requested:  # asked during an earlier phase: do not start this one
+                raise Interrupted(run_dir, phase, checkpointer.latest_step() or 0, started=False)
+            state, done = _restore_latest(checkpointer, init, phase)
+            # Drop lines this phase logged after its checkpoint (all of them when there is
+            # none): they will be logged again.
+            truncate_metrics(metrics_path, lambda line: not (
+                line.get("phase") == phase and line["update"] > done))
+            if done >= num_updates:
+                return state
+            with contextlib.ExitStack() as stoppable:
+                state, done = _run_chunks(
+                    run_dir, phase, state, done, chunk, num_updates, updates_per_chunk,
+                    steps_per_update, show, checkpoint_every, stop_after_updates, checkpointer,
+                    stop, on_first_chunk=lambda: stoppable.enter_context(stop.stoppable()),
+                    progress_fn=progress_fn)
+                checkpointer.close()  # the final save is on disk before the phase counts as done
+        finally:
+            checkpointer.close()
+        if stop.requested:  # the signal landed on the last chunk or the final save
+            raise Interrupted(run_dir, phase, done)
         return state
-    finally:
-        checkpointer.close()
+
+
+def _restore_latest(checkpointer: Checkpointer, init: Callable[[], Any], phase: str
+                    ) -> Tuple[Any, int]:
+    """``(state, update)`` from the newest readable checkpoint, or ``(init(), 0)`` without one.
+
+    An unreadable newest checkpoint (a corrupt file) falls back to the older kept one, saying so;
+    the unreadable one is deleted only once an older one has been read (it will be written
+    again). Raises ``CheckpointError`` (nothing changed) when none can be read.
+    """
+    state = init()
+    steps = checkpointer.all_steps()
+    failures = []
+    for step in reversed(steps):
+        try:
+            restored, _ = checkpointer.restore(step, like=jax.eval_shape(lambda: state))
+        except CheckpointError as e:
+            failures.append(e)
+            continue
+        for (bad, error) in zip(reversed(steps), failures):
+            print(f"{phase}: {error}; falling back to checkpoint step {step}", file=sys.stderr)
+            checkpointer.delete(bad)
+        return restored, step
+    if failures:
+        if len(failures) == 1:
+            raise failures[0]
+        raise CheckpointError(f"no readable checkpoint of phase {phase!r}: "
+                              + "; ".join(str(e) for e in failures))
+    return state, 0
+
+
+def _run_chunks(run_dir, phase, state, done, chunk, num_updates, updates_per_chunk,
+                steps_per_update, show, checkpoint_every, stop_after_updates, checkpointer,
+                stop, on_first_chunk, progress_fn=None):
+    """The chunk loop of ``train_phase``; returns ``(state, done)`` once ``num_updates`` are
+    done, or raises ``Interrupted`` / ``NonFiniteError``."""
+    progress = Progress(num_updates * steps_per_update, label=phase,
+                        initial_steps=done * steps_per_update)
+    chunks_since_save = 0
+    with MetricsLog(run_dir / METRICS_FILE) as log:
+        while done < num_updates:
+            n = min(updates_per_chunk, num_updates - done)
+            state, metrics = chunk(state, n)
+            metrics = jax.device_get(metrics)
+            bad = _first_nonfinite(metrics)
+            if bad is not None:
+                index, code = bad
+                for i in range(index):  # the good updates before it are still logged
+                    log.log((done + i + 1) * steps_per_update, _seed_mean(metrics, i),
+                            phase=phase, update=done + i + 1)
+                progress.close()
+                raise NonFiniteError(phase, done + index + 1, code, run_dir)
+            for i in range(n):
+                line = _seed_mean(metrics, i)
+                log.log((done + i + 1) * steps_per_update, line, phase=phase,
+                        update=done + i + 1)
+            if on_first_chunk is not None:
+                on_first_chunk()  # compiled and ran once: from here a signal stops gracefully
+                on_first_chunk = None
+            done += n
+            chunks_since_save += 1
+            progress.update(done * steps_per_update, {k: line[k] for k in show if k in line})
+            if progress_fn is not None:
+                progress_fn(done * steps_per_update, dict(line, phase=phase, update=done))
+            interrupted = stop.requested or (
+                stop_after_updates is not None and done >= stop_after_updates)
+            if chunks_since_save >= checkpoint_every or done >= num_updates or interrupted:
+                checkpointer.save(done, state, {"phase": phase, "update": done})
+                chunks_since_save = 0
+            if interrupted and done < num_updates:
+                checkpointer.wait()
+                progress.close()
+                raise Interrupted(run_dir, phase, done)
+    progress.close()
+    return state, done
 
 
 def phase_metrics(run_dir: Path, phase: str) -> list:
