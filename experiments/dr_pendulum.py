@@ -34,7 +34,12 @@ from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import int_uniform, uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.transfer.evaluation import evaluate_seeds, grid_params, summarize_seeds
+from metarl_jax.transfer.evaluation import (
+    check_grid_axis,
+    evaluate_seeds,
+    grid_params,
+    summarize_seeds,
+)
 from metarl_jax.transfer.phases import export_policies, phase_curves, train_ppo_phases
 
 NAME = "dr_pendulum"
@@ -68,8 +73,11 @@ class Config:
             low, high = getattr(self, name)
             if not 0 <= low <= high:
                 raise ValueError(f"{name} must be a range 0 <= low <= high, got {low},{high}")
-        if max(self.eval_delays) > self.max_delay or self.delay_steps[1] > self.max_delay:
-            raise ValueError(f"delays must be <= max_delay={self.max_delay}")
+        if self.delay_steps[1] > self.max_delay:
+            raise ValueError(f"delay_steps must be <= max_delay={self.max_delay}")
+        check_grid_axis("eval_mass_scales", self.eval_mass_scales, "scale")
+        check_grid_axis("eval_length_scales", self.eval_length_scales, "scale")
+        check_grid_axis("eval_delays", self.eval_delays, "delay", max_value=self.max_delay)
 
 
 PRESETS = {

@@ -45,7 +45,7 @@ from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.sim2real.deploy import RealWorld, summarize_real, sweep_grid
 from metarl_jax.sim2real.export import export_ppo, load_policy
 from metarl_jax.sim2real.report import plot_sweeps
-from metarl_jax.transfer.evaluation import seed_evaluator
+from metarl_jax.transfer.evaluation import check_grid_axis, seed_evaluator
 from metarl_jax.transfer.phases import phase_curves, train_ppo_phases
 
 NAME = "sim2real_cheetah"
@@ -94,12 +94,12 @@ class Config:
             if not 0 <= low <= high:
                 raise ValueError(f"{name} must be a range 0 <= low <= high, got {low},{high}")
         for name in ("eval_mass_scales", "eval_friction_scales", "eval_strength_scales"):
-            if not all(v > 0 for v in getattr(self, name)):
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            check_grid_axis(name, getattr(self, name), "scale")
         if self.delay_steps[1] > self.max_delay:
             raise ValueError(f"delay_steps must be <= max_delay={self.max_delay}")
-        if any(d < 0 for d in self.eval_delays) or any(s < 0 for s in self.eval_noise_stds):
-            raise ValueError("eval_delays and eval_noise_stds must be >= 0")
+        # The real engine's latency buffer is sized per cell: no max_delay bound here.
+        check_grid_axis("eval_delays", self.eval_delays, "delay")
+        check_grid_axis("eval_noise_stds", self.eval_noise_stds, "nonnegative")
 
 
 PRESETS = {

@@ -8,7 +8,7 @@ from envs.point_nav import PointNav2D
 from metarl_jax.core import normalization
 from metarl_jax.core.rollout import reset_batch, rollout
 from metarl_jax.core.wrappers import ActionDelay, AutoReset, EpisodeStats, ObservationNoise
-from metarl_jax.randomization.distributions import uniform
+from metarl_jax.randomization.distributions import SpecError, int_uniform, uniform
 from metarl_jax.randomization.param_space import fixed_space, make_param_space
 
 KEY = jax.random.PRNGKey(3)
@@ -139,3 +139,28 @@ def test_running_stats_match_numpy_over_batches():
     np.testing.assert_allclose(np.asarray(stats.var), allx.var(0), rtol=1e-3)
     z = normalization.normalize(stats, jnp.asarray(allx))
     np.testing.assert_allclose(np.asarray(z.mean(0)), 0.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("env, dists, message", [
+    (Pendulum(), {"action_delay": int_uniform(0, 2)}, "not wrapped in ActionDelay"),
+    (Pendulum(), {"obs_noise_std": uniform(0.0, 0.1)}, "not wrapped in ObservationNoise"),
+    (ActionDelay(Pendulum(), 3), {"action_delay": int_uniform(0, 5)}, "max_delay=3"),
+    (ObservationNoise(Pendulum()), {"obs_noise_std": uniform(-0.1, 0.1)}, "negative stds"),
+])
+def test_space_the_env_cannot_use_raises_spec_error(env, dists, message):
+    """Randomizing a field only a missing wrapper reads, or beyond the wrapper's range."""
+    with pytest.raises(SpecError, match=message):
+        make_param_space(env, dists)
+    space = make_param_space(env.default_params(), dists)
+    with pytest.raises(SpecError, match=message):  # AutoReset checks eagerly too
+        AutoReset(env).reset(KEY, space)
+
+
+def test_autoreset_under_jit_refuses_a_field_no_wrapper_reads():
+    space = make_param_space(Pendulum().default_params(), {"action_delay": int_uniform(0, 2)})
+    with pytest.raises(SpecError, match="not wrapped in ActionDelay"):
+        jax.jit(AutoReset(Pendulum()).reset)(KEY, space)
+    fine = ObservationNoise(ActionDelay(Pendulum(), 2))
+    space = make_param_space(fine, {"action_delay": int_uniform(0, 2),
+                                     "obs_noise_std": uniform(0.0, 0.1)})
+    jax.jit(AutoReset(fine).reset)(KEY, space)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from metarl_jax.core.env import Env
-from metarl_jax.core.wrappers import Wrapper
+from metarl_jax.core.wrappers import Wrapper, validate_space
 
 
 def _select(pred, on_true, on_false):
@@ -60,6 +60,7 @@ class Trial(Wrapper):
         self.max_steps = self.episodes_per_trial * env.max_steps
 
     def reset(self, key, space):
+        validate_space(self.env, space)
         param_key, reset_key = jax.random.split(key)
         params = space.sample(param_key)
         inner, obs = self.env.reset(reset_key, params)

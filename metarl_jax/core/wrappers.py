@@ -18,9 +18,11 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from metarl_jax.core.env import Env, is_discrete
+from metarl_jax.randomization.distributions import SpecError
 from metarl_jax.randomization.param_space import ParamDistribution, ParamSpace, fixed_space
 
 
@@ -146,6 +148,7 @@ class AutoReset(Wrapper):
         return fixed_space(self.env.default_params())
 
     def reset(self, key, space: ParamDistribution):
+        validate_space(self.env, space)  # once per trace: no cost in the compiled program
         param_key, reset_key = jax.random.split(key)
         params = space.sample(param_key)
         inner, obs = self.env.reset(reset_key, params)
@@ -203,3 +206,58 @@ class EpisodeStats(Wrapper):
         info = dict(info, episode_return=ret, episode_length=length,
                     last_return=new_state.last_return)
         return new_state, obs, reward, done, info
+
+
+# Params fields that only a wrapper reads (the envs ignore them), with the wrapper that does.
+_WRAPPER_FIELDS = {"action_delay": ActionDelay, "obs_noise_std": ObservationNoise}
+
+
+def _concrete(*values) -> bool:
+    return not any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(values))
+
+
+def validate_space(env: Env, space: ParamDistribution) -> None:
+    """Check that ``env`` can use what ``space`` draws; raise ``SpecError`` if not.
+
+    ``action_delay`` and ``obs_noise_std`` are read only by the ``ActionDelay`` and
+    ``ObservationNoise`` wrappers: randomizing one (or setting its nominal value) on an env
+    without that wrapper would have no effect. Delays must lie in ``[0, max_delay]`` (the wrapper
+    would clip them) and noise stds must be >= 0. ``AutoReset`` calls this at every trace;
+    under ``jit`` the space's numbers are traced, so only which fields are randomized is checked
+    there: ``make_param_space(env, ...)`` checks the numbers too.
+    """
+    wrappers, inner = [], env
+    while isinstance(inner, Wrapper):
+        wrappers.append(inner)
+        inner = inner.env
+    support = space.support() if hasattr(space, "support") else {}
+    nominal = getattr(space, "nominal", None)
+    for field, wrapper_cls in _WRAPPER_FIELDS.items():
+        readers = [w for w in wrappers if isinstance(w, wrapper_cls)]
+        value = getattr(nominal, field, None)
+        used = field in support or (value is not None and _concrete(value)
+                                    and bool(np.any(np.asarray(value) != 0)))
+        if used and not readers:
+            raise SpecError(
+                f"{field!r} is randomized or set, but {env.name} is not wrapped in "
+                f"{wrapper_cls.__name__}, which is what reads it: it would have no effect. "
+                f"Wrap the env, e.g. {wrapper_cls.__name__}(env"
+                f"{', max_delay=...' if wrapper_cls is ActionDelay else ''})."
+            )
+        if not used:
+            continue
+        low, high = support.get(field, (value, value))
+        if not _concrete(low, high):
+            continue
+        low, high = float(np.min(np.asarray(low))), float(np.max(np.asarray(high)))
+        if wrapper_cls is ActionDelay:
+            max_delay = min(w.max_delay for w in readers)
+            if low < 0 or high > max_delay:
+                raise SpecError(
+                    f"'action_delay' draws delays in [{low:g}, {high:g}], outside the "
+                    f"ActionDelay wrapper's [0, max_delay={max_delay}]: they would be clipped. "
+                    f"Use a range inside it or a larger max_delay."
+                )
+        elif low < 0:
+            raise SpecError(f"'obs_noise_std' draws negative stds (down to {low:g}); "
+                            "noise stds must be >= 0.")

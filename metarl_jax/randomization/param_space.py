@@ -120,11 +120,24 @@ class ParamSpace(ParamDistribution):
 def make_param_space(nominal: Params, dists: Mapping[str, Any] | None = None) -> ParamSpace:
     """Build a validated ``ParamSpace``.
 
+    ``nominal``: the env's nominal ``Params``, or the env itself (then its ``default_params()``
+    are the nominal and the space is also checked against the env with
+    ``metarl_jax.core.wrappers.validate_space``: ``action_delay`` needs an ``ActionDelay``
+    wrapper and delays within its ``max_delay``, ``obs_noise_std`` an ``ObservationNoise``).
+
     Raises ``SpecError`` (naming the field) when a field does not exist in ``nominal``, a
     distribution's parameters do not broadcast to the field's shape, a continuous distribution is
     put on an integer field, or an entry is not a distribution (use the factory functions in
     ``metarl_jax.randomization.distributions``, which check bounds).
     """
+    if not dataclasses.is_dataclass(nominal) and callable(getattr(nominal, "default_params",
+                                                                   None)):
+        from metarl_jax.core.wrappers import validate_space  # core builds on this module
+
+        env = nominal
+        space = make_param_space(env.default_params(), dists)
+        validate_space(env, space)
+        return space
     dists = dict(dists or {})
     if not dataclasses.is_dataclass(nominal):
         raise SpecError(f"nominal must be an env Params dataclass, got {type(nominal).__name__}")

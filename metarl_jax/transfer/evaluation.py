@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl_jax import stats
+from metarl_jax.randomization.distributions import SpecError
 
 # act(key, obs[obs_size]) -> action  (one env; vmapped here)
 ActFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -72,6 +73,41 @@ def evaluate_seeds(policy_of: Callable[[Any], Union[ActFn, Mapping[str, ActFn]]]
                    env, params: Any, num_episodes: int, key: jax.Array):
     """``seed_evaluator(...)(states)`` as numpy: ``[S, C]`` (or ``{name: [S, C]}``)."""
     return jax.device_get(seed_evaluator(policy_of, env, params, num_episodes, key)(states))
+
+
+def check_grid_axis(name: str, values: Sequence[float], kind: str,
+                    max_value: float | None = None) -> None:
+    """Validate one axis of a held-out grid (an experiment config's ``eval_*`` values), so that
+    every experiment refuses the same bad input before training.
+
+    Args:
+        name: the axis' name in messages (the config field, e.g. ``"eval_mass_scales"``).
+        values: the axis' values; at least one, all finite.
+        kind: ``"scale"`` (a factor on a physical quantity such as a mass: > 0), ``"delay"``
+            (steps: whole numbers >= 0) or ``"nonnegative"`` (e.g. a noise std: >= 0).
+        max_value: the largest value allowed (e.g. the ``ActionDelay`` buffer's ``max_delay``).
+
+    Raises:
+        SpecError: the message names the axis and the offending values.
+    """
+    values = tuple(values)
+    if not values:
+        raise SpecError(f"{name} must list at least one value, got none")
+    array = np.asarray(values, np.float64)
+    if not np.all(np.isfinite(array)):
+        raise SpecError(f"{name} must be finite, got {list(values)}")
+    if kind == "scale" and np.any(array <= 0):
+        raise SpecError(f"{name} are scales of a physical quantity and must be > 0, "
+                        f"got {list(values)}")
+    if kind == "delay" and np.any((array < 0) | (array != np.round(array))):
+        raise SpecError(f"{name} are delays in steps and must be whole numbers >= 0, "
+                        f"got {list(values)}")
+    if kind == "nonnegative" and np.any(array < 0):
+        raise SpecError(f"{name} must be >= 0, got {list(values)}")
+    if kind not in ("scale", "delay", "nonnegative"):
+        raise ValueError(f"kind must be 'scale', 'delay' or 'nonnegative', got {kind!r}")
+    if max_value is not None and np.any(array > max_value):
+        raise SpecError(f"{name} must be <= {max_value:g}, got {list(values)}")
 
 
 def grid_params(nominal: Any, axes: Dict[str, Sequence[float]], relative: Sequence[str] = ()):
