@@ -145,7 +145,8 @@ def main(args) -> dict:
 
     plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps, x_values=config.eval_length_scales,
                         y_values=config.eval_mass_scales, xlabel="length scale",
-                        ylabel="mass scale", title="held-out return (mean over latencies)")
+                        ylabel="mass scale", title="held-out return (mean over latencies)",
+                        colorbar_label="episode return")
     plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, phases),
                       xlabel="env steps (all seeds)", ylabel="episode return",
                       title="PPO on Pendulum")

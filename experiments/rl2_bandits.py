@@ -59,7 +59,8 @@ def parse_setting(text: str) -> Tuple[int, int]:
 @dataclasses.dataclass(frozen=True)
 class Config:
     settings: Tuple[str, ...] = ("10x5", "10x10", "10x50", "100x5")  # n pulls x k arms
-    train_steps: Tuple[int, ...] = (1_000_000, 1_000_000, 1_000_000, 8_000_000)  # per setting
+    train_steps: Tuple[int, ...] = (  # env steps of training, one per setting; rl2.total_steps
+        1_000_000, 1_000_000, 1_000_000, 8_000_000)  # is not used (replaced by these)
     # Template for every setting: num_steps is the longest rollout (T = min(n, num_steps));
     # total_steps comes from train_steps; reward_scale is per *trial*: rewards are scaled by
     # reward_scale / n so that a trial's scaled return is O(1) at every horizon.

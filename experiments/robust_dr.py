@@ -245,10 +245,15 @@ def main(args) -> dict:
     title = "Pendulum" if config.env == "pendulum" else "HalfCheetah (MJX)"
     plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps, x_values=values2, y_values=values1,
                         xlabel=f"{name2} (x nominal)", ylabel=f"{name1} (x nominal)",
-                        title=f"{title}: held-out return per cell")
+                        title=f"{title}: held-out return per cell",
+                        colorbar_label="episode return")
+    # A method's worst-10% curve: its mean curve's colour, dashed.
+    styles = {f"{m} worst 10%": {"color": f"C{i}", "linestyle": "--"}
+              for i, m in enumerate(phases)}
+    styles.update({m: {"color": f"C{i}"} for i, m in enumerate(phases)})
     plots.plot_curves(run_dir / "curves.png", curves, xlabel="env steps (all seeds)",
                       ylabel="training episode return",
-                      title=f"{title}: mean and worst-10% training return")
+                      title=f"{title}: mean and worst-10% training return", styles=styles)
     grid_info = {name: values.tolist() for name, values in cells.items()}
     grid_info["relative"] = [name1, name2]
     table = format_table([dict(method=m, **{k: results[m][k] for k in (

@@ -15,9 +15,10 @@ class PPOConfig:
 @dataclasses.dataclass(frozen=True)
 class ExpConfig:
     ppo: PPOConfig = PPOConfig()
-    num_envs: int = 8
+    num_envs: int = 8  # parallel environments per update
     total_steps: int = 100_000
     hidden: tuple[int, ...] = (64, 64)
+    # Randomization of the physics
     mass_range: tuple[float, float] = (0.5, 1.5)
     normalize_obs: bool = True
     env_name: str = "pendulum"

@@ -84,3 +84,19 @@ def test_cli_subprocess_exit_status_2():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "unknown preset 'slow'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_lists_preset_differences_and_field_descriptions(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_args(ExpConfig, PRESETS, ["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    # the cpu value first, then what the other presets change; unchanged fields list none
+    assert "  total_steps = 100000  (quick: 1000, accel: 50000000)" in lines
+    assert "  ppo.clip = 0.2" in lines
+    # the trailing comment of the field line (tests/example_config.py) is its description
+    i = lines.index("  num_envs = 8  (quick: 2, accel: 4096)")
+    assert lines[i + 1].strip() == "parallel environments per update"
+    # a comment-only line above a field is shown as a note above it
+    assert lines[lines.index("  mass_range = 0.5,1.5") - 1] == "  # Randomization of the physics"

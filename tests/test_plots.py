@@ -23,3 +23,16 @@ def test_plots_write_png_files(tmp_path):
     with pytest.raises(ValueError, match=r"grid 'bad' has shape \(3, 2\)"):
         plot_heatmaps(tmp_path / "x.png", {"bad": np.zeros((3, 2))}, [1, 2, 3], [1, 2],
                       "x", "y", "t")
+
+
+def test_heatmap_tick_labels_are_compact_and_panels_share_y():
+    from metarl_jax.io.plots import heatmap_figure
+
+    grids = {"nominal": np.arange(6.0).reshape(3, 2), "dr": np.ones((3, 2))}
+    fig = heatmap_figure(grids, [0.6, 1.4], [0.5, 1.5, 2.4], "length", "mass", "title")
+    left, right = fig.axes[:2]
+    assert [t.get_text() for t in left.get_xticklabels()] == ["0.6", "1.4"]
+    assert [t.get_text() for t in left.get_yticklabels()] == ["0.5", "1.5", "2.4"]
+    assert left.get_shared_y_axes().joined(left, right)
+    assert not any(t.label1.get_visible() for t in right.yaxis.get_major_ticks())
+    assert fig.get_layout_engine() is not None  # constrained: titles and labels do not overlap

@@ -23,18 +23,28 @@ import argparse
 import dataclasses
 import difflib
 import sys
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from metarl_jax.core.nonfinite import NonFiniteError
 from metarl_jax.io.checkpoint import CheckpointError
-from metarl_jax.io.config import ConfigError, UsageError, apply_overrides, field_names
+from metarl_jax.io.config import (
+    ConfigError,
+    UsageError,
+    apply_overrides,
+    field_help,
+    field_names,
+    field_notes,
+)
 from metarl_jax.io.run_dir import AlreadyFinished, DamagedRunError, unlock_run_dirs
 from metarl_jax.io.stop_signals import EXIT_CODE, stop_signals
 from metarl_jax.io.training_loop import Interrupted
 
 C = TypeVar("C")
+
+_WIDTH = 100  # of the config-field lines of --help
 
 _OPTIONS = ("--preset", "--seed", "--out", "--resume", "--help")
 
@@ -107,6 +117,36 @@ def _default_repr(cfg: Any, dotted: str) -> str:
     return str(value)
 
 
+def fields_help(config_cls: type, presets: Mapping[str, Any], default_preset: str) -> str:
+    """The ``--help`` text of the config fields: per field its value in ``default_preset``, what
+    each other preset sets instead, and its description (``config.field_help``) on the next line;
+    a comment that opens a group of fields in the source (``config.field_notes``) goes above::
+
+        ppo.total_steps = 2560000  (quick: 76800, accel: 100000000)
+            env steps, all envs together
+    """
+    names = field_names(config_cls)
+    described, notes = field_help(config_cls), field_notes(config_cls)
+    others = [p for p in presets if p != default_preset]
+    lines = textwrap.wrap(
+        f"config fields (set as name=value), with their values in the {default_preset} preset "
+        f"and, in parentheses, those other presets set instead:", _WIDTH)
+    for n in names:
+        if n in notes:
+            lines += textwrap.wrap(notes[n], _WIDTH, initial_indent="  # ",
+                                   subsequent_indent="  # ")
+        value = _default_repr(presets[default_preset], n)
+        diffs = [f"{p}: {v}" for p in others
+                 if (v := _default_repr(presets[p], n)) != value]
+        text = f"{n} = {value}" + (f"  ({', '.join(diffs)})" if diffs else "")
+        lines += textwrap.wrap(text, _WIDTH, initial_indent="  ", subsequent_indent="        ",
+                               break_on_hyphens=False)
+        if n in described:
+            lines += textwrap.wrap(described[n], _WIDTH, initial_indent="      ",
+                                   subsequent_indent="      ")
+    return "\n".join(lines)
+
+
 def parse_args(
     config_cls: type[C],
     presets: Mapping[str, C],
@@ -121,7 +161,7 @@ def parse_args(
         config_cls: the experiment's frozen config dataclass.
         presets: preset name -> config instance (``quick``, ``cpu``, ``accel``).
         argv: arguments without the program name; ``sys.argv[1:]`` when None.
-        description: shown by ``--help``.
+        description: shown by ``--help``, above the config fields (``fields_help``).
         default_preset: preset used without ``--preset``; ``cpu`` if present, else the first.
 
     Raises:
@@ -135,9 +175,7 @@ def parse_args(
                             f"not a {config_cls.__name__}")
     default_preset = default_preset or _default_preset(presets)
     argv = list(sys.argv[1:] if argv is None else argv)
-    epilog = "config fields (set as name=value):\n" + "\n".join(
-        f"  {n} = {_default_repr(presets[default_preset], n)}" for n in field_names(config_cls)
-    )
+    epilog = fields_help(config_cls, presets, default_preset)
     parser = _Parser(
         description=description,
         epilog=epilog,
@@ -250,4 +288,4 @@ def _run(name, prog, main, config_cls, presets, description, argv) -> int:
     return 0
 
 
-__all__ = ["RunArgs", "cli", "parse_args"]
+__all__ = ["RunArgs", "cli", "fields_help", "parse_args"]

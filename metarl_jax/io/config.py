@@ -17,8 +17,14 @@ message meant to be read by a person.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
+import inspect
+import io
+import textwrap
+import tokenize
 import types
 import typing
 from pathlib import Path
@@ -68,6 +74,86 @@ def field_names(cls: type, prefix: str = "") -> list[str]:
         else:
             names.append(prefix + name)
     return names
+
+
+def field_help(cls: type, prefix: str = "") -> dict[str, str]:
+    """One-line descriptions of the settable leaf fields of a (nested) config class, by dotted
+    name, for ``--help``; fields without one are left out.
+
+    A field's description is its ``metadata["help"]`` if it has one, else the ``# comment`` on
+    its own line(s) of the class source (``ppo_steps: int = 10  # env steps per update``); the
+    comments of a field written over several lines are joined. A class whose source cannot be
+    read (defined interactively) gives no comments.
+    """
+    return _collect(cls, prefix, leading=False)
+
+
+def field_notes(cls: type, prefix: str = "") -> dict[str, str]:
+    """The comment-only lines just above a field in the class source (a note on the group of
+    fields it starts, e.g. ``# Held-out grid (scales of the nominal)``), by dotted name of the
+    field they precede (the first leaf field, for a nested config); joined into one line."""
+    return _collect(cls, prefix, leading=True)
+
+
+def _collect(cls: type, prefix: str, leading: bool) -> dict[str, str]:
+    out = {}
+    comments, types_ = _field_comments(cls), _settable_fields(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        trailing, above = comments.get(f.name, ("", ""))
+        text = above if leading else (f.metadata.get("help") or trailing)
+        tp = types_[f.name]
+        if _is_dataclass_type(tp):
+            inner = _collect(tp, f"{prefix}{f.name}.", leading)
+            if leading and text:
+                first = field_names(tp, f"{prefix}{f.name}.")[0]
+                inner[first] = f"{text} {inner[first]}" if first in inner else text
+            out.update(inner)
+        elif text:
+            out[prefix + f.name] = " ".join(str(text).split())
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _field_comments(cls: type) -> dict[str, tuple[str, str]]:
+    """``{field: (trailing comment, comment lines above)}`` from the source of ``cls`` and of
+    its dataclass bases (a subclass's wins)."""
+    out: dict[str, tuple[str, str]] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is not object and dataclasses.is_dataclass(klass):
+            out.update(_own_field_comments(klass))
+    return out
+
+
+def _own_field_comments(cls: type) -> dict[str, tuple[str, str]]:
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+        tree = ast.parse(source)
+        comments = {}  # line number -> comment text
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                comments[tok.start[0]] = tok.string.lstrip("#").strip()
+    except (OSError, TypeError, SyntaxError, tokenize.TokenError):
+        return {}
+    node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
+    if node is None:
+        return {}
+    lines = source.splitlines()
+    out = {}
+    for stmt in node.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            end = stmt.end_lineno or stmt.lineno
+            # Comments inside the statement's lines only: a comment-only line after its last
+            # line belongs to the next field.
+            trailing = [comments[i] for i in range(stmt.lineno, end + 1) if comments.get(i)]
+            above, i = [], stmt.lineno - 1
+            while i >= 1 and lines[i - 1].strip().startswith("#"):
+                above.insert(0, comments.get(i, ""))
+                i -= 1
+            if trailing or above:
+                out[stmt.target.id] = (" ".join(trailing), " ".join(a for a in above if a))
+    return out
 
 
 def _type_name(tp: Any) -> str:
@@ -347,6 +433,8 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "field_help",
     "field_names",
+    "field_notes",
     "parse_value",
 ]

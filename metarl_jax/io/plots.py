@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -34,6 +34,7 @@ def plot_curves(
     title: str,
     *,
     logx: bool = False,
+    styles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Line plot of one or more curves, written as a PNG.
 
@@ -43,6 +44,11 @@ def plot_curves(
             ``y ± y_std`` is shaded (e.g. across seeds).
         xlabel, ylabel, title: axis labels and figure title.
         logx: logarithmic x axis.
+        styles: label -> extra ``Axes.plot`` keywords for that curve (e.g. ``{"color": "C0",
+            "linestyle": "--"}`` to pair a curve with another one's colour).
+
+    With more than four curves the legend goes outside the axes, on the right, so that it
+    hides no line.
 
     Returns:
         ``path``.
@@ -57,7 +63,8 @@ def plot_curves(
         if x.shape != y.shape or x.ndim != 1:
             raise ValueError(
                 f"curve '{label}': x {x.shape} and y {y.shape} must be equal 1-D shapes")
-        (line,) = ax.plot(x, y, label=label, marker="o" if len(x) < 12 else None)
+        kwargs = {"marker": "o" if len(x) < 12 else None, **(styles or {}).get(label, {})}
+        (line,) = ax.plot(x, y, label=label, **kwargs)
         if len(curve) == 3:
             s = np.asarray(curve[2], float)
             ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -67,7 +74,9 @@ def plot_curves(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    if len(curves) > 1:
+    if len(curves) > 4:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    elif len(curves) > 1:
         ax.legend()
     return _save(fig, path)
 
@@ -100,6 +109,37 @@ def plot_heatmaps(
     Returns:
         ``path``.
     """
+    fig = heatmap_figure(grids, x_values, y_values, xlabel, ylabel, title, cmap=cmap,
+                         colorbar_label=colorbar_label)
+    return _save(fig, path)
+
+
+def tick_label(value: Any) -> str:
+    """A compact tick label: ``0.5``, ``2.4``, ``10``, ``1e-05`` (``f"{v:g}"``), so that the
+    labels of one axis never mix widths like ``0.5000`` and ``2.400``; non-numbers as ``str``."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        value = value.item()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}"
+    return str(value)
+
+
+def heatmap_figure(
+    grids: Mapping[str, np.ndarray],
+    x_values: Sequence,
+    y_values: Sequence,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    *,
+    cmap: str = "viridis",
+    colorbar_label: str | None = None,
+) -> Figure:
+    """The ``Figure`` that ``plot_heatmaps`` saves (same arguments, without ``path``).
+
+    The panels share their y axis (tick labels on the left panel only) and one colour bar;
+    ``constrained`` layout keeps the suptitle, panel titles and labels from overlapping.
+    """
     if not grids:
         raise ValueError("plot_heatmaps needs at least one grid")
     arrays = {}
@@ -117,14 +157,16 @@ def plot_heatmaps(
         vmin, vmax = vmin - 0.5, vmax + 0.5
 
     n = len(arrays)
-    fig = Figure(figsize=(1.0 + 0.55 * len(x_values) * n + 1.2 * n, 1.4 + 0.45 * len(y_values)))
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    panel_w = max(2.4, 0.8 * len(x_values))
+    panel_h = max(2.0, 0.55 * len(y_values))
+    fig = Figure(figsize=(1.0 + panel_w * n + 1.0, 1.2 + panel_h), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False, sharey=True)[0]
     image = None
     for ax, (name, a) in zip(axes, arrays.items()):
         image = ax.imshow(np.ma.masked_invalid(a), origin="lower", cmap=cmap, vmin=vmin,
                           vmax=vmax, aspect="auto")
-        ax.set_xticks(range(len(x_values)), [format_number(v) for v in x_values])
-        ax.set_yticks(range(len(y_values)), [format_number(v) for v in y_values])
+        ax.set_xticks(range(len(x_values)), [tick_label(v) for v in x_values])
+        ax.set_yticks(range(len(y_values)), [tick_label(v) for v in y_values])
         ax.set_xlabel(xlabel)
         ax.set_title(name)
         for (i, j), v in np.ndenumerate(a):
@@ -133,9 +175,11 @@ def plot_heatmaps(
                 bright = (v - vmin) / (vmax - vmin) > 0.6
                 ax.text(j, i, format_number(v), ha="center", va="center", fontsize=8,
                         color="black" if bright else "white")
+    for ax in axes[1:]:
+        ax.tick_params(labelleft=False)
     axes[0].set_ylabel(ylabel)
     bar = fig.colorbar(image, ax=list(axes), shrink=0.9)
     if colorbar_label:
         bar.set_label(colorbar_label)
     fig.suptitle(title)
-    return _save(fig, path)
+    return fig
