@@ -112,6 +112,11 @@ def plot_trajectories(path, goals: np.ndarray, positions: dict, num_steps: int) 
     fig = Figure(figsize=(3.0 * (num_steps + 1), 3.0 * len(positions)), layout="constrained")
     axes = fig.subplots(len(positions), num_steps + 1, squeeze=False)
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    # One square window for every panel that holds every path and goal (paths of a barely
+    # trained policy wander past the goals; a fixed window cut them off).
+    extent = max(0.7, float(np.abs(goals).max()), *(float(np.abs(p).max())
+                                                    for p in positions.values()))
+    lim = 1.05 * extent
     for row, (method, pos) in enumerate(positions.items()):  # pos: [G, S+1, T, N, 2]
         for step in range(num_steps + 1):
             ax = axes[row, step]
@@ -121,10 +126,11 @@ def plot_trajectories(path, goals: np.ndarray, positions: dict, num_steps: int) 
                 ax.plot(path_xy[:, 0], path_xy[:, 1], "-", color=c, lw=1)
                 ax.plot(*goal, "*", color=c, ms=12, mec="k")
             ax.plot(0, 0, "ko", ms=4)
-            ax.set_xlim(-0.7, 0.7)
-            ax.set_ylim(-0.7, 0.7)
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
             ax.set_aspect("equal")
             ax.set_title(f"{method}: {step} inner step{'s' if step != 1 else ''}", fontsize=9)
+    fig.suptitle("one sampled path per goal (star: goal, dot: start)")
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=100, bbox_inches="tight")
 

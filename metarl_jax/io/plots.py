@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from metarl_jax.io.progress import format_number
 
@@ -70,6 +71,8 @@ def plot_curves(
             ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.2, linewidth=0)
     if logx:
         ax.set_xscale("log")
+    elif all(np.all(np.mod(np.asarray(c[0], float), 1) == 0) for c in curves.values()):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no 1.5 meta-iterations
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

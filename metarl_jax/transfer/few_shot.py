@@ -48,13 +48,17 @@ def returns_by_steps(returns: Any) -> Tuple[list, list]:
 def plot_meta_training(path: Path, run_dir: Path, methods, ylabel: str, title: str) -> None:
     """``curves.png`` of a few-shot run: pre- and post-adaptation training return per
     meta-iteration for each method (pre only for a zero-step baseline named ``pretrained``)."""
-    curves = {}
-    for method in methods:
+    curves, styles = {}, {}
+    for i, method in enumerate(methods):
         lines = phase_metrics(run_dir, method)
         for kind in (("pre", "post") if method != "pretrained" else ("pre",)):
             curves[f"{method} ({kind})"] = ([line["update"] for line in lines],
                                             [line[f"return_{kind}"] for line in lines])
-    plots.plot_curves(path, curves, xlabel="meta-iteration", ylabel=ylabel, title=title)
+            # One colour per method: pre-adaptation dashed, post-adaptation solid.
+            styles[f"{method} ({kind})"] = {"color": f"C{i}",
+                                            "linestyle": "--" if kind == "pre" else "-"}
+    plots.plot_curves(path, curves, xlabel="meta-iteration", ylabel=ylabel, title=title,
+                      styles=styles)
 
 
 def steps_table_rows(by_steps: Mapping[str, list]) -> list:
