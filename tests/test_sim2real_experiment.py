@@ -64,7 +64,8 @@ def test_the_reported_nominal_cell_is_what_the_policy_file_does_in_mujoco_c(quic
     (["env=walker"], "env must be one of halfcheetah, hopper"),
     (["mass_scale=1.5,0.5"], "0 <= low <= high"),
     (["delay_steps=0,3"], "must be <= max_delay=2"),
-    (["eval_mass_scales=0,1"], "eval_mass_scales must be > 0"),
+    (["eval_mass_scales=0,1"], "eval_mass_scales are scales of a physical quantity and must be "
+                               "> 0, got [0.0, 1.0]"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

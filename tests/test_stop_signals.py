@@ -97,6 +97,7 @@ def test_library_use_keeps_the_request_across_phases_and_a_second_signal_raises(
         if (phase, last) == ("a", 6):
             os.kill(os.getpid(), signal.SIGINT)  # handled before the chunk returns
 
+    previous = signal.getsignal(signal.SIGINT)  # SIG_IGN when the suite runs in the background
     with stop_signals() as stop:
         with pytest.raises(Interrupted, match="phase 'a' interrupted at update 6"):
             for phase in ("a", "b"):
@@ -107,7 +108,7 @@ def test_library_use_keeps_the_request_across_phases_and_a_second_signal_raises(
         assert ("b", 2) not in calls
         with pytest.raises(KeyboardInterrupt):  # what a second signal runs in the main thread
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is previous  # restored on exit
 
 
 def _spawn(module, *argv, **env):
@@ -166,8 +167,12 @@ def test_first_ctrl_c_is_acknowledged_at_once_and_a_second_aborts_promptly(tmp_p
 
 
 def test_ctrl_c_while_importing_prints_one_line():
+    # The child first takes Python's usual Ctrl-C handler, as it has when started from a
+    # terminal: a shell that runs the suite in the background (CI) makes its children inherit
+    # SIGINT ignored, and then Python installs none.
     proc = subprocess.run(
-        [sys.executable, "-c", "import experiments, os, signal; "
+        [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, "
+                               "signal.default_int_handler); import experiments, os; "
                                "os.kill(os.getpid(), signal.SIGINT); import jax"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == -signal.SIGINT  # a shell reports 130
