@@ -60,17 +60,21 @@ def normalize_advantages(adv: jax.Array, w: Optional[jax.Array]) -> jax.Array:
 
 
 def clipped_surrogate_loss(log_prob: jax.Array, value: jax.Array, entropy: jax.Array,
-                           batch: Batch, clip_eps: Any, vf_coef: Any, ent_coef: Any
-                           ) -> Tuple[jax.Array, Metrics]:
+                           batch: Batch, clip_eps: Any, vf_coef: Any, ent_coef: Any,
+                           normalize_advantage: bool = True) -> Tuple[jax.Array, Metrics]:
     """PPO's clipped objective, value regression and entropy bonus, as a loss to minimize.
 
     ``loss = -E[min(r A, clip(r, 1 - eps, 1 + eps) A)] + vf_coef * 0.5 E[(V - target)^2]
     - ent_coef * E[H]`` with ``r = exp(log_prob - batch.log_prob)``, ``A`` the minibatch-normalized
     advantage, and ``E`` the (weighted) mean over the batch. Returns ``(loss, stats)``.
+    ``normalize_advantage=False`` uses ``batch.advantage`` as given (multi-task PPO normalizes
+    over the whole minibatch or per task before splitting it into per-task losses).
     """
     mean = lambda x: weighted_mean(x, batch.weight)
     ratio = jnp.exp(log_prob - batch.log_prob)
-    adv = normalize_advantages(batch.advantage, batch.weight)
+    adv = batch.advantage
+    if normalize_advantage:
+        adv = normalize_advantages(adv, batch.weight)
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     policy_loss = -mean(jnp.minimum(ratio * adv, clipped * adv))
     value_loss = 0.5 * mean((value - batch.target) ** 2)
