@@ -1,0 +1,266 @@
+"""Domain-adversarial features for RL (DANN; Ganin & Lempitsky 2015, Ganin et al. 2016).
+
+The policy sees observations through an encoder ``f``; SAC trains encoder and head on **source**
+rewards, while a domain classifier ``D`` learns to tell ``f(source obs)`` from ``f(target obs)``
+and the encoder, through a gradient-reversal layer, learns to make them indistinguishable. The
+target side needs only **unlabelled observations**: they come from running the current policy in
+the target domain; target rewards are never read (only logged as a metric).
+
+    dann = DANN(env)                                          # same env, two Params
+    state = dann.init(key, config, source_space, target_space)
+    state, metrics = dann.train_chunk(state, config, num_updates=100)
+
+One update = SAC's update on the source (``algos/sac.py``, unchanged, with the actor
+``EncodedActor``), ``target_steps`` steps of ``target_envs`` target envs whose observations go to
+a target observation buffer, then ``domain_steps`` adversarial steps on batches of source obs
+(SAC's replay buffer) and target obs:
+
+    L_D = BCE(D(R(f(o_s))), 0) + BCE(D(R(f(o_t))), 1),   R = gradient reversal with coefficient λ
+
+``D`` descends ``L_D``; ``f`` receives ``-λ dL_D/df`` (it ascends the classifier's loss).
+``domain_coef = 0`` turns the adversary off (the "no adaptation" ablation, same program).
+
+Shapes: obs ``[B, obs_size]``, features ``[B, feature_size]``, logits ``[B]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from metarl_jax.algos import sac_loss
+from metarl_jax.algos.learner import Learner
+from metarl_jax.algos.sac import SAC, Actor, SACConfig, SACState, _adam_step
+from metarl_jax.core import replay
+from metarl_jax.core.env import Env
+from metarl_jax.core.rollout import reset_batch, rollout
+from metarl_jax.core.wrappers import AutoReset, EpisodeStats
+from metarl_jax.nets.mlp import MLP
+from metarl_jax.randomization.param_space import ParamDistribution
+
+static = dict(pytree_node=False)
+
+
+# ------------------------------------------------------------------------- gradient reversal
+@jax.custom_vjp
+def gradient_reversal(x: jax.Array, coef: jax.Array) -> jax.Array:
+    """Identity forward; the backward pass multiplies the incoming gradient by ``-coef``
+    (no gradient flows to ``coef``). ``x``: any shape, ``coef``: ``[]``."""
+    return x
+
+
+def _reversal_fwd(x, coef):
+    return x, coef
+
+
+def _reversal_bwd(coef, g):
+    return (-coef * g, jnp.zeros_like(coef))
+
+
+gradient_reversal.defvjp(_reversal_fwd, _reversal_bwd)
+
+
+# ------------------------------------------------------------------------- networks
+class EncodedActor(nn.Module):
+    """SAC's tanh-Gaussian actor behind an encoder: ``obs[..., obs_size] -> (mean, log_std)``
+    ``[..., A]`` via ``features = encode(obs)`` ``[..., feature_size]``."""
+
+    action_size: int
+    hidden_sizes: Tuple[int, ...]
+    encoder_sizes: Tuple[int, ...]
+    feature_size: int
+
+    def setup(self):
+        self.encoder = MLP(self.encoder_sizes, self.feature_size, activation=nn.relu)
+        self.head = Actor(self.action_size, self.hidden_sizes)
+
+    def encode(self, obs):
+        return self.encoder(obs)
+
+    def __call__(self, obs):
+        return self.head(self.encode(obs))
+
+
+class DomainClassifier(nn.Module):
+    """``features[..., F] -> logit[...]`` of "target" (1) against "source" (0)."""
+
+    hidden_sizes: Tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, features):
+        return MLP(self.hidden_sizes, 1, activation=nn.relu)(features)[..., 0]
+
+
+def domain_loss(logits_source: jax.Array, logits_target: jax.Array
+                ) -> Tuple[jax.Array, jax.Array]:
+    """``(L_D [], accuracy [])`` of the classifier's logits ``[B]`` on both domains (module
+    doc): mean binary cross-entropy over the two halves, and the fraction classified right."""
+    loss = (jnp.mean(optax.sigmoid_binary_cross_entropy(logits_source, 0.0))
+            + jnp.mean(optax.sigmoid_binary_cross_entropy(logits_target, 1.0)))
+    accuracy = 0.5 * (jnp.mean(logits_source < 0) + jnp.mean(logits_target > 0))
+    return 0.5 * loss, accuracy
+
+
+class EncodedSAC(SAC):
+    """SAC whose actor is an ``EncodedActor`` (the critics keep the raw observation: they only
+    ever see the source domain, where rewards are)."""
+
+    def __init__(self, env: Env, encoder_sizes: Tuple[int, ...] = (64,), feature_size: int = 8):
+        self.encoder_sizes, self.feature_size = tuple(encoder_sizes), int(feature_size)
+        super().__init__(env)
+
+    def actor(self, config: SACConfig) -> EncodedActor:
+        return EncodedActor(self.action_size, tuple(config.hidden_sizes), self.encoder_sizes,
+                            self.feature_size)
+
+
+# ------------------------------------------------------------------------- learner
+@struct.dataclass
+class DANNConfig:
+    """SAC's config plus the adversary's. Sizes static, rates leaves (``domain_coef`` too, so
+    the no-adaptation ablation ``domain_coef=0`` reuses the compiled program)."""
+
+    sac: SACConfig = SACConfig()
+    target_envs: int = struct.field(default=8, **static)
+    target_steps: int = struct.field(default=1, **static)  # per target env per update
+    target_buffer_size: int = struct.field(default=20_000, **static)
+    domain_steps: int = struct.field(default=4, **static)  # adversarial steps per update
+    domain_batch: int = struct.field(default=128, **static)
+    domain_coef: float = 1.0  # λ of the gradient reversal
+    domain_lr: float = 1e-3
+
+    @property
+    def num_updates(self) -> int:
+        return self.sac.num_updates
+
+    def validate(self) -> "DANNConfig":
+        self.sac.validate()
+        for name in ("target_envs", "target_steps", "domain_steps", "domain_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"DANNConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.target_buffer_size < max(self.domain_batch, self.target_envs * self.target_steps):
+            raise ValueError(f"DANNConfig.target_buffer_size = {self.target_buffer_size} must "
+                             f"hold a domain batch and one update's target observations")
+        if not float(self.domain_coef) >= 0.0 or not float(self.domain_lr) > 0.0:
+            raise ValueError(f"DANNConfig: need domain_coef >= 0 and domain_lr > 0, got "
+                             f"{self.domain_coef}, {self.domain_lr}")
+        return self
+
+
+@struct.dataclass
+class DANNState:
+    sac: SACState
+    classifier: Any  # DomainClassifier params
+    opt_state: Any  # {"encoder", "classifier"}: Adam moments of the adversarial steps
+    target_buffer: replay.ReplayBuffer  # unlabelled target observations [capacity, obs_size]
+    target_env_state: Any  # [target_envs, ...]
+    target_obs: jax.Array  # [target_envs, obs_size]
+    target_space: ParamDistribution
+    key: jax.Array
+
+
+class DANN(Learner):
+    """SAC on the source with a domain-adversarial encoder (module doc). Static structure only:
+    the env (both domains are ``Params`` of it), the network sizes."""
+
+    def __init__(self, env: Env, encoder_sizes: Tuple[int, ...] = (64,), feature_size: int = 8,
+                 classifier_sizes: Tuple[int, ...] = (64, 64)):
+        self.env = env
+        self.sac = EncodedSAC(env, encoder_sizes, feature_size)
+        self.target_env = EpisodeStats(AutoReset(env))
+        self.classifier_net = DomainClassifier(tuple(classifier_sizes))
+        super().__init__()
+
+    def encoder(self, config: DANNConfig):
+        return self.sac.actor(config.sac)
+
+    def features(self, actor_params: Any, config: DANNConfig, obs: jax.Array) -> jax.Array:
+        """``f(obs)``: ``[..., feature_size]`` for ``obs[..., obs_size]``."""
+        return self.encoder(config).apply(actor_params, obs, method=EncodedActor.encode)
+
+    def make_policy(self, state: DANNState, config: DANNConfig, deterministic: bool = False):
+        return self.sac.make_policy(state.sac, config.sac, deterministic)
+
+    def trainable(self, state: DANNState) -> Any:
+        return (self.sac.trainable(state.sac), state.classifier)
+
+    def _init(self, key: jax.Array, config: DANNConfig, source_space: ParamDistribution,
+              target_space: ParamDistribution) -> DANNState:
+        sac_key, clf_key, env_key, key = jax.random.split(key, 4)
+        sac_state = self.sac._init(sac_key, config.sac, source_space)
+        encoder = sac_state.params["actor"]["params"]["encoder"]
+        classifier = self.classifier_net.init(
+            clf_key, jnp.zeros((1, self.sac.feature_size), jnp.float32))
+        env_state, obs = reset_batch(self.target_env, env_key, target_space, config.target_envs)
+        return DANNState(
+            sac=sac_state, classifier=classifier,
+            opt_state={"encoder": optax.scale_by_adam().init(encoder),
+                       "classifier": optax.scale_by_adam().init(classifier)},
+            target_buffer=replay.init(obs[0], config.target_buffer_size),
+            target_env_state=env_state, target_obs=obs, target_space=target_space, key=key)
+
+    def _adversarial_step(self, config: DANNConfig, source_buffer, target_buffer, carry, key):
+        """One step of the minimax game on fresh batches; ``carry = (actor_params, classifier,
+        opt_state)``: the classifier descends ``L_D``, the encoder ascends it (reversal)."""
+        actor_params, classifier, opt_state = carry
+        source_key, target_key = jax.random.split(key)
+        obs_s = replay.sample(source_buffer, source_key, config.domain_batch).obs
+        obs_t = replay.sample(target_buffer, target_key, config.domain_batch)
+
+        def loss_fn(encoder, clf):
+            params = {"params": {**actor_params["params"], "encoder": encoder}}
+            feats = self.features(params, config, jnp.concatenate([obs_s, obs_t]))
+            logits = self.classifier_net.apply(clf, gradient_reversal(feats, config.domain_coef))
+            return domain_loss(logits[:config.domain_batch], logits[config.domain_batch:])
+
+        encoder = actor_params["params"]["encoder"]
+        (loss, accuracy), (g_enc, g_clf) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1), has_aux=True)(encoder, classifier)
+        encoder, enc_opt = _adam_step(g_enc, opt_state["encoder"], encoder, config.domain_lr)
+        classifier, clf_opt = _adam_step(g_clf, opt_state["classifier"], classifier,
+                                         config.domain_lr)
+        actor_params = {"params": {**actor_params["params"], "encoder": encoder}}
+        metrics = dict(domain_loss=loss, domain_accuracy=accuracy)
+        return (actor_params, classifier, {"encoder": enc_opt, "classifier": clf_opt}), metrics
+
+    def _update(self, state: DANNState, config: DANNConfig) -> Tuple[DANNState, Dict]:
+        key, rollout_key, domain_key = jax.random.split(state.key, 3)
+        actor = self.sac.actor(config.sac)
+
+        def target_policy(k, obs):  # the current policy, acting on target observations
+            mean, log_std = actor.apply(state.sac.params["actor"], obs)
+            return self.sac.to_env_action(sac_loss.sample_tanh_gaussian(k, mean, log_std)[0]), {}
+
+        carry, traj = rollout(target_policy, self.target_env, rollout_key, state.target_env_state,
+                              state.target_obs, state.target_space, config.target_steps)
+        target_buffer = replay.add(state.target_buffer,
+                                   traj.obs.reshape((-1,) + traj.obs.shape[2:]))
+
+        sac_state, metrics = self.sac._update(state.sac, config.sac)
+        ready = ((sac_state.buffer.size >= config.domain_batch)
+                 & (target_buffer.size >= config.domain_batch))
+
+        def adversarial(c):
+            keys = jax.random.split(domain_key, config.domain_steps)
+            step = lambda c, k: self._adversarial_step(config, sac_state.buffer, target_buffer,
+                                                       c, k)
+            c, stats = jax.lax.scan(step, c, keys)
+            return c, jax.tree.map(jnp.mean, stats)
+
+        adv_carry = (sac_state.params["actor"], state.classifier, state.opt_state)
+        skipped = jax.tree.map(lambda s: jnp.full(s.shape, 0.5, s.dtype),
+                               jax.eval_shape(adversarial, adv_carry)[1])
+        (actor_params, classifier, opt_state), adv_metrics = jax.lax.cond(
+            ready, adversarial, lambda c: (c, skipped), adv_carry)
+        sac_state = sac_state.replace(params={**sac_state.params, "actor": actor_params})
+        metrics.update(adv_metrics)
+        # Target rewards are logged to watch transfer, never learned from.
+        metrics["target_episode_return"] = jnp.mean(carry.env_state.last_return)
+        return state.replace(sac=sac_state, classifier=classifier, opt_state=opt_state,
+                             target_buffer=target_buffer, target_env_state=carry.env_state,
+                             target_obs=carry.obs, key=key), metrics
