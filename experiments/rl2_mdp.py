@@ -76,11 +76,17 @@ PRESETS = {
 }
 
 
-def main(args) -> dict:
-    run_dir, config, seed = start_run(NAME, args)
+def policies(config: Config):
+    """``{"rl2": (RL2, learner config, (task space,))}``: what ``main`` trains and
+    ``metarl_jax.load_run`` restores (``run["rl2"].recurrent()`` plays it)."""
     env = TabularMDP(config.num_states, config.num_actions, config.episode_length)
     space = tabular_mdp_task_space(config.num_states, config.num_actions)
-    rl2 = RL2(env, config.episodes_per_trial)
+    return {"rl2": (RL2(env, config.episodes_per_trial), config.rl2, (space,))}
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    rl2, _, (space,) = policies(config)["rl2"]
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     states = train_rl2_phase(run_dir, rl2, config.rl2, space, seed_keys,
                              config.updates_per_chunk)

@@ -80,11 +80,17 @@ def goal_space(env: PointNav2D, goal_range: float):
     return make_param_space(env.default_params(), {"goal": uniform(-goal_range, goal_range)})
 
 
+def policies(config: Config):
+    """``{"rl2": (RL2, learner config, (goal space,))}``: what ``main`` trains and
+    ``metarl_jax.load_run`` restores (``run["rl2"].recurrent()`` plays it)."""
+    env = PointNav2D(max_steps=config.episode_length)
+    return {"rl2": (RL2(env, config.episodes_per_trial), config.rl2,
+                    (goal_space(env, config.goal_range),))}
+
+
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
-    env = PointNav2D(max_steps=config.episode_length)
-    space = goal_space(env, config.goal_range)
-    rl2 = RL2(env, config.episodes_per_trial)
+    rl2, _, (space,) = policies(config)["rl2"]
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     states = train_rl2_phase(run_dir, rl2, config.rl2, space, seed_keys,
                              config.updates_per_chunk)

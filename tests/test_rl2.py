@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import metarl_jax
 from envs.bandits import (
     BernoulliBandit,
     DependentBandit,
@@ -27,6 +28,7 @@ from metarl_jax.algos.rl2 import RL2, RL2Config
 from metarl_jax.core.trial import Trial
 from metarl_jax.io.checkpoint import Checkpointer
 from metarl_jax.nets.recurrent import RecurrentActorCritic, RecurrentInput, unroll
+from metarl_jax.randomization.param_space import fixed_space
 from tests.experiment_contract import check_run_folder, resume_matches, run_quick
 
 SMALL = RL2Config(num_envs=8, num_steps=12, total_steps=8 * 12 * 6, num_epochs=2,
@@ -120,6 +122,31 @@ def test_hidden_state_resets_between_trials_not_between_episodes(bandit_rollout)
         assert np.array_equal(np.asarray(traj.inputs.prev_done[t]) == 1.0, kept)
         for x in (traj.inputs.prev_done, traj.inputs.prev_reward, traj.inputs.prev_action):
             assert np.all(np.asarray(x[t])[new_trial] == 0)
+
+
+def test_recurrent_policy_replays_the_training_rollout_step_by_step(bandit_rollout):
+    """``make_recurrent_policy`` fed the rollout's observations, rewards and done flags, one
+    env and one step at a time, gives the rollout's actions (sampled with the same keys is
+    not possible, so compare the deterministic mode with the rollout's distribution mode and the
+    carried hidden states)."""
+    rl2, net, state, _, traj = bandit_rollout
+    policy = rl2.make_recurrent_policy(state, SMALL, deterministic=True)
+    act, observe = jax.jit(policy.act), jax.jit(policy.observe)
+    env_index = 3
+    memory = policy.initial(())
+    for t in range(traj.hidden.shape[0]):
+        np.testing.assert_allclose(np.asarray(memory.hidden), np.asarray(traj.hidden[t, env_index]),
+                                   rtol=1e-5, atol=1e-6)
+        x = jax.tree.map(lambda v: v[t, env_index], traj.inputs)
+        for mine, theirs in zip(memory[1:], (x.prev_action, x.prev_reward, x.prev_done)):
+            np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+        action, memory = act(jax.random.PRNGKey(t), memory, x.obs)
+        _, dist, _ = net.apply(state.params, traj.hidden[t, env_index], x)
+        assert int(action) == int(net.head.mode(dist))
+        # Teacher forcing: the rollout's own action, reward and flags drive the memory on.
+        memory = memory._replace(prev_action=traj.action[t, env_index])
+        memory = observe(memory, traj.reward[t, env_index], traj.episode_done[t, env_index],
+                         traj.done[t, env_index])
 
 
 def test_unroll_from_stored_chunk_starts_reproduces_the_rollout(bandit_rollout):
@@ -283,6 +310,28 @@ def test_quick_preset_reports_returns_per_episode_of_a_trial(quick_run):
     assert per_episode["oracle"][0] > max(per_episode["rl2"])  # the task-aware bound
     assert results["trial_return"]["rl2"] == pytest.approx(sum(per_episode["rl2"]), rel=1e-5)
     assert summary["eval_tasks"] == config.eval_tasks
+
+
+@pytest.mark.slow
+def test_load_run_gives_a_recurrent_actor_that_plays_a_trial(quick_run):
+    module, out = quick_run
+    trained = metarl_jax.load_run(out)["rl2"]
+    assert trained.complete and trained.num_seeds == module.PRESETS["quick"].num_seeds
+    with pytest.raises(TypeError, match="recurrent"):  # a GRU policy has no stateless act
+        trained.act(np.zeros(trained.learner.env.observation_size, np.float32))
+    actor = trained.recurrent(seed=0)
+    env = trained.learner.trial_env
+    space = fixed_space(trained.learner.env.default_params())
+    state, obs0 = env.reset(jax.random.PRNGKey(0), space)
+    obs, first = obs0, None
+    for t in range(4):
+        action = actor.act(np.asarray(obs))
+        first = action if first is None else first
+        state, obs, reward, done, info = env.step(jax.random.PRNGKey(t), state, action, space)
+        actor.observe(float(reward), bool(info["episode_done"]), bool(done))
+    assert np.abs(np.asarray(actor.memory.hidden)).sum() > 0  # the GRU carried something
+    actor.reset()
+    np.testing.assert_array_equal(actor.act(np.asarray(obs0)), first)  # a fresh trial
 
 
 @pytest.mark.slow

@@ -29,10 +29,11 @@ RL² is a ``Learner`` (``metarl_jax.algos.learner``): ``init_seeds``, ``train_ch
 
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -287,6 +288,35 @@ class RL2(Learner):
         # The Learner base checks losses, grad_norm and params for NaN/inf (state kept if any).
         return new_state, metrics
 
+    # ----------------------------------------------------------------------------- export
+    def make_recurrent_policy(self, state: RL2State, config: RL2Config,
+                              deterministic: bool = False) -> "RecurrentPolicy":
+        """One seed's trained GRU policy as pure functions over an explicit memory.
+
+        The memory holds what training feeds the GRU besides the observation: its hidden state
+        and the previous action, reward and episode-done flag (all zero at a trial's start).
+        """
+        net, params = self.network(config), state.params
+
+        def initial(batch_shape: Tuple[int, ...] = ()) -> RecurrentMemory:
+            x = net.dummy_input(self.env.observation_size, tuple(batch_shape))
+            return RecurrentMemory(net.initial_hidden(tuple(batch_shape)), x.prev_action,
+                                   x.prev_reward, x.prev_done)
+
+        def act(key: jax.Array, memory: RecurrentMemory, obs: jax.Array):
+            x = RecurrentInput(obs, memory.prev_action, memory.prev_reward, memory.prev_done)
+            hidden, dist, _ = net.apply(params, memory.hidden, x)
+            action = net.head.mode(dist) if deterministic else net.head.sample(key, dist)
+            return action, memory._replace(hidden=hidden, prev_action=action)
+
+        def observe(memory: RecurrentMemory, reward: jax.Array, episode_done: jax.Array,
+                    trial_done: jax.Array) -> RecurrentMemory:
+            memory = memory._replace(prev_reward=jnp.asarray(reward, jnp.float32),
+                                     prev_done=jnp.asarray(episode_done, jnp.float32))
+            return jax.tree.map(lambda m: _mask(jnp.asarray(trial_done), m), memory)
+
+        return RecurrentPolicy(initial, act, observe)
+
     # ----------------------------------------------------------------------------- evaluation
     def _evaluate(self, params, config: RL2Config, tasks, key: jax.Array,
                   deterministic: bool = False) -> Dict[str, jax.Array]:
@@ -308,3 +338,61 @@ class RL2(Learner):
         per_episode = jax.nn.one_hot(traj.episode_index, self.episodes_per_trial)
         episode_returns = jnp.einsum("tn,tne->ne", traj.reward * alive, per_episode)
         return {"episode_returns": episode_returns, "trial_return": episode_returns.sum(-1)}
+
+
+class RecurrentMemory(NamedTuple):
+    """What an RL² policy carries between steps: ``hidden [..., H]``, ``prev_action [...]``
+    (int32) or ``[..., A]``, ``prev_reward [...]``, ``prev_done [...]`` (float32)."""
+
+    hidden: jax.Array
+    prev_action: jax.Array
+    prev_reward: jax.Array
+    prev_done: jax.Array
+
+
+class RecurrentPolicy(NamedTuple):
+    """A trained RL² policy as pure functions (``RL2.make_recurrent_policy``):
+
+    - ``initial(batch_shape=()) -> memory``: the memory at the start of a trial;
+    - ``act(key, memory, obs[..., obs_size]) -> (action, memory)``;
+    - ``observe(memory, reward, episode_done, trial_done) -> memory``: after the env step; a
+      finished trial zeroes the memory (a new task starts from scratch, as in training).
+    """
+
+    initial: Callable
+    act: Callable
+    observe: Callable
+
+
+class RecurrentActor:
+    """A ``RecurrentPolicy`` behind a numpy interface, one env at a time (jitted once)::
+
+        actor = run["rl2"].recurrent(seed=0)       # or RecurrentActor(policy)
+        actor.reset()                               # a new trial (a new task)
+        action = actor.act(obs)                     # obs [obs_size] -> action (numpy)
+        actor.observe(reward, done)                 # done: this step ended an episode
+        actor.observe(reward, done, trial_done=True)   # ... or the whole trial
+    """
+
+    def __init__(self, policy: RecurrentPolicy, seed: int = 0):
+        self.policy = policy
+        self._act = jax.jit(policy.act)
+        self._observe = jax.jit(policy.observe)
+        self._key = jax.random.PRNGKey(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.memory = self.policy.initial(())
+
+    def act(self, obs) -> np.ndarray:
+        obs = np.asarray(obs, np.float32)
+        if obs.ndim != 1:
+            raise ValueError(f"RecurrentActor acts on one observation [obs_size], got shape "
+                             f"{obs.shape}")
+        self._key, key = jax.random.split(self._key)
+        action, self.memory = self._act(key, self.memory, obs)
+        return np.asarray(action)
+
+    def observe(self, reward: float, done: bool, trial_done: bool = False) -> None:
+        self.memory = self._observe(self.memory, np.float32(reward), np.bool_(done),
+                                    np.bool_(trial_done))

@@ -8,15 +8,21 @@
     run["dr"].policy(seed=0)        # the pure JAX act(key, obs) (jit it, vmap it, export it)
 
 The experiment named in ``config.json`` rebuilds its learners from the saved config with a
-module-level ``policies(config) -> {phase: (learner, learner_config, init_args)}`` (the same
-function its ``main`` trains with, so the two cannot drift apart); each phase's newest readable
-checkpoint (``checkpoints/<phase>/<update>``) is restored into ``learner.init_seeds(keys,
-learner_config, *init_args)``'s shapes. A run that is still going, or was interrupted, loads from
-its last checkpoint (``TrainedPolicy.update`` < ``num_updates``); nothing in the folder is written
-or deleted, so a live run is safe to read.
+module-level ``policies(config) -> {phase: Phase(learner, learner_config, init_args)}`` (the
+same function its ``main`` trains with, so the two cannot drift apart; a plain 3-tuple works
+too); each phase's newest readable checkpoint (``checkpoints/<phase>/<update>``) is restored into
+``learner.init_seeds(keys, learner_config, *init_args)``'s shapes (or ``Phase.init_seeds(keys)``'s
+where training changed the state's structure, e.g. a finetuned phase). A run that is still
+going, or was interrupted, loads from its last checkpoint (``TrainedPolicy.update`` <
+``num_updates``); nothing in the folder is written or deleted, so a live run is safe to read.
 
 Experiments with ``policies``: ``dr_pendulum``, ``robust_dr``, ``uposi`` (the PPO phases ``up`` and
-``dr``; ``up`` observes the true normalized params after the state) and ``sim2real_cheetah``.
+``dr``; ``up`` observes the true normalized params after the state), ``sim2real_cheetah``,
+``maxent_multigoal`` (SAC, one phase per method), ``finetune_transfer`` (the source phases and
+each method's last finetuning segment), ``maml_nav2d`` / ``maml_cheetah`` (the pre-adaptation
+meta-policy) and ``rl2_bandits`` / ``rl2_mdp`` / ``rl2_nav`` (recurrent: use
+``run[phase].recurrent(seed)``, whose ``act(obs)`` / ``observe(reward, done)`` carry the GRU's
+memory and the previous action, reward and done flag across a trial).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import numpy as np
@@ -40,6 +46,33 @@ class RunLoadError(Exception):
     """A run folder that ``load_run`` cannot read back (the message says what is missing)."""
 
 
+class Phase(NamedTuple):
+    """How to rebuild one trained phase (an entry of an experiment's ``policies(config)``).
+
+    Attributes:
+        learner: the ``Learner`` that trained it.
+        config: its learner config.
+        init_args: ``learner.init_seeds(keys, config, *init_args)`` gives the state's structure.
+        num_updates: checkpoint steps in the whole phase (default ``config.num_updates``; set it
+            when a phase checkpoints per logged block or per finetuning segment).
+        init_seeds: ``init_seeds(keys[S]) -> state`` overriding the structure above (a phase
+            whose state was reshaped before training, e.g. retargeted for finetuning).
+    """
+
+    learner: Any
+    config: Any
+    init_args: Tuple = ()
+    num_updates: Optional[int] = None
+    init_seeds: Optional[Callable[[jax.Array], Any]] = None
+
+    def like(self, keys: jax.Array) -> Any:
+        """The state's shapes and dtypes for seeds ``keys[S]`` (nothing is computed)."""
+        if self.init_seeds is not None:
+            return jax.eval_shape(self.init_seeds, keys)
+        return jax.eval_shape(lambda: self.learner.init_seeds(keys, self.config,
+                                                              *self.init_args))
+
+
 @dataclasses.dataclass
 class TrainedPolicy:
     """One trained phase of a run: every seed's state and its deterministic policy.
@@ -49,7 +82,8 @@ class TrainedPolicy:
         learner: the learner that trained it (``PPO``); ``learner.env`` is the env it acts in.
         config: the learner's config (``PPOConfig``).
         state: the train state restored from the checkpoint, stacked over seeds ``[S, ...]``.
-        update: the checkpoint's update; ``complete`` when it is the phase's last.
+        update: the checkpoint's update; ``complete`` when it is the phase's last
+            (``num_updates``).
     """
 
     name: str
@@ -57,6 +91,7 @@ class TrainedPolicy:
     config: Any
     state: Any
     update: int
+    num_updates: Optional[int] = None
     _act: Optional[Callable] = dataclasses.field(default=None, repr=False)
 
     @property
@@ -65,7 +100,8 @@ class TrainedPolicy:
 
     @property
     def complete(self) -> bool:
-        return self.update >= getattr(self.config, "num_updates", self.update)
+        total = self.num_updates or getattr(self.config, "num_updates", self.update)
+        return self.update >= total
 
     def seed_state(self, seed: int = 0) -> Any:
         """The train state of seed ``seed`` (``select_seed``)."""
@@ -79,6 +115,9 @@ class TrainedPolicy:
 
     def act(self, obs, seed: int = 0) -> np.ndarray:
         """Deterministic action(s) for ``obs [obs_size]`` or ``[batch, obs_size]`` (numpy)."""
+        if hasattr(self.learner, "make_recurrent_policy"):
+            raise TypeError(f"phase {self.name!r} is a recurrent policy (it remembers the "
+                            "trial so far): use .recurrent(seed) and its act/observe")
         if self._act is None:  # one compiled program for every seed (the state is an argument)
             self._act = jax.jit(lambda state, key, o: self.learner.make_policy(
                 state, self.config, deterministic=True)(key, o))
@@ -86,6 +125,17 @@ class TrainedPolicy:
         return np.asarray(self._act(self.seed_state(seed), key, np.asarray(obs, np.float32)))
 
     __call__ = act
+
+    def recurrent(self, seed: int = 0, deterministic: bool = True):
+        """A stateful numpy actor for a recurrent learner (RL²): ``reset()``, ``act(obs)``,
+        ``observe(reward, done)``; see ``metarl_jax.algos.rl2.RecurrentActor``."""
+        make = getattr(self.learner, "make_recurrent_policy", None)
+        if make is None:
+            raise TypeError(f"phase {self.name!r} was trained by {type(self.learner).__name__}, "
+                            "which is not recurrent: use act(obs)")
+        from metarl_jax.algos.rl2 import RecurrentActor
+
+        return RecurrentActor(make(self.seed_state(seed), self.config, deterministic))
 
 
 @dataclasses.dataclass
@@ -154,14 +204,15 @@ def load_run(run_dir: str | Path) -> Run:
     num_seeds = int(getattr(config, "num_seeds", 1))
     keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
     policies, missing = {}, []
-    for phase, (learner, learner_config, init_args) in module.policies(config).items():
-        like = jax.eval_shape(lambda: learner.init_seeds(keys, learner_config, *init_args))
-        restored = _restore_newest(run_dir / CHECKPOINT_DIR / phase, like)
+    for phase, entry in module.policies(config).items():
+        entry = Phase(*entry)
+        restored = _restore_newest(run_dir / CHECKPOINT_DIR / phase, entry.like(keys))
         if restored is None:
             missing.append(phase)
             continue
         state, update = restored
-        policies[phase] = TrainedPolicy(phase, learner, learner_config, state, update)
+        policies[phase] = TrainedPolicy(phase, entry.learner, entry.config, state, update,
+                                        entry.num_updates)
     if not policies:
         raise RunLoadError(f"{run_dir} has no readable checkpoint of any phase "
                            f"({', '.join(missing)}) yet")
