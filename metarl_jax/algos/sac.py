@@ -284,9 +284,10 @@ class SAC(Learner):
         )
 
     # ----------------------------------------------------------------------------- update
-    def _grad_step(self, config: SACConfig, buffer, obs_stats, carry, key):
+    def _grad_step(self, config: SACConfig, buffer, obs_stats, carry, key, reward_fn=None):
         """One gradient step on a sampled batch: critics, then actor, then temperature, then
-        the targets. ``carry = (params, target_critic, opt_state)``."""
+        the targets. ``carry = (params, target_critic, opt_state)``. ``reward_fn(batch, key) ->
+        reward[B]`` (optional) replaces the stored rewards of the sampled batch (``_update``)."""
         params, target, opt_state = carry
         actor, critic = self.actor(config), self.critic(config)
         sample_key, next_key, pi_key = jax.random.split(key, 3)
@@ -299,7 +300,9 @@ class SAC(Learner):
         next_action, next_log_prob = sac_loss.sample_tanh_gaussian(
             next_key, *actor.apply(params["actor"], next_obs))
         next_q1, next_q2 = critic.apply(target, next_obs, next_action)
-        y = sac_loss.critic_target(batch.reward * config.reward_scale, batch.terminal, next_q1,
+        reward = (batch.reward if reward_fn is None
+                  else reward_fn(batch, jax.random.fold_in(key, 1)))  # own stream: same draws
+        y = sac_loss.critic_target(reward * config.reward_scale, batch.terminal, next_q1,
                                    next_q2, next_log_prob, alpha, config.gamma)
 
         def critic_fn(c):
@@ -335,7 +338,12 @@ class SAC(Learner):
                        grad_norm=optax.tree.norm((c_grads, a_grads)))
         return (params, target, opt_state), metrics
 
-    def _update(self, state: SACState, config: SACConfig) -> Tuple[SACState, Dict[str, jax.Array]]:
+    def _update(self, state: SACState, config: SACConfig, reward_fn=None
+                ) -> Tuple[SACState, Dict[str, jax.Array]]:
+        """One update (module doc). ``reward_fn(batch, key) -> reward[B]``, when given, relabels
+        every sampled batch's rewards (intrinsic rewards of a model learned beside SAC, e.g.
+        DIAYN's discriminator); it is a Python closure, so callers pass it from their own
+        ``_update``, never through ``Learner.update``'s context."""
         actor = self.actor(config)
         key, rollout_key, train_key = jax.random.split(state.key, 3)
         env_steps = state.update_step * config.steps_per_update  # collected before this update
@@ -362,7 +370,7 @@ class SAC(Learner):
 
         def train(train_carry):
             keys = jax.random.split(train_key, config.num_grad_steps)
-            step = lambda c, k: self._grad_step(config, buffer, obs_stats, c, k)
+            step = lambda c, k: self._grad_step(config, buffer, obs_stats, c, k, reward_fn)
             train_carry, stats = jax.lax.scan(step, train_carry, keys)
             return train_carry, jax.tree.map(jnp.mean, stats)
 
