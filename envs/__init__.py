@@ -11,6 +11,7 @@ from typing import Callable, Dict, List
 
 from envs.bandits import BernoulliBandit, DependentBandit
 from envs.cartpole import CartPole, CartPoleContinuous, CartPoleParams, CartPoleState
+from envs.feature_nav import FeatureNav2D
 from envs.mjx_registry import lazy_mjx
 from envs.multigoal import MultiGoal2D, MultiGoalParams, MultiGoalState
 from envs.pendulum import Pendulum, PendulumParams, PendulumState
@@ -49,6 +50,7 @@ register("CartPole", CartPole)
 register("CartPoleContinuous", CartPoleContinuous)
 register("PointNav2D", PointNav2D)
 register("MultiGoal2D", MultiGoal2D)
+register("FeatureNav2D", FeatureNav2D)
 register("BernoulliBandit", BernoulliBandit)
 register("DependentBandit", DependentBandit)
 register("TabularMDP", TabularMDP)
@@ -68,6 +70,7 @@ __all__ = [
     "CartPoleParams",
     "CartPoleState",
     "DependentBandit",
+    "FeatureNav2D",
     "MultiGoal2D",
     "MultiGoalParams",
     "MultiGoalState",
