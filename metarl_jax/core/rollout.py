@@ -63,7 +63,11 @@ def rollout(
         ``(RolloutCarry(key, env_state, obs) after the last step, Trajectory[T, N, ...])``.
     """
     num_envs = obs.shape[0]
-    step_env = jax.vmap(env.step, in_axes=(0, 0, 0, params_axis))
+    if hasattr(env, "step_batch"):  # wrappers: a batch-level step, bit-identical to vmap(step)
+        def step_env(keys, state, action, params):
+            return env.step_batch(keys, state, action, params, params_axis)
+    else:
+        step_env = jax.vmap(env.step, in_axes=(0, 0, 0, params_axis))
 
     def one_step(carry: RolloutCarry, _):
         key, policy_key, env_key = jax.random.split(carry.key, 3)

@@ -14,12 +14,14 @@ episode) or every ``resample_every`` steps -- inside ``jit``, per env, from the 
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax import custom_batching
 
 from metarl_jax.core.env import Env, is_discrete
 from metarl_jax.randomization.distributions import SpecError
@@ -46,6 +48,13 @@ class Wrapper(Env):
 
     def step(self, key, state, action, params):
         return self.env.step(key, state, action, params)
+
+    def step_batch(self, keys, state, action, params, params_axis=None):
+        """``step`` over ``N`` envs: keys ``[N]``, batched state and action, ``params`` shared
+        (``params_axis=None``) or batched on axis 0. Wrappers that can do better than
+        ``vmap(step)`` at the batch level (``AutoReset``, ``EpisodeStats`` over it) override it
+        with a bit-identical version; ``rollout`` calls it."""
+        return jax.vmap(self.step, in_axes=(0, 0, 0, params_axis))(keys, state, action, params)
 
     @property
     def observation_space(self):
@@ -155,20 +164,127 @@ class AutoReset(Wrapper):
         return AutoResetState(inner, params, jnp.int32(0)), obs
 
     def step(self, key, state, action, space: ParamDistribution):
-        step_key, param_key, reset_key = jax.random.split(key, 3)
+        inner, obs, reward, done, info, since, resample = self._advance(key, state, action)
+        info = dict(info, final_obs=obs)
+        inner, obs, params, since = self._redraw(key, inner, obs, state.params, since, done,
+                                                 resample, space)
+        return AutoResetState(inner, params, since), obs, reward, done, info
+
+    def step_batch(self, keys, state, action, space: ParamDistribution, space_axis=None):
+        """``vmap(step, in_axes=(0, 0, 0, space_axis))`` over ``N`` envs, bit-identical to it
+        (the same keys, the same draws), but drawing params and resetting only the envs whose
+        episode ended (or that are due a resample).
+
+        ``keys``: ``[N]``; ``state`` and ``action``: batched ``[N, ...]``; ``space``: shared
+        (``space_axis=None``) or batched on axis 0. A batch-level ``lax.switch`` picks one of:
+        nothing to redraw (most steps of equal-length episodes), a gathered subset of at most
+        ``redraw_capacity(N)`` envs (staggered episodes), or all envs. Every env's draw depends
+        only on its own key, so computing it for a subset yields the same bits. Under an outer
+        ``vmap`` (seeds), the seed and env axes are merged into one batch first (a
+        ``custom_vmap`` rule), so the switch stays a branch instead of becoming a select that
+        would run every branch.
+        """
+        return _batched(lambda k, s, a, sp, sp_axis: self._step_batch(k, s, a, sp, sp_axis),
+                        keys, state, action, space, space_axis)
+
+    def _advance(self, key, state, action):
+        """The inner step (``key``'s first subkey) and which envs need a fresh draw."""
+        step_key = jax.random.split(key, 3)[0]
         inner, obs, reward, done, info = self.env.step(step_key, state.inner, action, state.params)
         since = state.steps_since_resample + 1
         resample = done
         if self.resample_every is not None:
             resample = resample | (since >= self.resample_every)
+        return inner, obs, reward, done, info, since, resample
+
+    def _redraw(self, key, inner, obs, params, since, done, resample, space):
+        """Where ``resample``: fresh params (``key``'s second subkey); where ``done``: a reset with
+        them (third subkey). Elsewhere everything passes through unchanged."""
+        _, param_key, reset_key = jax.random.split(key, 3)
         fresh = space.sample(param_key)
-        params = _select(resample, fresh, state.params)
+        params = _select(resample, fresh, params)
         reset_inner, reset_obs = self.env.reset(reset_key, params)
-        info = dict(info, final_obs=obs)
         inner = _select(done, reset_inner, inner)
         obs = jnp.where(done, reset_obs, obs)
         since = jnp.where(resample, 0, since).astype(jnp.int32)
+        return inner, obs, params, since
+
+    def _step_batch(self, keys, state, action, space, space_axis):
+        inner, obs, reward, done, info, since, resample = jax.vmap(self._advance)(
+            keys, state, action)
+        info = dict(info, final_obs=obs)
+        redraw = jax.vmap(self._redraw, in_axes=(0, 0, 0, 0, 0, 0, 0, space_axis))
+        carry = (inner, obs, state.params, since)
+        num_envs = keys.shape[0]
+        capacity = redraw_capacity(num_envs)
+
+        def redraw_none():
+            return carry
+
+        def redraw_all():
+            return redraw(keys, *carry, done, resample, space)
+
+        def redraw_some():
+            # Indices of the envs to redraw, padded with num_envs: gathers clip the padding to a
+            # real env (computed, then dropped by the scatter).
+            idx = jnp.nonzero(resample, size=capacity, fill_value=num_envs)[0]
+            take = functools.partial(jax.tree.map, lambda x: jnp.take(x, idx, axis=0,
+                                                                      mode="clip"))
+            sub_space = space if space_axis is None else take(space)
+            sub = redraw(take(keys), *take(carry), take(done), take(resample), sub_space)
+            return jax.tree.map(lambda full, part: full.at[idx].set(part, mode="drop"),
+                                carry, sub)
+
+        count = jnp.sum(resample.astype(jnp.int32))
+        branch = jnp.where(count == 0, 0, jnp.where(count <= capacity, 1, 2))
+        inner, obs, params, since = jax.lax.switch(branch, (redraw_none, redraw_some,
+                                                            redraw_all))
         return AutoResetState(inner, params, since), obs, reward, done, info
+
+
+def redraw_capacity(num_envs: int) -> int:
+    """How many envs ``AutoReset.step_batch`` redraws through the gathered-subset branch (more
+    go through the all-envs branch): an eighth of the batch, at least one."""
+    return max(1, num_envs // 8)
+
+
+def _batched(fn, keys, state, action, space, space_axis):
+    """``fn(keys[N], state[N], action[N], space, space_axis)`` with a ``custom_vmap`` rule: under
+    an outer ``vmap`` of size ``S`` the ``[S, N]`` axes are merged into one batch of ``S * N``
+    envs (a space batched over ``S`` is repeated per env), ``fn`` runs once on it, and the
+    outputs are split back to ``[S, N, ...]``. Per-env results are unchanged (each env's
+    computation reads only its own key, state, action and space)."""
+
+    @custom_batching.custom_vmap
+    def call(keys, state, action, space):
+        return fn(keys, state, action, space, space_axis)
+
+    @call.def_vmap
+    def rule(axis_size, in_batched, keys, state, action, space):
+        keys_b, state_b, action_b, space_b = in_batched
+        num_envs = keys.shape[1] if keys_b else keys.shape[0]
+
+        def merge(x, batched):  # [S, N, ...] (or [N, ...] shared over S) -> [S * N, ...]
+            if not batched:
+                x = jnp.broadcast_to(x, (axis_size,) + x.shape)
+            return x.reshape((axis_size * num_envs,) + x.shape[2:])
+
+        merged = [jax.tree.map(merge, tree, flags)
+                  for tree, flags in ((keys, keys_b), (state, state_b), (action, action_b))]
+        if not any(jax.tree.leaves(space_b)):
+            inner_space, inner_axis = space, space_axis
+        elif space_axis is None:  # [S, ...] -> one copy per env: [S * N, ...]
+            inner_space = jax.tree.map(
+                lambda x, b: jnp.repeat(x if b else jnp.broadcast_to(x, (axis_size,) + x.shape),
+                                        num_envs, axis=0), space, space_b)
+            inner_axis = 0
+        else:
+            inner_space, inner_axis = jax.tree.map(merge, space, space_b), 0
+        out = _batched(fn, *merged, inner_space, inner_axis)
+        out = jax.tree.map(lambda x: x.reshape((axis_size, num_envs) + x.shape[1:]), out)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return call(keys, state, action, space)
 
 
 @struct.dataclass
@@ -194,6 +310,18 @@ class EpisodeStats(Wrapper):
 
     def step(self, key, state, action, params):
         inner, obs, reward, done, info = self.env.step(key, state.inner, action, params)
+        return self._track(state, inner, obs, reward, done, info)
+
+    def step_batch(self, keys, state, action, params, params_axis=None):
+        """The inner env's ``step_batch`` (e.g. ``AutoReset``'s) plus the elementwise stats."""
+        if not isinstance(self.env, Wrapper):
+            return super().step_batch(keys, state, action, params, params_axis)
+        inner, obs, reward, done, info = self.env.step_batch(keys, state.inner, action, params,
+                                                             params_axis)
+        return jax.vmap(self._track)(state, inner, obs, reward, done, info)
+
+    @staticmethod
+    def _track(state, inner, obs, reward, done, info):
         ret = state.episode_return + reward
         length = state.episode_length + 1
         new_state = EpisodeStatsState(
