@@ -94,3 +94,28 @@ def test_format_table_aligns_columns():
     assert "12.50 ± 0.2500" in lines[3]
     assert len({len(line) for line in lines}) == 1  # every line padded to the same width
     assert lines[2].endswith("    3") and lines[3].endswith("   10")  # numbers right-aligned
+
+
+def test_compile_time_is_shown_apart_and_kept_out_of_steps_per_s_and_eta():
+    import jax.monitoring
+
+    backend = "/jax/core/compile/backend_compile_duration"
+    clock, out = FakeClock(), io.StringIO()
+    progress = Progress(1_000_000, "ppo", stream=out, interval=10.0, clock=clock,
+                        announce_compile=False)
+    jax.monitoring.record_event_duration_secs(backend, 8.0)  # the first chunk's compile
+    clock.t = 10.0
+    progress.update(123_456)
+    # 123,456 steps in the 2 s of the first chunk that were not compiling: ETA (1e6 - 123,456)
+    # / 61,728 steps/s = 14.2 s.
+    assert out.getvalue() == (
+        "ppo  steps 123,456/1,000,000 (12%)  first chunk 10s  compile 8s  ETA 14s\n")
+    jax.monitoring.record_event_duration_secs(backend, 5.0)  # a recompile mid-run
+    clock.t = 21.0
+    progress.update(250_000)
+    # (250,000 - 123,456) steps in 11 s less 5 s of compile; ETA 750,000 / 21,091 = 35.6 s.
+    assert out.getvalue().splitlines()[-1] == (
+        "ppo  steps 250,000/1,000,000 (25%)  21,091 steps/s  compile 13s  ETA 36s")
+    progress.close()
+    jax.monitoring.record_event_duration_secs(backend, 1.0)  # after close: not counted
+    assert progress.compile_s == 13.0

@@ -1,5 +1,7 @@
 """The chunked training loop with a toy learner: logging, checkpoints, resume, NaN stop."""
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -39,7 +41,7 @@ def test_logs_every_update_and_checkpoints_every_chunk(tmp_path):
     assert [line["update"] for line in lines] == list(range(1, 11))
     assert [line["step"] for line in lines][-1] == 1000
     with Checkpointer(tmp_path / CHECKPOINT_DIR / "a") as ckpt:
-        assert ckpt.all_steps() == [8, 10]  # max_to_keep=2, chunks end at 4, 8, 10
+        assert ckpt.all_steps() == [8, 10]  # max_to_keep=2; chunks of 2 (even_chunk_size)
 
 
 def test_finished_phase_is_skipped_and_interrupted_one_resumes(tmp_path):
@@ -90,3 +92,35 @@ def test_every_checkpoint_corrupt_raises_and_changes_nothing(tmp_path):
     with pytest.raises(CheckpointError, match="no readable checkpoint of phase 'a'"):
         train_phase(tmp_path, "a", init, chunk, 12, 4, 1)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_chunks_divide_the_run_so_the_training_program_compiles_once(tmp_path):
+    import jax
+
+    from metarl_jax.io.training_loop import even_chunk_size
+    from tests.compile_count import count_compiles
+
+    assert [even_chunk_size(12, 5), even_chunk_size(10, 4), even_chunk_size(30, 20),
+            even_chunk_size(13, 5), even_chunk_size(3, 8)] == [4, 2, 15, 5, 3]
+
+    @jax.jit
+    def init():
+        return {"x": jnp.float32(1.0), "n": jnp.int32(0)}
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def chunk(state, n):  # n updates of x <- 0.5 x + 1, the metric is x after each
+        def one(s, _):
+            s = {"x": 0.5 * s["x"] + 1.0, "n": s["n"] + 1}
+            return s, s["x"]
+        state, xs = jax.lax.scan(one, state, None, length=n)
+        return state, {"value": xs}
+
+    jax.block_until_ready(init())
+    with count_compiles() as compiles:  # 12 updates asked in chunks of 5: 3 chunks of 4
+        state = train_phase(tmp_path, "a", init, chunk, 12, 5, 1)
+    assert compiles.count == 1
+    expected = 1.0
+    for _ in range(12):
+        expected = 0.5 * expected + 1.0
+    assert int(state["n"]) == 12 and float(state["x"]) == np.float32(expected)
+    assert [line["update"] for line in read_metrics(tmp_path / METRICS_FILE)] == list(range(1, 13))

@@ -6,7 +6,10 @@ leading seed axis, or ``[num_updates]``). Between chunks it appends one ``metric
 update (averaged over seeds), updates the progress line, and writes a full-state orbax checkpoint
 under ``<run>/checkpoints/<phase>/<update>``. A run resumed from a checkpoint replays exactly the
 same sequence of chunks as an uninterrupted one, so its final state and metrics are bit-identical
-(chunk boundaries are a fixed multiple of ``updates_per_chunk`` from update 0). With several seeds,
+(chunk boundaries are a fixed multiple of the chunk size from update 0). The chunk size is
+``even_chunk_size(num_updates, updates_per_chunk)``: a divisor of the phase's updates where one
+is close enough below ``updates_per_chunk``, so that no short final chunk compiles the training
+program a second time (the number of updates per call is static). With several seeds,
 each ``*return*`` metric's line also holds ``<name>_per_seed``. ``progress_fn(step, metrics)``,
 if given, is called after every chunk (brax.training's convention), never inside ``jit``.
 
@@ -78,6 +81,19 @@ def _seed_mean(metrics: Dict[str, np.ndarray], i: int) -> Dict[str, Any]:
     return line
 
 
+def even_chunk_size(num_updates: int, updates_per_chunk: int) -> int:
+    """The updates per compiled call ``train_phase`` uses: the largest divisor of
+    ``num_updates`` that is ``<= updates_per_chunk``, if it is at least half of it (so the run
+    ends on a full chunk: one compile), else ``updates_per_chunk`` itself (a last, shorter chunk
+    compiles once more, rather than many tiny chunks; e.g. a prime ``num_updates``).
+    Per-update results do not depend on it (each update's key comes from the state)."""
+    upper = max(1, min(updates_per_chunk, num_updates))
+    for size in range(upper, 0, -1):
+        if num_updates % size == 0:
+            return size if 2 * size >= upper else upper
+    return upper
+
+
 def train_phase(
     run_dir: Path,
     phase: str,
@@ -99,7 +115,8 @@ def train_phase(
         init: builds the initial train state (also the template a checkpoint is restored into).
         chunk: ``chunk(state, n) -> (state, metrics)`` runs ``n`` updates (compiled).
         num_updates: updates in the whole phase.
-        updates_per_chunk: updates per compiled call (logging/checkpoint granularity).
+        updates_per_chunk: updates per compiled call (logging/checkpoint granularity); rounded
+            down to a divisor of ``num_updates`` by ``even_chunk_size``.
         steps_per_update: env steps per update, all envs and seeds together (for progress).
         show: metric names printed on the progress line.
         checkpoint_every: save every this many chunks (and always at the end).
@@ -110,6 +127,7 @@ def train_phase(
     if updates_per_chunk < 1 or num_updates < 1:
         raise ValueError(f"need num_updates >= 1 and updates_per_chunk >= 1, got "
                          f"{num_updates}, {updates_per_chunk}")
+    updates_per_chunk = even_chunk_size(num_updates, updates_per_chunk)
     metrics_path = run_dir / METRICS_FILE
     with stop_signals() as stop:
         stop.run_dir = run_dir
