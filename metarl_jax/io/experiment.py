@@ -17,15 +17,25 @@ versions, git commit, CPU and accelerators): ``config.json`` at the start, ``sum
 the end, with ``wall_time_s`` (this process, from ``start_run`` to ``finish``; a resumed run
 counts from its resume). ``finish`` of a ``quick``-preset run says that its table is a smoke
 test and what to run for meaningful numbers.
+
+``start_run`` also turns on JAX's persistent compilation cache (``enable_compile_cache``), so a
+second run of an experiment reads its compiled programs from disk instead of compiling them
+again: ``$METARL_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/metarl_jax/jax`` (default
+``~/.cache/metarl_jax/jax``). ``METARL_JAX_COMPILE_CACHE=0`` turns it off; a cache folder set
+before (``jax.config``'s ``jax_compilation_cache_dir``, as the tests do) is kept. Cached
+programs are the same compiled code, so results do not change.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Tuple
+from typing import Any, Mapping, Optional, Tuple
+
+import jax
 
 from metarl_jax.io.cli import RunArgs
 from metarl_jax.io.config import config_from_dict, config_to_dict
@@ -47,6 +57,45 @@ from metarl_jax.io.stop_signals import note_run_dir
 _START: dict = {}  # "monotonic": when this process's start_run was called (for wall_time_s)
 
 
+CACHE_DIR_VAR = "METARL_JAX_CACHE_DIR"  # where compiled programs are kept
+CACHE_SWITCH_VAR = "METARL_JAX_COMPILE_CACHE"  # "0" / "off" / "false": no persistent cache
+# Programs that compile faster than this are not worth a disk entry (JAX's default is 1 s, which
+# would leave most evaluation and small training programs of the quick presets uncached).
+MIN_COMPILE_SECONDS = 0.1
+
+
+def compile_cache_dir(environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
+    """The persistent compilation cache folder the environment asks for, or None when
+    ``METARL_JAX_COMPILE_CACHE`` turns it off (``0``, ``off``, ``false``, ``no``)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(CACHE_SWITCH_VAR, "").strip().lower() in ("0", "off", "false", "no"):
+        return None
+    if environ.get(CACHE_DIR_VAR):
+        return Path(environ[CACHE_DIR_VAR]).expanduser()
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "metarl_jax" / "jax"
+
+
+def enable_compile_cache(environ: Optional[Mapping[str, str]] = None) -> Optional[Path]:
+    """Point JAX's persistent compilation cache at ``compile_cache_dir(environ)`` (creating the
+    folder) unless a cache folder is already configured, which is kept. Returns the folder in use,
+    or None when the cache is off. Call before the first compile."""
+    current = jax.config.jax_compilation_cache_dir
+    if current:
+        return Path(current)
+    path = compile_cache_dir(environ)
+    if path is None:
+        return None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a read-only home must not stop an experiment: run uncached
+        print(f"compilation cache off: cannot create {path} ({e})", file=sys.stderr)
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    return path
+
+
 def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -56,8 +105,10 @@ def start_run(name: str, args: RunArgs) -> Tuple[Path, Any, int]:
     writer per run folder). Returns ``(run_dir, config, seed)``.
 
     Raises ``RunDirBusy`` when another process is writing the folder and ``DamagedRunError``
-    when its ``config.json`` cannot be read back; either way nothing in the folder changes."""
+    when its ``config.json`` cannot be read back; either way nothing in the folder changes.
+    Turns on the persistent compilation cache (``enable_compile_cache``)."""
     _START["monotonic"] = time.monotonic()
+    enable_compile_cache()
     if args.resume is not None:
         run_dir = Path(args.resume)
         try:
