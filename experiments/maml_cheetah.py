@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
 from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.transfer.few_shot import (
@@ -148,11 +149,18 @@ def plot_adaptation(path, targets: np.ndarray, velocity: dict, task: str) -> Non
     fig.savefig(path, dpi=100)
 
 
+def policies(config: Config):
+    """``{method: Phase(MAMLRL, method config, (task space,))}``: what ``main`` trains;
+    ``metarl_jax.load_run`` restores them (``act`` is the pre-adaptation meta-policy)."""
+    env = make_env(config)
+    learner = MAMLRL(env)
+    return {m: Phase(learner, getattr(config, m), (env.task_space(),), stacked=False,
+                     num_updates=getattr(config, f"{m}_iterations")) for m in METHODS}
+
+
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
-    env = make_env(config)
-    space = env.task_space()
-    learner = MAMLRL(env)
+    learner, _, (space,) = policies(config)[METHODS[0]][:3]
     base_key = jax.random.PRNGKey(seed)
     states = train_meta_phases(
         run_dir, learner, {m: getattr(config, m) for m in METHODS},

@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from envs.point_nav import PointNav2D
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
 from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import uniform
@@ -135,12 +136,20 @@ def plot_trajectories(path, goals: np.ndarray, positions: dict, num_steps: int) 
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
-def main(args) -> dict:
-    run_dir, config, seed = start_run(NAME, args)
+def policies(config: Config):
+    """``{method: Phase(MAMLRL, method config, (goal space,))}``: what ``main`` trains;
+    ``metarl_jax.load_run`` restores them (``act`` is the pre-adaptation meta-policy)."""
     env = PointNav2D(max_steps=100)
     space = make_param_space(env.default_params(),
                              {"goal": uniform(-config.goal_range, config.goal_range)})
     learner = MAMLRL(env)
+    return {m: Phase(learner, getattr(config, m), (space,), stacked=False,
+                     num_updates=getattr(config, f"{m}_iterations")) for m in METHODS}
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    learner, _, (space,) = policies(config)[METHODS[0]][:3]
     base_key = jax.random.PRNGKey(seed)
     states = train_meta_phases(
         run_dir, learner, {m: getattr(config, m) for m in METHODS},

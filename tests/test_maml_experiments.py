@@ -2,9 +2,12 @@
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import metarl_jax
 from experiments import maml_nav2d, maml_sinusoid
 from metarl_jax.io.cli import cli
 from metarl_jax.io.metrics import read_metrics
@@ -57,3 +60,15 @@ def test_nav2d_quick_preset(tmp_path):
     assert (out / "trajectories.png").stat().st_size > 20_000
     saved = json.loads((out / "config.json").read_text())
     assert saved["config"]["maml"]["outer"] == "trpo" and saved["config"]["eval_steps"] == 2
+
+    # load_run: every method's meta-policy back (one seed), acting like the learner's policy.
+    run = metarl_jax.load_run(out)
+    assert set(run.policies) == {"maml", "promp", "pretrained"} and run.finished
+    obs = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    for method, trained in run.policies.items():
+        assert trained.complete and trained.num_seeds == 1, method
+        actions = trained.act(obs)
+        assert actions.shape == (5, 2) and np.all(np.isfinite(actions))
+        pure = trained.policy(seed=0)(jax.random.PRNGKey(0), jnp.asarray(obs))
+        np.testing.assert_allclose(actions, np.asarray(pure), rtol=1e-6)
+    assert not np.allclose(run["maml"].act(obs), run["pretrained"].act(obs))

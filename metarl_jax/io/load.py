@@ -57,6 +57,8 @@ class Phase(NamedTuple):
             when a phase checkpoints per logged block or per finetuning segment).
         init_seeds: ``init_seeds(keys[S]) -> state`` overriding the structure above (a phase
             whose state was reshaped before training, e.g. retargeted for finetuning).
+        stacked: False for a phase trained as one state (``learner.init(key, ...)``, e.g.
+            MAML-RL): it is restored into ``init``'s shapes and given a seed axis of 1.
     """
 
     learner: Any
@@ -64,11 +66,15 @@ class Phase(NamedTuple):
     init_args: Tuple = ()
     num_updates: Optional[int] = None
     init_seeds: Optional[Callable[[jax.Array], Any]] = None
+    stacked: bool = True
 
     def like(self, keys: jax.Array) -> Any:
         """The state's shapes and dtypes for seeds ``keys[S]`` (nothing is computed)."""
         if self.init_seeds is not None:
             return jax.eval_shape(self.init_seeds, keys)
+        if not self.stacked:
+            return jax.eval_shape(lambda: self.learner.init(keys[0], self.config,
+                                                            *self.init_args))
         return jax.eval_shape(lambda: self.learner.init_seeds(keys, self.config,
                                                               *self.init_args))
 
@@ -211,6 +217,8 @@ def load_run(run_dir: str | Path) -> Run:
             missing.append(phase)
             continue
         state, update = restored
+        if not entry.stacked:
+            state = jax.tree.map(lambda x: x[None], state)
         policies[phase] = TrainedPolicy(phase, entry.learner, entry.config, state, update,
                                         entry.num_updates)
     if not policies:
