@@ -1,5 +1,6 @@
 # metarl_jax: `make run` sets up a virtualenv and runs the main job's small preset on CPU;
-# `make test` runs the test suite (the command CI runs).
+# `make test` runs the test suite (the command CI runs); `make bench` runs the benchmark suite
+# (quick preset; `python -m benchmarks.run --preset full` for the full one).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -22,7 +23,7 @@ test: install
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 bench: install
-	$(PY) -m benchmarks.env_throughput
+	$(PY) -m benchmarks.run --preset quick
 
 lint: install
 	$(PY) -m ruff check metarl_jax envs experiments benchmarks tests
