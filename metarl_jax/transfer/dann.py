@@ -102,7 +102,7 @@ def domain_loss(logits_source: jax.Array, logits_target: jax.Array
     doc): mean binary cross-entropy over the two halves, and the fraction classified right."""
     loss = (jnp.mean(optax.sigmoid_binary_cross_entropy(logits_source, 0.0))
             + jnp.mean(optax.sigmoid_binary_cross_entropy(logits_target, 1.0)))
-    accuracy = 0.5 * (jnp.mean(logits_source < 0) + jnp.mean(logits_target > 0))
+    accuracy = 0.5 * (jnp.mean(logits_source < 0) + jnp.mean(logits_target >= 0))
     return 0.5 * loss, accuracy
 
 
@@ -204,6 +204,19 @@ class DANN(Learner):
             target_buffer=replay.init(obs[0], config.target_buffer_size),
             target_env_state=env_state, target_obs=obs, target_space=target_space, key=key)
 
+    def adversarial_loss(self, encoder: Any, classifier: Any, actor_params: Any,
+                         config: DANNConfig, obs_source: jax.Array, obs_target: jax.Array
+                         ) -> Tuple[jax.Array, jax.Array]:
+        """``(L_D, accuracy)`` with the encoder's features passed through the gradient reversal
+        (``obs_*: [B, obs_size]``; ``encoder`` replaces the encoder inside ``actor_params``):
+        ``grad`` w.r.t. ``classifier`` is ``dL_D``, w.r.t. ``encoder`` it is ``-λ dL_D``."""
+        params = {"params": {**actor_params["params"], "encoder": encoder}}
+        feats = self.features(params, config, jnp.concatenate([obs_source, obs_target]))
+        logits = self.classifier_net.apply(classifier,
+                                           gradient_reversal(feats, config.domain_coef))
+        n = obs_source.shape[0]
+        return domain_loss(logits[:n], logits[n:])
+
     def _adversarial_step(self, config: DANNConfig, source_buffer, target_buffer, carry, key):
         """One step of the minimax game on fresh batches; ``carry = (actor_params, classifier,
         opt_state)``: the classifier descends ``L_D``, the encoder ascends it (reversal)."""
@@ -212,12 +225,8 @@ class DANN(Learner):
         obs_s = replay.sample(source_buffer, source_key, config.domain_batch).obs
         obs_t = replay.sample(target_buffer, target_key, config.domain_batch)
 
-        def loss_fn(encoder, clf):
-            params = {"params": {**actor_params["params"], "encoder": encoder}}
-            feats = self.features(params, config, jnp.concatenate([obs_s, obs_t]))
-            logits = self.classifier_net.apply(clf, gradient_reversal(feats, config.domain_coef))
-            return domain_loss(logits[:config.domain_batch], logits[config.domain_batch:])
-
+        loss_fn = lambda enc, clf: self.adversarial_loss(enc, clf, actor_params, config, obs_s,
+                                                         obs_t)
         encoder = actor_params["params"]["encoder"]
         (loss, accuracy), (g_enc, g_clf) = jax.value_and_grad(
             loss_fn, argnums=(0, 1), has_aux=True)(encoder, classifier)

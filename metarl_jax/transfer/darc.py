@@ -1,0 +1,243 @@
+"""Off-dynamics RL with domain classifiers (DARC; Eysenbach et al., ICLR 2021).
+
+SAC trains in the **source** simulator on ``r + Δr``, where the reward correction
+
+    Δr(s, a, s') = log q(t|s,a,s') - log q(s|s,a,s') - log q(t|s,a) + log q(s|s,a)
+                 = log p_target(s'|s,a) - log p_source(s'|s,a)     (for Bayes-optimal classifiers)
+
+penalizes transitions the target's physics would not produce. Two binary classifiers learn it from
+source transitions (SAC's replay buffer) and a small budget of **target** transitions gathered by
+the current policy (``target_envs`` envs, ``sac.num_steps`` steps each per update):
+``q(t|s,a) = σ(z_sa)`` and ``q(t|s,a,s') = σ(z_sa + z_sas)`` (the paper's parameterization, so
+``Δr = z_sas``), trained by cross-entropy on inputs with Gaussian noise ``classifier_noise`` (the
+paper's regularizer). Δr enters SAC's sampled batches after ``delta_r_warmup`` source env steps,
+scaled by ``delta_r_coef`` (``0``: the source-only ablation, same compiled program).
+
+    darc = DARC(env)
+    state = darc.init(key, config, source_space, target_space)
+    state, metrics = darc.train_chunk(state, config, num_updates=100)
+
+Shapes: ``obs [B, O]``, ``action [B, A]`` (squashed, as SAC stores it), logits ``[B]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, NamedTuple, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from metarl_jax.algos import sac_loss
+from metarl_jax.algos.learner import Learner
+from metarl_jax.algos.sac import SAC, SACConfig, SACState, _adam_step
+from metarl_jax.core import replay
+from metarl_jax.core.env import Env
+from metarl_jax.core.rollout import reset_batch, rollout
+from metarl_jax.core.wrappers import AutoReset, EpisodeStats
+from metarl_jax.nets.mlp import MLP
+from metarl_jax.randomization.param_space import ParamDistribution
+
+static = dict(pytree_node=False)
+
+
+def delta_r(log_q_target_sas: jax.Array, log_q_source_sas: jax.Array,
+            log_q_target_sa: jax.Array, log_q_source_sa: jax.Array) -> jax.Array:
+    """DARC's reward correction ``[B]`` from the classifiers' log-probabilities ``[B]``
+    (module doc)."""
+    return log_q_target_sas - log_q_source_sas - log_q_target_sa + log_q_source_sa
+
+
+def delta_r_from_logits(logit_sa: jax.Array, logit_sas: jax.Array) -> jax.Array:
+    """``delta_r`` for ``q(t|s,a) = σ(logit_sa)``, ``q(t|s,a,s') = σ(logit_sas)`` ``[B]``."""
+    return delta_r(jax.nn.log_sigmoid(logit_sas), jax.nn.log_sigmoid(-logit_sas),
+                   jax.nn.log_sigmoid(logit_sa), jax.nn.log_sigmoid(-logit_sa))
+
+
+class DomainClassifiers(nn.Module):
+    """``(obs, action, next_obs) -> (z_sa[...], z_sa + z_sas[...])``: the logits of
+    ``q(target|s,a)`` and ``q(target|s,a,s')``."""
+
+    hidden_sizes: Tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, obs, action, next_obs):
+        sa = jnp.concatenate([obs, action], axis=-1)
+        z_sa = MLP(self.hidden_sizes, 1, activation=nn.relu, name="sa")(sa)[..., 0]
+        z_sas = MLP(self.hidden_sizes, 1, activation=nn.relu, name="sas")(
+            jnp.concatenate([sa, next_obs], axis=-1))[..., 0]
+        return z_sa, z_sa + z_sas
+
+
+class Transitions(NamedTuple):
+    """Target transitions as the classifiers read them (leaves ``[...]`` / ``[capacity, ...]``)."""
+
+    obs: jax.Array  # [O]
+    action: jax.Array  # [A] squashed in [-1, 1]
+    next_obs: jax.Array  # [O], before any auto-reset
+
+
+@struct.dataclass
+class DARCConfig:
+    """SAC's config plus the classifiers'. Sizes static; rates and ``delta_r_coef`` leaves."""
+
+    sac: SACConfig = SACConfig()
+    target_envs: int = struct.field(default=1, **static)  # target steps per update / num_steps
+    target_buffer_size: int = struct.field(default=20_000, **static)
+    classifier_steps: int = struct.field(default=1, **static)  # per update
+    classifier_batch: int = struct.field(default=128, **static)
+    delta_r_warmup: int = struct.field(default=2_000, **static)  # source env steps without Δr
+    classifier_noise: float = 0.05  # std of the Gaussian noise on classifier inputs
+    classifier_lr: float = 3e-4
+    delta_r_coef: float = 1.0
+
+    @property
+    def num_updates(self) -> int:
+        return self.sac.num_updates
+
+    @property
+    def target_budget(self) -> int:
+        """Target env steps over the whole run."""
+        return self.target_envs * self.sac.num_steps * self.sac.num_updates
+
+    def validate(self) -> "DARCConfig":
+        self.sac.validate()
+        for name in ("target_envs", "classifier_steps", "classifier_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"DARCConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.target_buffer_size < max(self.classifier_batch,
+                                         self.target_envs * self.sac.num_steps):
+            raise ValueError(f"DARCConfig.target_buffer_size = {self.target_buffer_size} must "
+                             f"hold a classifier batch and one update's target transitions")
+        if not (float(self.classifier_noise) >= 0 and float(self.classifier_lr) > 0
+                and float(self.delta_r_coef) >= 0):
+            raise ValueError("DARCConfig: need classifier_noise >= 0, classifier_lr > 0 and "
+                             "delta_r_coef >= 0")
+        return self
+
+
+@struct.dataclass
+class DARCState:
+    sac: SACState
+    classifier: Any  # DomainClassifiers params
+    classifier_opt: Any  # Adam moments
+    target_buffer: replay.ReplayBuffer  # Transitions from the target
+    target_env_state: Any  # [target_envs, ...]
+    target_obs: jax.Array  # [target_envs, O]
+    target_space: ParamDistribution
+    key: jax.Array
+
+
+class DARC(Learner):
+    """SAC in the source with DARC's reward correction (module doc)."""
+
+    def __init__(self, env: Env, classifier_sizes: Tuple[int, ...] = (64, 64)):
+        self.env = env
+        self.sac = SAC(env)
+        self.target_env = EpisodeStats(AutoReset(env))
+        self.classifiers = DomainClassifiers(tuple(classifier_sizes))
+        super().__init__()
+
+    def make_policy(self, state: DARCState, config: DARCConfig, deterministic: bool = False):
+        return self.sac.make_policy(state.sac, config.sac, deterministic)
+
+    def trainable(self, state: DARCState) -> Any:
+        return (self.sac.trainable(state.sac), state.classifier)
+
+    def _init(self, key: jax.Array, config: DARCConfig, source_space: ParamDistribution,
+              target_space: ParamDistribution) -> DARCState:
+        sac_key, clf_key, env_key, key = jax.random.split(key, 4)
+        sac_state = self.sac._init(sac_key, config.sac, source_space)
+        obs_size, action_size = self.env.observation_size, self.sac.action_size
+        obs, action = jnp.zeros((1, obs_size)), jnp.zeros((1, action_size))
+        classifier = self.classifiers.init(clf_key, obs, action, obs)
+        env_state, target_obs = reset_batch(self.target_env, env_key, target_space,
+                                            config.target_envs)
+        example = Transitions(obs[0], action[0], obs[0])
+        return DARCState(sac=sac_state, classifier=classifier,
+                         classifier_opt=optax.scale_by_adam().init(classifier),
+                         target_buffer=replay.init(example, config.target_buffer_size),
+                         target_env_state=env_state, target_obs=target_obs,
+                         target_space=target_space, key=key)
+
+    def delta_r(self, classifier: Any, obs, action, next_obs) -> jax.Array:
+        """Δr ``[B]`` of the current classifiers on clean inputs."""
+        z_sa, z_sas = self.classifiers.apply(classifier, obs, action, next_obs)
+        return delta_r_from_logits(z_sa, z_sas)
+
+    def _classifier_step(self, config: DARCConfig, source_buffer, target_buffer, carry, key):
+        classifier, opt_state = carry
+        source_key, target_key, noise_key = jax.random.split(key, 3)
+        source = replay.sample(source_buffer, source_key, config.classifier_batch)
+        target = replay.sample(target_buffer, target_key, config.classifier_batch)
+        inputs = [jnp.concatenate([getattr(source, f), getattr(target, f)])
+                  for f in ("obs", "action", "next_obs")]
+        noise_keys = jax.random.split(noise_key, 3)
+        inputs = [x + config.classifier_noise * jax.random.normal(k, x.shape, x.dtype)
+                  for x, k in zip(inputs, noise_keys)]
+        labels = jnp.concatenate([jnp.zeros(config.classifier_batch),
+                                  jnp.ones(config.classifier_batch)])
+
+        def loss_fn(params):
+            z_sa, z_sas = self.classifiers.apply(params, *inputs)
+            loss = (jnp.mean(optax.sigmoid_binary_cross_entropy(z_sa, labels))
+                    + jnp.mean(optax.sigmoid_binary_cross_entropy(z_sas, labels)))
+            return loss, jnp.mean((z_sas > 0) == (labels > 0.5))
+
+        (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(classifier)
+        classifier, opt_state = _adam_step(grads, opt_state, classifier, config.classifier_lr)
+        return (classifier, opt_state), dict(classifier_loss=loss, classifier_accuracy=accuracy)
+
+    def _update(self, state: DARCState, config: DARCConfig) -> Tuple[DARCState, Dict]:
+        key, rollout_key, clf_key = jax.random.split(state.key, 3)
+        sac, cfg = self.sac, config.sac
+        env_steps = state.sac.update_step * cfg.steps_per_update
+        actor = sac.actor(cfg)
+
+        def target_policy(k, obs):  # SAC's behaviour: uniform during its warm-up
+            policy_key, uniform_key = jax.random.split(k)
+            squashed, _ = sac_loss.sample_tanh_gaussian(
+                policy_key, *actor.apply(state.sac.params["actor"], obs))
+            uniform = jax.random.uniform(uniform_key, squashed.shape, minval=-1.0, maxval=1.0)
+            squashed = jnp.where(env_steps < cfg.learning_starts, uniform, squashed)
+            return sac.to_env_action(squashed), {"squashed": squashed}
+
+        carry, traj = rollout(target_policy, self.target_env, rollout_key, state.target_env_state,
+                              state.target_obs, state.target_space, cfg.num_steps)
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])
+        target_buffer = replay.add(state.target_buffer, Transitions(
+            flat(traj.obs), flat(traj.extras["squashed"]), flat(traj.final_obs)))
+
+        ready = ((state.sac.buffer.size >= config.classifier_batch)
+                 & (target_buffer.size >= config.classifier_batch))
+
+        def train_classifiers(c):
+            keys = jax.random.split(clf_key, config.classifier_steps)
+            step = lambda c, k: self._classifier_step(config, state.sac.buffer, target_buffer,
+                                                      c, k)
+            c, stats = jax.lax.scan(step, c, keys)
+            return c, jax.tree.map(jnp.mean, stats)
+
+        clf_carry = (state.classifier, state.classifier_opt)
+        skipped = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                               jax.eval_shape(train_classifiers, clf_carry)[1])
+        (classifier, classifier_opt), clf_metrics = jax.lax.cond(
+            ready, train_classifiers, lambda c: (c, skipped), clf_carry)
+
+        coef = config.delta_r_coef * (env_steps >= config.delta_r_warmup).astype(jnp.float32)
+
+        def corrected_reward(batch, _key):
+            return batch.reward + coef * self.delta_r(classifier, batch.obs, batch.action,
+                                                      batch.next_obs)
+
+        sac_state, metrics = sac._update(state.sac, cfg, corrected_reward)
+        recent = replay.sample(sac_state.buffer, clf_key, config.classifier_batch)
+        metrics.update(clf_metrics)
+        metrics["delta_r_mean"] = jnp.mean(self.delta_r(classifier, recent.obs, recent.action,
+                                                        recent.next_obs))
+        metrics["target_episode_return"] = jnp.mean(carry.env_state.last_return)
+        return state.replace(sac=sac_state, classifier=classifier, classifier_opt=classifier_opt,
+                             target_buffer=target_buffer, target_env_state=carry.env_state,
+                             target_obs=carry.obs, key=key), metrics
