@@ -1,24 +1,34 @@
-"""Env throughput: pure-JAX envs with per-episode randomization vs gymnasium's vector envs.
+"""Env throughput: pure-JAX envs with per-episode randomization vs a batched numpy twin and
+gymnasium's fastest vector env, timed in interleaved rounds.
 
 Usage (from the repo root)::
 
-    python -m benchmarks.env_throughput [--envs 1,64,1024,4096] [--steps N] [--quick] [--out PATH]
+    python -m benchmarks.env_throughput [--preset smoke|quick|full] [--envs 1024,4096]
+                                        [--rounds R] [--out PATH]
 
-For Pendulum and CartPole (discrete) at each env count N, one run measures:
+(``--quick`` is ``--preset smoke``: tiny sizes, for the test suite.) ``run(preset) -> dict`` is
+what ``benchmarks.run`` calls. For Pendulum and CartPole (discrete) at each env count N, the
+programs below run in rounds (``benchmarks.timing.interleave``: A, B, C, ... then again), so a
+burst of load hits every side; each reports env-steps/s per round, and every ratio is taken per
+round and summarized by its median and min-max:
 
 * ``jax_randomized``: ``AutoReset(env)`` with a ``ParamSpace`` that draws four physics fields
-  (relative uniform ranges in ``CASES``) at every episode start. One jitted call is a
-  ``lax.scan`` over T steps of ``jax.vmap(env.step)``, with random actions drawn inside the scan.
-  Compile time (``lower().compile()``) is reported separately. After a warm-up call, each repeat
-  times enough calls to last ~``jax_seconds``, and the best repeat is kept.
+  (relative uniform ranges in ``CASES``) at every episode start; the batch-level
+  ``AutoReset.step_batch`` (what ``rollout`` and the learners use). One jitted call is a
+  ``lax.scan`` over T steps, random actions drawn inside the scan. Compile time is reported
+  separately.
 * ``jax_fixed``: the same program under ``fixed_space(nominal)``.
+* ``jax_randomized_vmap`` (``full`` only): the randomized program as ``vmap(AutoReset.step)``,
+  the per-env step that ``step_batch`` replaces (same bits, for the speed-up).
+* ``numpy_batched``: ``benchmarks.numpy_envs``: the same dynamics and the same per-episode redraw,
+  vectorized over envs with numpy (float32). Actions pre-sampled, outside the timing.
 * ``gymnasium``: gymnasium's fastest vectorization of the env: ``vector_entry_point`` (numpy
-  ``CartPoleVectorEnv``) for CartPole, ``sync`` for Pendulum (it has none). Actions are
-  pre-sampled with numpy. The loop runs ~``gym_seconds``, sized by a 3-step probe. Best repeat.
+  ``CartPoleVectorEnv``) for CartPole, ``sync`` for Pendulum (it has no vector entry point; no
+  randomization). Actions pre-sampled.
 
-Reading: env-steps/s, where one step of N envs counts as N. ``jax rand / gym`` > 1 means the
-randomized JAX env is faster. ``rand / fixed`` is the cost of randomization (1.0 = free, 0.8 =
-20% fewer steps/s). Shared-CPU timings are noisy, so compare numbers from the same run only.
+Each program is sized by a probe to last about ``seconds`` per round. Reading: ``rand / fixed``
+is the cost of randomization (1.0 = free); ``rand / numpy`` and ``rand / gym`` > 1 mean the
+randomized JAX env is faster. Shared-CPU timings are noisy: compare ratios from one run.
 """
 
 from __future__ import annotations
@@ -32,13 +42,15 @@ import os
 import pathlib
 import platform
 import time
-from typing import Callable, Dict, NamedTuple, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.numpy_envs import NumpyCartPole, NumpyPendulum
+from benchmarks.timing import interleave, spread
 from envs import CartPole, Pendulum
 from metarl_jax.core.env import Env, is_discrete
 from metarl_jax.core.wrappers import AutoReset
@@ -48,11 +60,13 @@ from metarl_jax.randomization.param_space import ParamSpace, fixed_space, make_p
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One env: its JAX constructor, the fields randomized (relative ranges) and its gym twin."""
+    """One env: its JAX constructor, the fields randomized (relative ranges), its numpy twin and
+    its gym twin."""
 
     name: str
     make_env: Callable[[], Env]
     randomized: Dict[str, Tuple[float, float]]
+    make_numpy: Callable
     gym_id: str
     gym_mode: str
 
@@ -60,11 +74,11 @@ class Case:
 CASES = (
     Case("Pendulum", Pendulum,
          {"m": (0.5, 2.0), "l": (0.7, 1.3), "g": (0.8, 1.2), "max_torque": (0.8, 1.2)},
-         "Pendulum-v1", "sync"),
+         NumpyPendulum, "Pendulum-v1", "sync"),
     Case("CartPole", CartPole,
          {"masscart": (0.5, 2.0), "masspole": (0.5, 2.0), "length": (0.7, 1.3),
           "force_mag": (0.8, 1.2)},
-         "CartPole-v1", "vector_entry_point"),
+         NumpyCartPole, "CartPole-v1", "vector_entry_point"),
 )
 
 
@@ -73,14 +87,23 @@ class Config:
     env_counts: Tuple[int, ...] = (1, 64, 1024, 4096)
     steps_per_call: int = 1_000_000  # env-steps per jitted call: T = steps_per_call // N,
     max_scan_length: int = 10_000  # clipped to [1, max_scan_length]
-    jax_seconds: float = 0.5
-    jax_repeats: int = 3
-    gym_seconds: float = 1.0
-    gym_repeats: int = 2
+    rounds: int = 7  # interleaved rounds per cell
+    seconds: float = 1.0  # each program's time per round (sized by a probe)
+    include_vmap: bool = True  # also time vmap(AutoReset.step), the pre-step_batch path
 
 
-QUICK = Config(env_counts=(1, 8), steps_per_call=2_000, max_scan_length=2_000,
-               jax_seconds=0.02, jax_repeats=1, gym_seconds=0.02, gym_repeats=1)
+PRESETS = {
+    "smoke": Config(env_counts=(1, 8), steps_per_call=2_000, max_scan_length=2_000, rounds=2,
+                    seconds=0.01, include_vmap=False),
+    "quick": Config(env_counts=(1024, 4096), steps_per_call=400_000, rounds=5, seconds=0.25,
+                    include_vmap=False),
+    "full": Config(),
+}
+QUICK = PRESETS["smoke"]  # what ``--quick`` runs
+# Targets of issue #13 (ratios in one interleaved run, 2-core CPU).
+TARGETS = {("rand/fixed", "Pendulum", 1024): 0.9, ("rand/fixed", "CartPole", 1024): 0.9,
+           ("rand/gym", "CartPole", 1024): 3.0, ("rand/gym", "CartPole", 4096): 3.0,
+           ("rand/numpy", "Pendulum", 1024): 1.0}
 
 
 class Carry(NamedTuple):
@@ -90,9 +113,14 @@ class Carry(NamedTuple):
     reward_sum: jax.Array  # [N]; consumed so XLA cannot drop the reward computation
 
 
-def make_random_rollout(env: Env, num_envs: int, num_steps: int) -> Callable:
-    """``run(carry, space) -> carry``: ``num_steps`` steps of ``num_envs`` envs, random actions."""
-    step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+def make_random_rollout(env: AutoReset, num_envs: int, num_steps: int,
+                        per_env_vmap: bool = False) -> Callable:
+    """``run(carry, space) -> carry``: ``num_steps`` steps of ``num_envs`` envs, random actions,
+    through ``env.step_batch`` (or ``vmap(env.step)`` with ``per_env_vmap``)."""
+    if per_env_vmap:
+        step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    else:
+        step = env.step_batch
     space = env.action_space
 
     def random_actions(key):
@@ -114,31 +142,65 @@ def make_random_rollout(env: Env, num_envs: int, num_steps: int) -> Callable:
     return jax.jit(run)
 
 
-def time_jax(env: Env, space: ParamSpace, num_envs: int, cfg: Config, seed: int = 0) -> dict:
-    """Compile time and best-of-repeats env-steps/s of ``make_random_rollout`` under ``space``."""
+class Program(NamedTuple):
+    """A timed program: ``call()`` runs ``steps`` env-steps (all envs) and returns seconds."""
+
+    call: Callable[[], float]
+    steps: int
+    info: dict
+
+
+def _sized(step_once: Callable[[], None], steps_once: int, seconds: float) -> Program:
+    """Repeat ``step_once`` (``steps_once`` env-steps) enough times to last ~``seconds``."""
+    start = time.perf_counter()
+    step_once()  # warm-up and probe
+    reps = max(1, math.ceil(seconds / max(time.perf_counter() - start, 1e-9)))
+
+    def call() -> float:
+        start = time.perf_counter()
+        for _ in range(reps):
+            step_once()
+        return time.perf_counter() - start
+
+    return Program(call, reps * steps_once, {"calls_per_round": reps})
+
+
+def jax_program(env: AutoReset, space: ParamSpace, num_envs: int, cfg: Config,
+                per_env_vmap: bool = False, seed: int = 0) -> Program:
     num_steps = int(np.clip(cfg.steps_per_call // num_envs, 1, cfg.max_scan_length))
     reset_key, run_key = jax.random.split(jax.random.key(seed))
     reset_keys = jax.random.split(reset_key, num_envs)
     env_state, obs = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(reset_keys, space)
-    carry = Carry(run_key, env_state, obs, jnp.zeros((num_envs,), jnp.float32))
-
+    carry = [Carry(run_key, env_state, obs, jnp.zeros((num_envs,), jnp.float32))]
     start = time.perf_counter()
-    run = make_random_rollout(env, num_envs, num_steps).lower(carry, space).compile()
+    run = make_random_rollout(env, num_envs, num_steps, per_env_vmap).lower(
+        carry[0], space).compile()
     compile_s = time.perf_counter() - start
 
-    start = time.perf_counter()
-    carry = jax.block_until_ready(run(carry, space))  # warm-up; also sizes the timed loop
-    calls = max(1, math.ceil(cfg.jax_seconds / (time.perf_counter() - start)))
-    best = math.inf
-    for _ in range(cfg.jax_repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            carry = run(carry, space)
-        jax.block_until_ready(carry)
-        best = min(best, time.perf_counter() - start)
-    assert np.all(np.isfinite(np.asarray(carry.reward_sum))), "non-finite rewards in the rollout"
-    return {"steps_per_s": calls * num_steps * num_envs / best, "compile_s": compile_s,
-            "scan_length": num_steps, "calls_timed": calls}
+    def step_once():
+        carry[0] = jax.block_until_ready(run(carry[0], space))
+
+    program = _sized(step_once, num_steps * num_envs, cfg.seconds)
+    program.info.update(compile_s=compile_s, scan_length=num_steps)
+    return program
+
+
+def numpy_program(case: Case, num_envs: int, cfg: Config, seed: int = 0) -> Program:
+    rng = np.random.default_rng(seed)
+    env = case.make_numpy(num_envs, case.randomized, rng)
+    block = 64  # pre-sampled actions, reused cyclically
+    if case.name == "CartPole":
+        actions = rng.integers(0, 2, (block, num_envs))
+    else:
+        actions = rng.uniform(-2.0, 2.0, (block, num_envs)).astype(np.float32)
+    sums = np.zeros(num_envs, np.float32)
+
+    def step_once():
+        nonlocal sums
+        for a in actions:
+            sums = sums + env.step(a)[1]
+
+    return _sized(step_once, block * num_envs, cfg.seconds)
 
 
 def numpy_actions(space: gym.Space, shape: Tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -148,41 +210,88 @@ def numpy_actions(space: gym.Space, shape: Tuple[int, ...], rng: np.random.Gener
     return rng.uniform(space.low, space.high, size=shape + space.shape).astype(space.dtype)
 
 
-def _seconds_to_step(envs: gym.vector.VectorEnv, actions: np.ndarray) -> float:
-    start = time.perf_counter()
-    for action in actions:  # actions: [T, N, *action_shape]
-        envs.step(action)
-    return time.perf_counter() - start
-
-
-def time_gym(case: Case, num_envs: int, cfg: Config, seed: int = 0) -> dict:
-    """Best-of-repeats env-steps/s of gymnasium's vector env of ``case`` with random actions."""
+def gym_program(case: Case, num_envs: int, cfg: Config, seed: int = 0) -> Tuple[Program, Any]:
+    """gymnasium's vector env of ``case`` (and the env, to close after the rounds)."""
     envs = gym.make_vec(case.gym_id, num_envs=num_envs, vectorization_mode=case.gym_mode)
     rng = np.random.default_rng(seed)
     envs.reset(seed=seed)
-    probe_s = _seconds_to_step(
-        envs, numpy_actions(envs.single_action_space, (3, num_envs), rng)) / 3
-    num_steps = max(3, int(cfg.gym_seconds / probe_s))
-    best = min(
-        _seconds_to_step(envs, numpy_actions(envs.single_action_space, (num_steps, num_envs), rng))
-        for _ in range(cfg.gym_repeats))
-    envs.close()
-    return {"steps_per_s": num_steps * num_envs / best, "mode": case.gym_mode,
-            "steps_timed": num_steps}
+    actions = numpy_actions(envs.single_action_space, (8, num_envs), rng)
+
+    def step_once():
+        for action in actions:  # [T, N, *action_shape]
+            envs.step(action)
+
+    program = _sized(step_once, len(actions) * num_envs, cfg.seconds)
+    program.info.update(mode=case.gym_mode)
+    return program, envs
 
 
 def benchmark_cell(case: Case, num_envs: int, cfg: Config) -> dict:
+    """All programs of one (env, N) cell in ``cfg.rounds`` interleaved rounds."""
     env = AutoReset(case.make_env())
     nominal = env.unwrapped.default_params()
     dists = {name: uniform(low, high, relative=True)
              for name, (low, high) in case.randomized.items()}
-    rand = time_jax(env, make_param_space(nominal, dists), num_envs, cfg)
-    fixed = time_jax(env, fixed_space(nominal), num_envs, cfg)
-    gym_result = time_gym(case, num_envs, cfg)
-    return {"env": case.name, "num_envs": num_envs, "jax_randomized": rand, "jax_fixed": fixed,
-            "gymnasium": gym_result,
-            "ratio_jax_randomized_over_gym": rand["steps_per_s"] / gym_result["steps_per_s"],
-            "randomization_overhead": rand["steps_per_s"] / fixed["steps_per_s"]}
+    space = make_param_space(nominal, dists)
+    programs = {"jax_randomized": jax_program(env, space, num_envs, cfg),
+                "jax_fixed": jax_program(env, fixed_space(nominal), num_envs, cfg)}
+    if cfg.include_vmap:
+        programs["jax_randomized_vmap"] = jax_program(env, space, num_envs, cfg,
+                                                      per_env_vmap=True)
+    programs["numpy_batched"] = numpy_program(case, num_envs, cfg)
+    programs["gymnasium"], gym_envs = gym_program(case, num_envs, cfg)
+    # Each call reports seconds per 1M env-steps, so per-round ratios compare equal work.
+    timed = {name: (lambda p=p: p.call() * 1e6 / p.steps) for name, p in programs.items()}
+    rounds = interleave(timed, cfg.rounds)
+    gym_envs.close()
+    row = {"env": case.name, "num_envs": num_envs, "rounds": rounds.complete}
+    for name, p in programs.items():
+        secs = rounds.seconds[name]
+        row[name] = dict(p.info, steps_per_s=float(np.median([1e6 / x for x in secs])),
+                         steps_per_s_spread=spread([1e6 / x for x in secs]))
+    ratios = {"rand/fixed": rounds.ratios("jax_fixed")["jax_randomized"],
+              "rand/numpy": rounds.ratios("numpy_batched")["jax_randomized"],
+              "rand/gym": rounds.ratios("gymnasium")["jax_randomized"]}
+    if cfg.include_vmap:
+        ratios["step_batch/vmap"] = rounds.ratios("jax_randomized_vmap")["jax_randomized"]
+    row["ratios"] = {k: spread(v) for k, v in ratios.items()}
+    row["ratio_jax_randomized_over_gym"] = row["ratios"]["rand/gym"]["median"]
+    row["ratio_jax_randomized_over_numpy"] = row["ratios"]["rand/numpy"]["median"]
+    row["randomization_overhead"] = row["ratios"]["rand/fixed"]["median"]
+    return row
+
+
+def headline(rows: Sequence[dict]) -> List[dict]:
+    """The targeted ratios (``TARGETS``) found in ``rows``, for ``benchmarks.run``."""
+    out = []
+    for (ratio, env, n), target in TARGETS.items():
+        for r in rows:
+            if r["env"] == env and r["num_envs"] == n:
+                got = r["ratios"][ratio]
+                note = "met" if got["median"] >= target else (
+                    f"missed by {100 * (1 - got['median'] / target):.0f}%")
+                out.append({"label": f"{env} {n} envs: {ratio}", "ratio": got,
+                            "target": target, "note": note})
+    return out
+
+
+def run(preset: str = "quick", env_counts: Optional[Sequence[int]] = None,
+        rounds: Optional[int] = None) -> dict:
+    """Every cell of ``PRESETS[preset]`` (optionally other env counts / rounds): JSON-ready."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    cfg = PRESETS[preset]
+    if env_counts:
+        cfg = dataclasses.replace(cfg, env_counts=tuple(int(n) for n in env_counts))
+    if rounds:
+        cfg = dataclasses.replace(cfg, rounds=int(rounds))
+    rows = [benchmark_cell(case, n, cfg) for case in CASES for n in cfg.env_counts]
+    return {"preset": preset, "config": dataclasses.asdict(cfg), "machine": machine_info(),
+            "results": rows, "headline": headline(rows)}
+
+
+def markdown(result: dict) -> str:
+    return markdown_table(result["results"])
 
 
 def machine_info() -> dict:
@@ -205,53 +314,57 @@ def _si(x: float) -> str:
     return f"{x:.2f}"
 
 
+def _ratio(r: dict, name: str) -> str:
+    got = r["ratios"][name]
+    return f"{got['median']:.2f} ({got['min']:.2f}-{got['max']:.2f})"
+
+
 def markdown_table(rows: Sequence[dict]) -> str:
-    lines = ["| env | num_envs | jax randomized (steps/s) | jax fixed (steps/s) "
-             "| gymnasium (steps/s, mode) | jax rand / gym | rand / fixed "
-             "| jax compile s (rand / fixed) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """Median env-steps/s per program and per-round ratios (median, min-max over rounds)."""
+    vmap = any("jax_randomized_vmap" in r for r in rows)
+    lines = ["| env | N | jax randomized | jax fixed | numpy batched | gymnasium (mode) "
+             "| rand / fixed | rand / numpy | rand / gym "
+             + ("| step_batch / vmap " if vmap else "") + "| compile s (rand / fixed) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if vmap else "")
+             + "---:|"]
     for r in rows:
         rand, fixed, g = r["jax_randomized"], r["jax_fixed"], r["gymnasium"]
         lines.append(
             f"| {r['env']} | {r['num_envs']} | {_si(rand['steps_per_s'])} "
-            f"| {_si(fixed['steps_per_s'])} "
+            f"| {_si(fixed['steps_per_s'])} | {_si(r['numpy_batched']['steps_per_s'])} "
             f"| {_si(g['steps_per_s'])} ({g['mode']}) "
-            f"| {r['ratio_jax_randomized_over_gym']:.2f}x "
-            f"| {r['randomization_overhead']:.2f} "
-            f"| {rand['compile_s']:.2f} / {fixed['compile_s']:.2f} |")
+            f"| {_ratio(r, 'rand/fixed')} | {_ratio(r, 'rand/numpy')} | {_ratio(r, 'rand/gym')} "
+            + (f"| {_ratio(r, 'step_batch/vmap')} " if vmap else "")
+            + f"| {rand['compile_s']:.2f} / {fixed['compile_s']:.2f} |")
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> Tuple[Config, pathlib.Path]:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    parser.add_argument("--quick", action="store_true", help="the same as --preset smoke")
     parser.add_argument("--envs", type=str, default=None,
                         help="comma-separated env counts, e.g. 1,64,1024,4096")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="env-steps per jitted JAX call (T = steps // N)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes (envs 1,8) for a smoke test")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per cell")
     parser.add_argument("--out", type=pathlib.Path,
                         default=pathlib.Path("benchmarks/results/env_throughput.json"))
     args = parser.parse_args(argv)
-    cfg = QUICK if args.quick else Config()
-    if args.envs:
-        cfg = dataclasses.replace(cfg, env_counts=tuple(int(n) for n in args.envs.split(",")))
-    if args.steps:
-        cfg = dataclasses.replace(cfg, steps_per_call=args.steps)
-    return cfg, args.out
+    if args.quick:
+        args.preset = "smoke"
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    cfg, out = parse_args(argv)
-    info = machine_info()
-    rows = [benchmark_cell(case, n, cfg) for case in CASES for n in cfg.env_counts]
+    args = parse_args(argv)
+    envs = args.envs.split(",") if args.envs else None
+    report = run(args.preset, env_counts=envs, rounds=args.rounds)
+    info = report["machine"]
     print(f"jax {info['jax']} ({info['backend']}: {info['device']}), {info['cpu_count']} CPUs "
           f"({info['cpu_model']}), gymnasium {info['gymnasium']}, {info['date']}\n")
-    print(markdown_table(rows))
-    report = {"machine": info, "config": dataclasses.asdict(cfg), "results": rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {out}")
+    print(markdown_table(report["results"]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.out}")
     return report
 
 
