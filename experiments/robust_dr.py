@@ -59,6 +59,7 @@ from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.randomization.robust import PlainDR
 from metarl_jax.transfer.evaluation import (
+    check_grid_axis,
     evaluate_seeds,
     grid_params,
     summarize_grid,
@@ -123,6 +124,8 @@ class Config:
                 raise ValueError(f"{name} must be a range 0 < low <= 1 <= high, got {low},{high}")
         if not 0 < self.epopt_epsilon <= 1 or not 0 <= self.epopt_warmup_frac <= 1:
             raise ValueError("need 0 < epopt_epsilon <= 1 and 0 <= epopt_warmup_frac <= 1")
+        for name in ("eval_mass_scales", "eval_length_scales", "eval_friction_scales"):
+            check_grid_axis(name, getattr(self, name), "scale")
         if not self.adr_t_low < self.adr_t_high:
             raise ValueError(f"need adr_t_low < adr_t_high, got {self.adr_t_low}, "
                              f"{self.adr_t_high}")

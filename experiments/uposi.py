@@ -45,7 +45,12 @@ from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import train_phase
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.transfer.evaluation import evaluate_seeds, grid_params, summarize_seeds
+from metarl_jax.transfer.evaluation import (
+    check_grid_axis,
+    evaluate_seeds,
+    grid_params,
+    summarize_seeds,
+)
 from metarl_jax.transfer.phases import export_policies, phase_curves, train_ppo_phases
 
 NAME = "uposi"
@@ -81,6 +86,8 @@ class Config:
             low, high = getattr(self, name)
             if not 0 < low < high:
                 raise ValueError(f"{name} must be a range 0 < low < high, got {low},{high}")
+        for name in ("eval_mass_scales", "eval_length_scales"):
+            check_grid_axis(name, getattr(self, name), "scale")
         inside = lambda v, r: all(r[0] <= x <= r[1] for x in v)
         if not (inside(self.eval_mass_scales, self.mass_scale)
                 and inside(self.eval_length_scales, self.length_scale)):

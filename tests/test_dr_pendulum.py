@@ -158,9 +158,9 @@ def test_ctrl_c_at_start_up_and_on_a_phases_last_chunk_exits_130_and_resumes(qui
 
 
 def test_negative_eval_masses_are_refused_alike_by_every_experiment():
-    from experiments import sim2real_cheetah
+    from experiments import robust_dr, sim2real_cheetah, uposi
 
-    for module in (dr_pendulum, sim2real_cheetah):
+    for module in (dr_pendulum, sim2real_cheetah, robust_dr, uposi):
         with pytest.raises(SpecError, match="eval_mass_scales are scales of a physical "
                                             "quantity and must be > 0"):
             dataclasses.replace(module.PRESETS["quick"], eval_mass_scales=(-1.0, 1.0))
