@@ -133,3 +133,43 @@ def test_learner_compiles_once_and_scratch_shares_the_program():
     assert int(state.buffer.size) == 80
     with pytest.raises(ValueError, match="discrete"):
         SFLearner(envs.make("PointNav2D"), 4)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    from experiments import successor_features
+    from tests.experiment_contract import run_quick
+
+    out = tmp_path_factory.mktemp("sf") / "run"
+    assert run_quick(successor_features, out, "--seed", "0") == 0
+    return out
+
+
+def test_quick_preset_writes_the_contract(quick_run):
+    import json
+
+    from experiments import successor_features
+    from tests.experiment_contract import check_run_folder
+
+    config = successor_features.PRESETS["quick"]
+    per_line = config.new.num_envs * config.log_every
+    phases = {"base": config.base.num_updates // config.log_every}
+    for j in range(len(config.new_tasks)):
+        for m in successor_features.METHODS:
+            done = 0
+            for b in config.budgets:
+                phases[f"task{j}_{m}_{b}"] = (b - done) // per_line
+                done = b
+    check_run_folder(quick_run, phases, ("curves.png",))
+    results = json.loads((quick_run / "summary.json").read_text())["results"]
+    for m in successor_features.METHODS:
+        task = results[m]["task0"]
+        assert list(task["return_by_budget"]) == ["0", *map(str, config.budgets)]
+        assert task["return_at_budget"] == task["return_by_budget"][str(config.budget)]
+        assert len(task["zero_shot_given_w"]["per_seed"]) == config.num_seeds
+    # Scratch's library is empty and its network untrained: GPI over the four base policies
+    # with the true w' must do better at step 0 (their greedy values steer to a region).
+    assert (results["sf_gpi"]["task0"]["zero_shot_given_w"]["mean"]
+            > results["scratch"]["task0"]["zero_shot_given_w"]["mean"])
+    err = results["w_regression_error"]["task0"]["per_seed"]
+    assert all(0 <= e < 2.5 for e in err)

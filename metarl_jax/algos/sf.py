@@ -6,7 +6,8 @@
 
 A network ``psi_theta(obs) -> [A, K]`` estimates the successor features of the policy being
 learned; the task weights ``w_hat[K]`` are regressed on the observed rewards (least squares on
-running sums of ``phi phi^T`` and ``phi r``, ridge ``w_ridge``), never read from the env. Both
+running sums of ``phi phi^T`` and ``phi r``, shrunk towards an optimistic prior ``w_prior`` with
+strength ``w_ridge``), never read from the env. Both
 acting and the TD target use GPI over a **library** of frozen policies' SF networks plus the
 learner's own (target) network:
 
@@ -61,7 +62,11 @@ class SFConfig:
     eps_start: float = 1.0
     eps_end: float = 0.05
     eps_decay_fraction: float = 0.3
-    w_ridge: float = 1e-3
+    # w_hat's Gaussian prior: mean w_prior for every feature, strength w_ridge (in samples).
+    # An optimistic prior (> every reward weight seen) makes GPI visit features it has not
+    # seen yet, so every region's weight gets identified; 0 would leave unseen regions at 0.
+    w_prior: float = 1.0
+    w_ridge: float = 0.1
 
     @property
     def num_updates(self) -> int:
@@ -130,9 +135,11 @@ class SFState:
     update_step: jax.Array  # [] int32
 
 
-def regress_w(phi_phi: jax.Array, phi_r: jax.Array, ridge) -> jax.Array:
-    """Least-squares task weights ``(sum phi phi^T + ridge I)^{-1} sum phi r``: ``[K]``."""
-    return jnp.linalg.solve(phi_phi + ridge * jnp.eye(phi_r.shape[-1]), phi_r)
+def regress_w(phi_phi: jax.Array, phi_r: jax.Array, ridge, prior=0.0) -> jax.Array:
+    """Ridge regression of rewards on features, shrunk towards ``prior``:
+    ``(sum phi phi^T + ridge I)^{-1} (sum phi r + ridge prior)``: ``[K]``."""
+    return jnp.linalg.solve(phi_phi + ridge * jnp.eye(phi_r.shape[-1]),
+                            phi_r + ridge * prior)
 
 
 class SFLearner(Learner):
@@ -165,7 +172,7 @@ class SFLearner(Learner):
         return jnp.argmax(gpi_values(psis, w, mask), axis=-1).astype(jnp.int32)
 
     def w_hat(self, state: SFState, config: SFConfig) -> jax.Array:
-        return regress_w(state.phi_phi, state.phi_r, config.w_ridge)
+        return regress_w(state.phi_phi, state.phi_r, config.w_ridge, config.w_prior)
 
     def _init(self, key: jax.Array, config: SFConfig, space: Any) -> SFState:
         net_key, env_key, key = jax.random.split(key, 3)
@@ -204,7 +211,7 @@ class SFLearner(Learner):
             traj.terminated[0].astype(jnp.float32)))
         phi_phi = state.phi_phi + phi.T @ phi
         phi_r = state.phi_r + phi.T @ reward
-        w = regress_w(phi_phi, phi_r, config.w_ridge)
+        w = regress_w(phi_phi, phi_r, config.w_ridge, config.w_prior)
 
         batch = replay.sample(buffer, sample_key, config.batch_size)
         psis, mask = self.psi_all(config, state.target_params, library, batch.next_obs)
