@@ -50,6 +50,7 @@ from typing import Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from benchmarks.brax_peer import EPISODE_LENGTH, brax_pendulum, device_put_replicated_shim
 from benchmarks.compiles import CompileCounter
@@ -79,8 +80,8 @@ class Preset:
 
 
 PRESETS = {
-    "quick": Preset(num_steps=64, num_epochs=4, num_minibatches=8, updates_per_round=2,
-                    rounds=2, seeds=3),
+    "quick": Preset(num_steps=64, num_epochs=4, num_minibatches=8, updates_per_round=6,
+                    rounds=3, seeds=3),
     "full": Preset(updates_per_round=4, rounds=4, seeds=3),
 }
 
@@ -273,6 +274,38 @@ def markdown(result: dict) -> str:
                      f"rounds dropped because a side compiled in them: "
                      f"{c['rounds_dropped_for_compiles']}.")
     return "\n".join(lines)
+
+
+def plot(result: dict, path) -> None:
+    """Time per env step (median, IQR bars) and return at equal steps (mean, 95% CI) per side."""
+    import matplotlib.pyplot as plt
+
+    cells = result["cells"]
+    fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    x = np.arange(len(cells))
+    for i, (side, colour) in enumerate((("ours", "tab:blue"), ("brax", "tab:orange"))):
+        us = [c["timing"][side]["per_unit_s"] for c in cells]
+        med = np.array([u["median"] for u in us]) * 1e6
+        err = [med - np.array([u["q25"] for u in us]) * 1e6,
+               np.array([u["q75"] for u in us]) * 1e6 - med]
+        ax_t.bar(x + (i - 0.5) * 0.38, med, 0.38, yerr=err, color=colour, label=side, capsize=3)
+        ret = [c["return"][side] for c in cells]
+        ax_r.errorbar(x + (i - 0.5) * 0.2, [r["mean"] for r in ret],
+                      yerr=[r["ci95"] for r in ret], fmt="o", color=colour, label=side,
+                      capsize=4)
+    labels = [f"{c['num_envs']} envs\n{c['timing']['ratios']['ours']['median']:.2f}x"
+              for c in cells]
+    ax_t.set_xticks(x, labels)
+    ax_t.set_ylabel("us per env step (median, IQR)")
+    ax_t.set_title("time per env step (ours / brax speed below)")
+    ax_t.legend()
+    ax_r.set_xticks(x, [f"{c['num_envs']} envs\n{c['env_steps_per_seed']} steps" for c in cells])
+    ax_r.set_ylabel("return, deterministic policy")
+    ax_r.set_title(f"return at equal steps (mean, 95% CI, {result['settings']['seeds']} seeds)")
+    ax_r.legend()
+    fig.suptitle("PPO end to end on Pendulum: ours vs brax.training")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> dict:

@@ -172,7 +172,7 @@ def plot(record: dict, path: pathlib.Path) -> Optional[pathlib.Path]:
         return None
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(heads)), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * len(heads)), constrained_layout=True)
     med = [h["ratio"]["median"] for h in heads]
     lo = [m - h["ratio"]["min"] for m, h in zip(med, heads)]
     hi = [h["ratio"]["max"] - m for m, h in zip(med, heads)]
@@ -183,7 +183,7 @@ def plot(record: dict, path: pathlib.Path) -> Optional[pathlib.Path]:
             ax.plot([h["target"]] * 2, [i - 0.4, i + 0.4], color="tab:red")
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_yticks(list(y), [h["label"] for h in heads])
-    ax.set_xlabel("ours / peer speed (median per-round ratio, min-max bars; red: target)")
+    ax.set_xlabel("speed ratio, ours / peer (median per round, min-max bars; red: target)")
     ax.set_title(record["name"])
     fig.savefig(path, dpi=110)
     plt.close(fig)
