@@ -119,9 +119,11 @@ def table(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
 def headline_rows(record: dict) -> List[list]:
     rows = []
     for h in (record.get("result") or {}).get("headline", []):
-        target = h.get("target")
-        met = "" if target is None else ("yes" if h["ratio"]["median"] >= target else
-                                         f"no ({h['ratio']['median'] / target:.0%} of target)")
+        target, r = h.get("target"), h["ratio"]
+        met = "" if target is None else ("yes" if r["median"] >= target else
+                                         f"no ({r['median'] / target:.0%} of target)")
+        if target is not None and r["min"] < target <= r["max"]:
+            met += "; rounds on both sides of it"
         rows.append([record["name"], h["label"], ratio_text(h["ratio"]),
                      "" if target is None else f">= {target}x", met])
     return rows

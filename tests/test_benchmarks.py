@@ -93,9 +93,11 @@ FAKE_MODULE = '''
 def run(preset):
     ratio = {"median": 1.5, "q25": 1.4, "q75": 1.6, "min": 1.2, "max": 1.8, "values": [1.5]}
     slow = dict(ratio, median=0.5, min=0.4, max=0.6)
+    close = dict(ratio, median=0.9, min=0.8, max=1.1)
     return {"title": "fake", "preset_seen": preset,
             "headline": [{"label": "fast thing", "ratio": ratio, "target": 1.0},
                          {"label": "slow thing", "ratio": slow, "target": 1.0},
+                         {"label": "close thing", "ratio": close, "target": 1.0},
                          {"label": "info only", "ratio": ratio, "target": None}]}
 
 
@@ -137,6 +139,8 @@ def test_runner_writes_json_png_and_results_markdown(fake_suite):
     assert (out.parent / "RESULTS.md").read_text() == md
     assert "| fake | fast thing | 1.50x [1.20-1.80] | >= 1.0x | yes |" in md
     assert "| fake | slow thing | 0.50x [0.40-0.60] | >= 1.0x | no (50% of target) |" in md
+    assert "| fake | close thing | 0.90x [0.80-1.10] | >= 1.0x | no (90% of target); rounds on " \
+        "both sides of it |" in md
     assert "| fake | info only | 1.50x [1.20-1.80] |  |  |" in md
     assert "fake body for quick" in md and machine["cpu_model"] in md
     assert "## broken" in md and "**Failed**" in md and "boom" in md
