@@ -13,12 +13,13 @@ to the observation and multiplies the reward by the task's scale, so a task whos
 contiguous blocks of ``M = N / K``: env ``i`` always runs task ``i // M``.
 
 **Interference, logged every update** (means over the update's minibatches): the return of each
-task in its own units (``return_task_<k>``, the reward before its scale), each task's policy
-gradient norm (``grad_norm_task_<k>``) and the cosine between every pair of per-task gradients
-(``grad_cos_<i>_<j>``, plus ``grad_cos_mean``, ``grad_cos_min`` and ``grad_conflict_frac``, the
-fraction of pairs with a negative cosine). Per-task gradients come from one ``vmap`` over tasks
-of the PPO loss on each task's part of a minibatch; every minibatch holds the same number of
-samples of every task, so their mean is exactly the gradient of plain PPO's loss.
+task in its own units (``return_task_<k>``, the reward before its scale), each task's gradient
+norm (``grad_norm_task_<k>``, before any surgery) and the cosine between every pair of per-task
+gradients (``grad_cos_<i>_<j>``, plus ``grad_cos_mean``, ``grad_cos_min`` and
+``grad_conflict_frac``, the fraction of pairs with a negative cosine). Per-task gradients come
+from one ``vmap`` over tasks of the PPO loss on each task's part of a minibatch; every minibatch
+holds the same number of samples of every task, so their mean is exactly the gradient of plain
+PPO's loss.
 
 **Mitigations** (config leaves, so all variants share one compiled program):
 
@@ -298,8 +299,9 @@ class MultiTaskPPO(Learner):
             (loss, stats), grads = jax.vmap(jax.value_and_grad(task_loss, has_aux=True),
                                             in_axes=(None, 0))(p, mb)
             cos = task_cosines(grads)
-            surgery = pcgrad(grads, pc_key)
-            grads = jax.tree.map(lambda a, b: jnp.where(config.pcgrad, a, b), surgery, grads)
+            if k_tasks > 1:  # static: one task has nothing to conflict with
+                surgery = pcgrad(grads, pc_key)
+                grads = jax.tree.map(lambda a, b: jnp.where(config.pcgrad, a, b), surgery, grads)
             grad = jax.tree.map(lambda g: g.mean(0), grads)
             updates, o = tx.update(grad, o, p)
             p = jax.tree.map(lambda w, u: w - lr * u, p, updates)

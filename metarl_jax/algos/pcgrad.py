@@ -60,15 +60,15 @@ def task_cosines(grads: Any) -> jax.Array:
 def project_conflicting(g: jax.Array, others: jax.Array, order: jax.Array,
                         mask: jax.Array) -> jax.Array:
     """PCGrad for one task: ``g [D]`` projected away from each row of ``others [K, D]`` it
-    conflicts with, visiting rows in ``order [K]``; rows with ``mask[j] = False`` are skipped."""
-
-    def visit(g, j):
+    conflicts with, visiting rows in ``order [K]``; rows with ``mask[j] = False`` are skipped.
+    ``K`` is small and static: the visits are unrolled (cheaper to compile than a loop)."""
+    sq_norms = jnp.maximum(jnp.sum(others * others, axis=1), _EPS)
+    for step in range(others.shape[0]):
+        j = order[step]
         other = others[j]
         dot = jnp.dot(g, other)
-        coef = dot / jnp.maximum(jnp.dot(other, other), _EPS)
-        return jnp.where(mask[j] & (dot < 0), g - coef * other, g), None
-
-    return jax.lax.scan(visit, g, order)[0]
+        g = jnp.where(mask[j] & (dot < 0), g - (dot / sq_norms[j]) * other, g)
+    return g
 
 
 def pcgrad(grads: Any, key: jax.Array) -> Any:
