@@ -20,6 +20,9 @@ round and summarized by its median and min-max:
 * ``jax_fixed``: the same program under ``fixed_space(nominal)``.
 * ``jax_randomized_vmap`` (``full`` only): the randomized program as ``vmap(AutoReset.step)``,
   the per-env step that ``step_batch`` replaces (same bits, for the speed-up).
+* ``jax_randomized_batched`` / ``jax_fixed_batched``: ``AutoReset(env, batched_draws=True)``,
+  the opt-in that draws the batch's params from one key per step (other random streams than
+  the default, same per-episode semantics); its ratios are prefixed ``batched``.
 * ``numpy_batched``: ``benchmarks.numpy_envs``: the same dynamics and the same per-episode redraw,
   vectorized over envs with numpy (float32). Actions pre-sampled, outside the timing.
 * ``gymnasium``: gymnasium's fastest vectorization of the env: ``vector_entry_point`` (numpy
@@ -90,11 +93,12 @@ class Config:
     rounds: int = 7  # interleaved rounds per cell
     seconds: float = 1.0  # each program's time per round (sized by a probe)
     include_vmap: bool = True  # also time vmap(AutoReset.step), the pre-step_batch path
+    include_batched: bool = True  # also time AutoReset(batched_draws=True) (opt-in streams)
 
 
 PRESETS = {
     "smoke": Config(env_counts=(1, 8), steps_per_call=2_000, max_scan_length=2_000, rounds=2,
-                    seconds=0.01, include_vmap=False),
+                    seconds=0.01, include_vmap=False, include_batched=False),
     "quick": Config(env_counts=(1024, 4096), steps_per_call=400_000, rounds=5, seconds=0.25,
                     include_vmap=False),
     "full": Config(),
@@ -229,6 +233,7 @@ def gym_program(case: Case, num_envs: int, cfg: Config, seed: int = 0) -> Tuple[
 def benchmark_cell(case: Case, num_envs: int, cfg: Config) -> dict:
     """All programs of one (env, N) cell in ``cfg.rounds`` interleaved rounds."""
     env = AutoReset(case.make_env())
+    batched_env = AutoReset(case.make_env(), batched_draws=True)
     nominal = env.unwrapped.default_params()
     dists = {name: uniform(low, high, relative=True)
              for name, (low, high) in case.randomized.items()}
@@ -238,6 +243,10 @@ def benchmark_cell(case: Case, num_envs: int, cfg: Config) -> dict:
     if cfg.include_vmap:
         programs["jax_randomized_vmap"] = jax_program(env, space, num_envs, cfg,
                                                       per_env_vmap=True)
+    if cfg.include_batched:
+        programs["jax_randomized_batched"] = jax_program(batched_env, space, num_envs, cfg)
+        programs["jax_fixed_batched"] = jax_program(batched_env, fixed_space(nominal), num_envs,
+                                                    cfg)
     programs["numpy_batched"] = numpy_program(case, num_envs, cfg)
     programs["gymnasium"], gym_envs = gym_program(case, num_envs, cfg)
     # Each call reports seconds per 1M env-steps, so per-round ratios compare equal work.
@@ -254,6 +263,11 @@ def benchmark_cell(case: Case, num_envs: int, cfg: Config) -> dict:
               "rand/gym": rounds.ratios("gymnasium")["jax_randomized"]}
     if cfg.include_vmap:
         ratios["step_batch/vmap"] = rounds.ratios("jax_randomized_vmap")["jax_randomized"]
+    if cfg.include_batched:
+        ratios["batched rand/fixed"] = rounds.ratios("jax_fixed_batched")[
+            "jax_randomized_batched"]
+        ratios["batched rand/numpy"] = rounds.ratios("numpy_batched")["jax_randomized_batched"]
+        ratios["batched rand/gym"] = rounds.ratios("gymnasium")["jax_randomized_batched"]
     row["ratios"] = {k: spread(v) for k, v in ratios.items()}
     row["ratio_jax_randomized_over_gym"] = row["ratios"]["rand/gym"]["median"]
     row["ratio_jax_randomized_over_numpy"] = row["ratios"]["rand/numpy"]["median"]
@@ -264,9 +278,11 @@ def benchmark_cell(case: Case, num_envs: int, cfg: Config) -> dict:
 def headline(rows: Sequence[dict]) -> List[dict]:
     """The targeted ratios (``TARGETS``) found in ``rows``, for ``benchmarks.run``."""
     out = []
-    for (ratio, env, n), target in TARGETS.items():
+    targets = dict(TARGETS)
+    targets.update({(f"batched {ratio}", env, n): t for (ratio, env, n), t in TARGETS.items()})
+    for (ratio, env, n), target in targets.items():
         for r in rows:
-            if r["env"] == env and r["num_envs"] == n:
+            if r["env"] == env and r["num_envs"] == n and ratio in r["ratios"]:
                 got = r["ratios"][ratio]
                 note = "met" if got["median"] >= target else (
                     f"missed by {100 * (1 - got['median'] / target):.0f}%")
@@ -322,11 +338,14 @@ def _ratio(r: dict, name: str) -> str:
 def markdown_table(rows: Sequence[dict]) -> str:
     """Median env-steps/s per program and per-round ratios (median, min-max over rounds)."""
     vmap = any("jax_randomized_vmap" in r for r in rows)
+    batched = any("jax_randomized_batched" in r for r in rows)
     lines = ["| env | N | jax randomized | jax fixed | numpy batched | gymnasium (mode) "
              "| rand / fixed | rand / numpy | rand / gym "
-             + ("| step_batch / vmap " if vmap else "") + "| compile s (rand / fixed) |",
+             + ("| step_batch / vmap " if vmap else "")
+             + ("| batched: rand / fixed, / numpy, / gym " if batched else "")
+             + "| compile s (rand / fixed) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if vmap else "")
-             + "---:|"]
+             + ("---:|" if batched else "") + "---:|"]
     for r in rows:
         rand, fixed, g = r["jax_randomized"], r["jax_fixed"], r["gymnasium"]
         lines.append(
@@ -335,6 +354,8 @@ def markdown_table(rows: Sequence[dict]) -> str:
             f"| {_si(g['steps_per_s'])} ({g['mode']}) "
             f"| {_ratio(r, 'rand/fixed')} | {_ratio(r, 'rand/numpy')} | {_ratio(r, 'rand/gym')} "
             + (f"| {_ratio(r, 'step_batch/vmap')} " if vmap else "")
+            + (f"| {_ratio(r, 'batched rand/fixed')}, {_ratio(r, 'batched rand/numpy')}, "
+               f"{_ratio(r, 'batched rand/gym')} " if batched else "")
             + f"| {rand['compile_s']:.2f} / {fixed['compile_s']:.2f} |")
     return "\n".join(lines)
 

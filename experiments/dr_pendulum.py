@@ -36,8 +36,8 @@ from metarl_jax.randomization.distributions import int_uniform, uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.transfer.evaluation import (
     check_grid_axis,
-    evaluate_seeds,
     grid_params,
+    seed_evaluator,
     summarize_seeds,
 )
 from metarl_jax.transfer.phases import export_policies, phase_curves, train_ppo_phases
@@ -135,9 +135,10 @@ def main(args) -> dict:
     results, heatmaps = {}, {}
     shape = tuple(len(v) for v in axes.values())
     policy_of = lambda state: ppo.make_policy(state, config.ppo, deterministic=True)
+    # One evaluator for both phases: one compile (their states share one structure).
+    evaluate = seed_evaluator(policy_of, env, grid, config.eval_episodes, eval_key)
     for phase in phases:
-        per_seed = evaluate_seeds(policy_of, states[phase], env, grid, config.eval_episodes,
-                                  eval_key)  # [S, C], deterministic policy
+        per_seed = jax.device_get(evaluate(states[phase]))  # [S, C], deterministic policy
         results[phase] = dict(
             summarize_seeds(per_seed),
             final_train_return=phase_metrics(run_dir, phase)[-1]["episode_return"])

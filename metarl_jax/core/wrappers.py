@@ -15,7 +15,7 @@ episode) or every ``resample_every`` steps -- inside ``jit``, per env, from the 
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -145,13 +145,21 @@ class AutoReset(Wrapper):
     (and still at every reset). On the step that ends an episode, ``obs`` is already the first
     observation of the next one; the last observation of the finished episode is in
     ``info["final_obs"]`` (learners bootstrap from it when ``info["truncated"]``).
+
+    ``batched_draws=True`` (opt-in; changes the random streams, so seeds give other numbers than
+    the default) makes ``step_batch`` draw the params and reset keys of all envs due on a step
+    from one key for the batch (``space.sample(key, (n,))``: one draw per field for the batch
+    instead of a ``fold_in`` and a draw per env and field). Same semantics: every episode of
+    every env gets fresh params, independent across envs. ``step`` (one env) is unchanged.
     """
 
-    def __init__(self, env: Env, resample_every: Optional[int] = None):
+    def __init__(self, env: Env, resample_every: Optional[int] = None,
+                 batched_draws: bool = False):
         if resample_every is not None and resample_every < 1:
             raise ValueError(f"resample_every must be >= 1 or None, got {resample_every}")
         super().__init__(env)
         self.resample_every = resample_every
+        self.batched_draws = bool(batched_draws)
 
     def default_params(self) -> ParamSpace:
         return fixed_space(self.env.default_params())
@@ -177,10 +185,10 @@ class AutoReset(Wrapper):
 
         ``keys``: ``[N]``; ``state`` and ``action``: batched ``[N, ...]``; ``space``: shared
         (``space_axis=None``) or batched on axis 0. A batch-level ``lax.switch`` picks one of:
-        nothing to redraw (most steps of equal-length episodes), a gathered subset of at most
-        ``redraw_capacity(N)`` envs (staggered episodes), or all envs. Every env's draw depends
-        only on its own key, so computing it for a subset yields the same bits. Under an outer
-        ``vmap`` (seeds), the seed and env axes are merged into one batch first (a
+        nothing to redraw (most steps of equal-length episodes), a gathered subset of the envs
+        due (staggered episodes; sizes ``redraw_capacities(N)``), or all envs. Every env's draw
+        depends only on its own key, so computing it for a subset yields the same bits. Under an
+        outer ``vmap`` (seeds), the seed and env axes are merged into one batch first (a
         ``custom_vmap`` rule), so the switch stays a branch instead of becoming a select that
         would run every branch.
         """
@@ -209,14 +217,36 @@ class AutoReset(Wrapper):
         since = jnp.where(resample, 0, since).astype(jnp.int32)
         return inner, obs, params, since
 
+    def _redraw_shared_key(self, key, inner, obs, params, since, done, resample, space,
+                           space_axis):
+        """``_redraw`` for ``n`` envs (batched ``[n, ...]``) from one ``key`` for all of them
+        (``batched_draws``): one ``space.sample(key, (n,))`` (per-env draws when the space is
+        itself batched), reset keys split from one key."""
+        n = done.shape[0]
+        param_key, reset_key = jax.random.split(key)
+        if space_axis is None:
+            fresh = space.sample(param_key, (n,))
+        else:
+            fresh = jax.vmap(lambda k, sp: sp.sample(k), in_axes=(0, space_axis))(
+                jax.random.split(param_key, n), space)
+        params = jax.vmap(_select)(resample, fresh, params)
+        reset_inner, reset_obs = jax.vmap(self.env.reset)(jax.random.split(reset_key, n), params)
+        inner = jax.vmap(_select)(done, reset_inner, inner)
+        obs = jax.vmap(jnp.where)(done, reset_obs, obs)
+        since = jnp.where(resample, 0, since).astype(jnp.int32)
+        return inner, obs, params, since
+
     def _step_batch(self, keys, state, action, space, space_axis):
         inner, obs, reward, done, info, since, resample = jax.vmap(self._advance)(
             keys, state, action)
         info = dict(info, final_obs=obs)
-        redraw = jax.vmap(self._redraw, in_axes=(0, 0, 0, 0, 0, 0, 0, space_axis))
+        if self.batched_draws:  # one key for the batch's draws on this step
+            shared = jax.random.fold_in(keys[0], 0x5EED)
+            redraw = lambda k, *rest: self._redraw_shared_key(shared, *rest, space_axis)
+        else:
+            redraw = jax.vmap(self._redraw, in_axes=(0, 0, 0, 0, 0, 0, 0, space_axis))
         carry = (inner, obs, state.params, since)
         num_envs = keys.shape[0]
-        capacity = redraw_capacity(num_envs)
 
         def redraw_none():
             return carry
@@ -224,7 +254,7 @@ class AutoReset(Wrapper):
         def redraw_all():
             return redraw(keys, *carry, done, resample, space)
 
-        def redraw_some():
+        def redraw_some(capacity):
             # Indices of the envs to redraw, padded with num_envs: gathers clip the padding to a
             # real env (computed, then dropped by the scatter).
             idx = jnp.nonzero(resample, size=capacity, fill_value=num_envs)[0]
@@ -235,17 +265,24 @@ class AutoReset(Wrapper):
             return jax.tree.map(lambda full, part: full.at[idx].set(part, mode="drop"),
                                 carry, sub)
 
+        capacities = redraw_capacities(num_envs)
         count = jnp.sum(resample.astype(jnp.int32))
-        branch = jnp.where(count == 0, 0, jnp.where(count <= capacity, 1, 2))
-        inner, obs, params, since = jax.lax.switch(branch, (redraw_none, redraw_some,
-                                                            redraw_all))
+        # 0: none; i + 1: the smallest subset that holds them all; last: every env.
+        branch = jnp.where(count == 0, 0,
+                           1 + jnp.searchsorted(jnp.asarray(capacities, jnp.int32), count))
+        branches = ([redraw_none] + [functools.partial(redraw_some, c) for c in capacities]
+                    + [redraw_all])
+        inner, obs, params, since = jax.lax.switch(branch, branches)
         return AutoResetState(inner, params, since), obs, reward, done, info
 
 
-def redraw_capacity(num_envs: int) -> int:
-    """How many envs ``AutoReset.step_batch`` redraws through the gathered-subset branch (more
-    go through the all-envs branch): an eighth of the batch, at least one."""
-    return max(1, num_envs // 8)
+def redraw_capacities(num_envs: int) -> Tuple[int, ...]:
+    """Subset sizes ``AutoReset.step_batch`` can redraw through (``N/64``, ``N/16``, ``N/4``,
+    deduplicated, at least 1); more envs than the largest go through the all-envs branch. A
+    step redraws through the smallest that holds every env due, so it computes at most ~4x the
+    draws it needs."""
+    return tuple(sorted({max(1, num_envs // d) for d in (64, 16, 4) if num_envs // d < num_envs}
+                        or {1}))
 
 
 def _batched(fn, keys, state, action, space, space_axis):
