@@ -11,6 +11,7 @@ Non-finite metric values (a mean return over zero finished episodes, a diverged 
 written as ``null`` and their keys listed in the line's ``"nonfinite"`` field, so the file stays
 strict JSON without hiding the fact; pass ``nonfinite="raise"`` to stop instead.
 
+Optionally (``METARL_JAX_WANDB=1``, ``io.wandb_log``) every line also goes to Weights & Biases.
 Every line is mirrored into a TensorBoard event file in the same folder (``io.tensorboard``:
 tags ``<phase>/<metric>`` at ``step``); ``METARL_JAX_TENSORBOARD=0`` or ``tensorboard=False``
 turns that off.
@@ -27,6 +28,7 @@ from typing import Any, Callable, Literal, Mapping, Optional
 
 from metarl_jax.io.run_dir import DamagedRunError, atomic_write_text, to_jsonable
 from metarl_jax.io.tensorboard import open_event_log
+from metarl_jax.io.wandb_log import open_wandb_log
 
 NONFINITE_KEY = "nonfinite"
 
@@ -57,6 +59,7 @@ class MetricsLog:
         _cut_torn_tail(self.path)
         self._file = open(self.path, "a", encoding="utf-8")
         self._events = open_event_log(self.path.parent, tensorboard)
+        self._wandb = open_wandb_log(self.path.parent)  # opt-in: METARL_JAX_WANDB
 
     def log(self, step: int, metrics: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         """Append one line ``{"step": step, **extra, **metrics}`` and flush it.
@@ -90,16 +93,18 @@ class MetricsLog:
             line[NONFINITE_KEY] = bad
         self._file.write(json.dumps(line, allow_nan=False) + "\n")
         self._file.flush()
-        if self._events is not None:
-            phase = extra.get("phase")
-            self._events.log(step, {k: line[k] for k in metrics},
-                             prefix=phase if isinstance(phase, str) else "")
+        phase = extra.get("phase")
+        prefix = phase if isinstance(phase, str) else ""
+        for mirror in (self._events, self._wandb):
+            if mirror is not None:
+                mirror.log(step, {k: line[k] for k in metrics}, prefix=prefix)
         return line
 
     def close(self) -> None:
         self._file.close()
-        if self._events is not None:
-            self._events.close()
+        for mirror in (self._events, self._wandb):
+            if mirror is not None:
+                mirror.close()
 
     def __enter__(self) -> "MetricsLog":
         return self
