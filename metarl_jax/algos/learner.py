@@ -8,8 +8,9 @@ A learner subclasses ``Learner`` and supplies two pure functions::
 ``context`` holds inputs that stay constant over a run but are not part of the state (UP-OSI's
 universal policy); most learners have none. The base gives, once for every learner:
 
-* ``init`` (jit), ``init_seeds(keys[S], config, *init_args)`` (seed by seed, stacked ``[S, ...]``;
-  see ``metarl_jax.core.seeding`` for why not ``vmap``);
+* ``init`` (jit, after the learner's ``check_init_args`` on concrete values),
+  ``init_seeds(keys[S], config, *init_args)`` (seed by seed, stacked ``[S, ...]``; see
+  ``metarl_jax.core.seeding`` for why not ``vmap``);
 * ``update(state, config, *context)`` -- ``_update`` behind the **non-finite guard**: the update's
   losses, gradient norm and trainable parameters are checked in-graph, the metric
   ``"nonfinite_flags"`` is the bitmask of ``metarl_jax.core.nonfinite``, and on a NaN/inf the state
@@ -20,7 +21,8 @@ universal policy); most learners have none. The base gives, once for every learn
   ``log_every`` updates (``nonfinite_flags``: bitwise OR over the block);
 * ``train_chunk_seeds``: the same over a leading seed axis of the state (and of the context);
   metrics ``[S, num_updates]``;
-* ``train(key, config, *init_args)``: the whole run (``config.num_updates`` updates) as one program;
+* ``train(key, config, *init_args, progress_fn=None)``: the whole run (``config.num_updates``
+  updates) as one program, or in chunks with ``progress_fn(env_steps, metrics)`` between them;
 * ``traces``: ``{entry point: times traced}``, e.g. ``traces["train_chunk"] == 1`` after any number
   of chunks with the same sizes (the public check that a run compiles once).
 
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +57,12 @@ Policy = Callable[[jax.Array, jax.Array], jax.Array]  # act(key, obs[..., obs_si
 INJECT_NAN_ENV = "METARL_JAX_INJECT_NAN"
 FLAGS = "nonfinite_flags"
 _STATIC = ("num_updates", "log_every")
+
+
+def _default_chunk(num_updates: int) -> int:
+    """The largest divisor of ``num_updates`` that is at most ``num_updates // 10`` (>= 1)."""
+    cap = max(1, num_updates // 10)
+    return max(d for d in range(1, cap + 1) if num_updates % d == 0)
 
 
 def select_seed(states: Any, index: int) -> Any:
@@ -83,13 +91,13 @@ class Learner:
         inject = os.environ.get(INJECT_NAN_ENV, "")
         self._inject_nan = inject == "1" or inject == type(self).__name__
         self.traces: Dict[str, int] = {}  # entry point -> times traced (= compiled) so far
-        self.init = jax.jit(self._traced("init", self._init))
+        self._init_program = jax.jit(self._traced("init", self._init))
         self.update = jax.jit(self._traced("update", self.guarded_update))
         self.train_chunk = jax.jit(self._traced("train_chunk", self._train_chunk),
                                    static_argnames=_STATIC)
         self.train_chunk_seeds = jax.jit(
             self._traced("train_chunk_seeds", self._train_chunk_seeds), static_argnames=_STATIC)
-        self.train = jax.jit(self._traced("train", self._train))
+        self._train_program = jax.jit(self._traced("train", self._train))
 
     def _traced(self, name: str, fn: Callable) -> Callable:
         """``fn`` counting its traces in ``self.traces[name]`` (a Python side effect, so it runs
@@ -108,6 +116,11 @@ class Learner:
 
     def _update(self, state: Any, config: Any, *context: Any) -> Tuple[Any, Metrics]:
         raise NotImplementedError
+
+    def check_init_args(self, config: Any, *init_args: Any) -> None:
+        """Validate ``init``'s arguments before they are traced (raise ``SpecError`` /
+        ``ValueError``). Checks that need concrete values (a delay range against a wrapper's
+        buffer) belong here: inside ``jit`` they would see tracers. Default: nothing."""
 
     def trainable(self, state: Any) -> Any:
         """The parameters the guard checks for NaN/inf (default ``state.params``)."""
@@ -128,6 +141,12 @@ class Learner:
         raise NotImplementedError(f"{type(self).__name__} has no stateless policy to export")
 
     # ------------------------------------------------------------------ what the base gives
+    def init(self, key: jax.Array, config: Any, *init_args: Any) -> Any:
+        """The initial train state (jitted; ``check_init_args`` runs first, on concrete
+        values)."""
+        self.check_init_args(config, *init_args)
+        return self._init_program(key, config, *init_args)
+
     def init_seeds(self, keys: jax.Array, config: Any, *init_args: Any) -> Any:
         """``init`` for each of ``keys[S]``, stacked ``[S, ...]`` (one seed at a time, see
         ``metarl_jax.core.seeding``; training stays ``vmap``-ed over seeds)."""
@@ -165,3 +184,34 @@ class Learner:
 
     def _train(self, key: jax.Array, config: Any, *init_args: Any) -> Tuple[Any, Metrics]:
         return self._train_chunk(self._init(key, config, *init_args), config, config.num_updates)
+
+    def train(self, key: jax.Array, config: Any, *init_args: Any,
+              progress_fn: Optional[Callable[[int, Dict[str, float]], None]] = None,
+              progress_every: Optional[int] = None) -> Tuple[Any, Metrics]:
+        """The whole run: ``config.num_updates`` updates from ``init(key, config, *init_args)``.
+
+        Without ``progress_fn`` it is one compiled program. With it (brax.training's convention)
+        the run is cut into chunks of ``progress_every`` updates (default: the largest divisor
+        of ``num_updates`` that is at most a tenth of it, so every chunk compiles once) and
+        ``progress_fn(env_steps, metrics)`` is called after each with the env steps done so far
+        (``config.batch_size`` or ``config.steps_per_update`` per update; updates if neither)
+        and the chunk's last metrics as floats. The state and the metrics ``[num_updates]``
+        are the same as the one-program run's.
+        """
+        if progress_fn is None:
+            return self._train_program(key, config, *init_args)
+        total = int(config.num_updates)
+        every = _default_chunk(total) if progress_every is None else int(progress_every)
+        if not 1 <= every <= total:
+            raise ValueError(f"progress_every must be in [1, num_updates={total}], got {every}")
+        steps_per_update = getattr(config, "batch_size", None) or getattr(
+            config, "steps_per_update", None) or 1
+        state, chunks, done = self.init(key, config, *init_args), [], 0
+        while done < total:
+            n = min(every, total - done)
+            state, metrics = self.train_chunk(state, config, n)
+            chunks.append(metrics)
+            done += n
+            progress_fn(done * int(steps_per_update),
+                        {k: float(v[-1]) for k, v in jax.device_get(metrics).items()})
+        return state, jax.tree.map(lambda *parts: jnp.concatenate(parts), *chunks)

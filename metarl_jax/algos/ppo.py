@@ -39,7 +39,7 @@ from metarl_jax.algos.ppo_loss import Batch, clipped_surrogate_loss, ppo_optimiz
 from metarl_jax.core import normalization
 from metarl_jax.core.env import Env, is_discrete
 from metarl_jax.core.rollout import reset_batch, rollout
-from metarl_jax.core.wrappers import AutoReset, EpisodeStats
+from metarl_jax.core.wrappers import AutoReset, EpisodeStats, validate_space
 from metarl_jax.nets.actor_critic import ActorCritic
 from metarl_jax.nets.policy_heads import set_log_std
 from metarl_jax.randomization import robust as robust_lib
@@ -171,6 +171,11 @@ class PPO(Learner):
         return state.replace(env_state=env_state, obs=obs, space=space, update_step=jnp.int32(0))
 
     # ----------------------------------------------------------------------------- init
+    def check_init_args(self, config: PPOConfig, space: ParamDistribution, *robust) -> None:
+        """The space must fit the env (``validate_space``: ranges, wrapper-only fields, delay
+        ranges against ``ActionDelay.max_delay``), checked before ``init`` traces it."""
+        validate_space(self.env, space)
+
     def _init(self, key: jax.Array, config: PPOConfig, space: ParamDistribution,
               robust: robust_lib.RobustHook | None = None) -> PPOState:
         """``robust``: the hook's coefficients for this run (default: the hook given to the
