@@ -15,14 +15,18 @@ q(z|s_t)`` recovers the skill of a held-out trajectory).
 Writes: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.<metric>``: mean, 95% CI
 over seeds (``metarl_jax.stats``), per-seed values), ``skills.png`` (x-y traces of every skill,
 one colour per skill, one panel per seed, beside a random policy's), ``curves.png``,
-``checkpoints/``. The ``accel`` preset is sized for a GPU; DIAYN on MJX Ant/HalfCheetah needs
-their x-y position in the discriminator's features and is not wired here.
+``checkpoints/``; ``results.skill_init``: policy initialization from a skill for a downstream
+goal (PointNav2D's own reward): the best skill's actor with the skill built in, finetuned by SAC,
+vs SAC from scratch (episode return a quarter into the budget and at its end). The ``accel`` preset
+is sized for a GPU; DIAYN on MJX Ant/HalfCheetah needs their x-y position in the
+discriminator's features and is not wired here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp
@@ -32,13 +36,13 @@ from matplotlib.figure import Figure
 from envs.point_nav import PointNav2D
 from metarl_jax import stats
 from metarl_jax.algos.diayn import DIAYN, DIAYNConfig, binned_entropy, skill_trajectories
-from metarl_jax.algos.sac import SACConfig
+from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
 from metarl_jax.randomization.param_space import fixed_space
-from metarl_jax.transfer.skills import infer_skill
+from metarl_jax.transfer.skills import actor_from_skill, infer_skill
 
 NAME = "diayn"
 PHASE = "diayn"
@@ -58,6 +62,12 @@ class Config:
     rollouts_per_skill: int = 20
     coverage_bins: int = 20  # per axis, over [-coverage_range, coverage_range]^2
     coverage_range: float = 5.0
+    # Using a skill downstream: PointNav2D's reward (-distance) to this goal; SAC initialized
+    # from the best skill's actor (skill built in) vs from scratch, same budget and seeds.
+    downstream_goal: Tuple[float, float] = (2.0, -1.5)
+    finetune: SACConfig = SACConfig(num_envs=8, total_steps=8000, hidden_sizes=(64, 64),
+                                    batch_size=128, buffer_size=20_000, learning_starts=0,
+                                    utd=0.25, init_alpha=0.1)
 
     def __post_init__(self):
         self.diayn.validate()
@@ -70,6 +80,12 @@ class Config:
         if self.diayn.num_updates < self.log_every:
             raise ValueError(f"diayn.sac.total_steps gives {self.diayn.num_updates} updates, "
                              f"fewer than log_every={self.log_every}")
+        self.finetune.validate()
+        if tuple(self.finetune.hidden_sizes) != tuple(self.diayn.sac.hidden_sizes):
+            raise ValueError("finetune.hidden_sizes must equal diayn.sac.hidden_sizes (the "
+                             "finetuned actor starts from a skill's weights)")
+        if self.finetune.num_updates < self.log_every:
+            raise ValueError("finetune.total_steps gives fewer updates than log_every")
         if not self.coverage_range > 0:
             raise ValueError(f"coverage_range must be > 0, got {self.coverage_range}")
 
@@ -78,12 +94,14 @@ PRESETS = {
     "quick": Config(diayn=dataclasses.replace(
         Config.diayn, sac=dataclasses.replace(Config.diayn.sac, total_steps=2400,
                                               learning_starts=400)),
-        num_skills=4, num_seeds=1, updates_per_chunk=15, rollouts_per_skill=4),
+        num_skills=4, num_seeds=1, updates_per_chunk=15, rollouts_per_skill=4,
+        finetune=dataclasses.replace(Config.finetune, total_steps=800)),
     "cpu": Config(),
     "accel": Config(diayn=dataclasses.replace(
         Config.diayn, sac=dataclasses.replace(Config.diayn.sac, num_envs=128, total_steps=1_000_000,
                                               hidden_sizes=(256, 256), utd=0.5)),
-        num_skills=20, num_seeds=8),
+        num_skills=20, num_seeds=8,
+        finetune=dataclasses.replace(Config.finetune, hidden_sizes=(256, 256))),
 }
 
 
@@ -136,6 +154,56 @@ def evaluate(diayn: DIAYN, states, config: Config, key):
     return metrics, np.asarray(paths), np.asarray(random_paths)
 
 
+def finetune_from_skill(run_dir, config: Config, diayn: DIAYN, states, seed: int) -> dict:
+    """Policy init from a skill: per seed, the skill whose (deterministic) episode has the best
+    downstream return, its actor with the skill built in (``actor_from_skill``), finetuned by
+    SAC; against SAC from scratch with the same seeds, budget and critic initialization."""
+    env = PointNav2D(max_steps=config.episode_steps)
+    task = env.default_params().replace(goal=jnp.asarray(config.downstream_goal, jnp.float32))
+    skill_env, num_k, steps = diayn.skill_env, config.num_skills, config.episode_steps
+
+    def skill_returns(state, k):
+        act = diayn.make_policy(state, config.diayn, deterministic=True)
+        paths = skill_trajectories(act, skill_env, task, jnp.eye(num_k), k, steps)
+        return -jnp.sum(jnp.linalg.norm(paths[:, 1:] - task.goal, axis=-1), axis=-1)  # [K]
+
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 4)
+    returns = jax.jit(jax.vmap(skill_returns))(states, jax.random.split(key, config.num_seeds))
+    best = jnp.argmax(returns, axis=-1)  # [S]
+    actors = jax.vmap(lambda p, k: actor_from_skill(p, jax.nn.one_hot(k, num_k), 2))(
+        states.sac.params["actor"], best)
+    sac, cfg, space = SAC(env), config.finetune, fixed_space(task)
+    keys = jax.random.split(jax.random.fold_in(key, 1), config.num_seeds)
+
+    def init(from_skill):
+        fresh = sac.init_seeds(keys, cfg, space)
+        if not from_skill:
+            return fresh
+        return fresh.replace(params=dict(fresh.params, actor=actors))
+
+    finals = {}
+    for phase in ("finetune_skill", "finetune_scratch"):
+        train_phase(run_dir, phase, init=lambda: init(phase == "finetune_skill"),
+                    chunk=lambda s, n: sac.train_chunk_seeds(s, cfg, n, log_every=config.log_every),
+                    num_updates=cfg.num_updates // config.log_every,
+                    updates_per_chunk=config.updates_per_chunk,
+                    steps_per_update=cfg.steps_per_update * config.log_every * config.num_seeds)
+        lines = phase_metrics(run_dir, phase)
+        early = lines[len(lines) // 4]  # a quarter into the budget
+        finals[phase] = {"first": early["episode_return_per_seed"]
+                         if config.num_seeds > 1 else [early["episode_return"]],
+                         "last": lines[-1]["episode_return_per_seed"]
+                         if config.num_seeds > 1 else [lines[-1]["episode_return"]]}
+    return dict(
+        selected_skill_per_seed=np.asarray(best).tolist(),
+        zero_shot_skill_return=summarize(np.asarray(returns).max(-1)),
+        skill_init_return_quarter_budget=summarize(finals["finetune_skill"]["first"]),
+        scratch_return_quarter_budget=summarize(finals["finetune_scratch"]["first"]),
+        skill_init_return=summarize(finals["finetune_skill"]["last"]),
+        scratch_return=summarize(finals["finetune_scratch"]["last"]),
+        budget_env_steps=cfg.total_steps, goal=list(config.downstream_goal))
+
+
 def summarize(values) -> dict:
     """``{mean, ci95 (None for one seed), per_seed}`` of per-seed values."""
     values = np.asarray(values, np.float64)
@@ -176,6 +244,8 @@ def main(args) -> dict:
     results["chance_accuracy"] = 1.0 / config.num_skills
     results["pseudo_reward_ceiling"] = float(np.log(config.num_skills))
 
+    results["skill_init"] = finetune_from_skill(run_dir, config, diayn, states, seed)
+
     titles = [f"seed {s}: accuracy {metrics['discriminator_accuracy'][s]:.2f}"
               for s in range(config.num_seeds)]
     plot_skills(run_dir / "skills.png", paths, random_paths, config, titles)
@@ -188,7 +258,10 @@ def main(args) -> dict:
     }, xlabel="env steps (all seeds)", ylabel="", title=f"DIAYN, K={config.num_skills}")
     table = format_table([dict(metric=k, mean=v["mean"],
                                ci95=v["ci95"] if v["ci95"] is not None else float("nan"))
-                          for k, v in results.items() if isinstance(v, dict)])
+                          for k, v in results.items() if isinstance(v, dict) and "mean" in v]
+                         + [dict(metric=f"skill_init.{k}", mean=v["mean"],
+                                 ci95=v["ci95"] if v["ci95"] is not None else float("nan"))
+                            for k, v in results["skill_init"].items() if isinstance(v, dict)])
     return finish(run_dir, {"results": results}, table)
 
 

@@ -18,7 +18,8 @@ from metarl_jax.algos.diayn import (
     pseudo_reward,
     skill_trajectories,
 )
-from metarl_jax.transfer.skills import infer_skill
+from metarl_jax.algos.sac import Actor
+from metarl_jax.transfer.skills import actor_from_skill, infer_skill
 from tests.experiment_contract import check_run_folder, run_quick
 
 pytestmark = pytest.mark.slow
@@ -89,6 +90,17 @@ def test_binned_entropy_of_known_histograms():
         math.log(2))  # outside points land in the border bins
 
 
+def test_actor_from_skill_equals_the_skill_conditioned_actor():
+    actor = Actor(2, (16, 16))
+    params = actor.init(jax.random.PRNGKey(0), jnp.zeros((1, 2 + 3)))
+    skill = jnp.array([0.0, 1.0, 0.0])
+    folded = actor_from_skill(params, skill, 2)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (7, 2))
+    with_skill = actor.apply(params, jnp.concatenate([obs, jnp.tile(skill, (7, 1))], -1))
+    for a, b in zip(actor.apply(folded, obs), with_skill):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("diayn") / "run"
@@ -107,9 +119,15 @@ def test_quick_preset_writes_the_contract(quick_run):
     assert results["mean_pseudo_reward"]["mean"] <= math.log(config.num_skills) + 1e-6
     assert 0 <= results["discriminator_accuracy"]["mean"] <= 1
     assert results["chance_accuracy"] == pytest.approx(1 / config.num_skills)
-    # Even the quick budget tells its 4 skills apart better than chance (0.25); the compiled
-    # chunk was traced once (the summary's provenance records traces per entry point).
+    # Even the quick budget tells its 4 skills apart better than chance (0.25).
     assert results["discriminator_accuracy"]["mean"] > 0.4
+    init = results["skill_init"]
+    assert 0 <= init["selected_skill_per_seed"][0] < config.num_skills
+    for name in ("zero_shot_skill_return", "skill_init_return", "scratch_return"):
+        assert len(init[name]["per_seed"]) == config.num_seeds
+    check_run_folder(quick_run, {"finetune_skill": config.finetune.num_updates // config.log_every,
+                                 "finetune_scratch": config.finetune.num_updates
+                                 // config.log_every}, ())
 
 
 def test_bad_config_exits_2(tmp_path, capsys):

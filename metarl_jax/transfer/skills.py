@@ -4,7 +4,9 @@
   ``argmax_z sum_t log q(z | s_t)`` (``infer_skill``);
 * a hierarchical controller that picks a skill every ``k`` env steps and lets the skill policy
   act in between (``run_skill_sequence``; the choice of skills comes from a planner such as
-  ``algos.mppi``'s latent-space planner, or any meta-controller).
+  ``algos.mppi``'s latent-space planner, or any meta-controller);
+* policy initialization from a skill: a skill-conditioned actor with its skill built in, to
+  finetune on a downstream task (``actor_from_skill``).
 """
 
 from __future__ import annotations
@@ -46,3 +48,18 @@ def run_skill_sequence(act: Callable, env: Any, params: Any, state: Any, obs: ja
     keys = jax.random.split(key, skills.shape[0])
     (state, obs), (rewards, feats) = jax.lax.scan(one_skill, (state, obs), (skills, keys))
     return state, obs, rewards.reshape(-1), feats.reshape((-1,) + feats.shape[2:])
+
+
+def actor_from_skill(actor_params: Any, skill: jax.Array, base_obs_size: int) -> Any:
+    """Policy initialization from a skill: the parameters of a skill-conditioned MLP actor on
+    ``[s, z]`` turned into those of the same actor on ``s`` alone with ``z = skill`` built in.
+
+    The first dense layer computes ``W_s s + W_z z + b``; with ``z`` fixed that is ``W_s s +
+    (b + W_z z)``, so its kernel keeps the first ``base_obs_size`` rows and ``W_z z`` moves into
+    its bias -- the new actor's outputs equal the skill's exactly (tested). Works for any flax
+    MLP whose first layer is ``MLP_0/Dense_0`` (``algos.sac.Actor``)."""
+    first = actor_params["params"]["MLP_0"]["Dense_0"]
+    kernel, bias = first["kernel"], first["bias"]
+    folded = {"kernel": kernel[:base_obs_size], "bias": bias + skill @ kernel[base_obs_size:]}
+    mlp = dict(actor_params["params"]["MLP_0"], Dense_0=folded)
+    return {"params": dict(actor_params["params"], MLP_0=mlp)}
