@@ -19,8 +19,8 @@ Before the first update, ``ppo/pendulum  compiling…`` appears as soon as JAX s
 compiled). Throughput and ETA are measured from the second update on, so compile time never
 inflates the ETA: the first line shows how long the first chunk took and ``ETA ?``. Time JAX
 spends compiling while the line is live (``jax.monitoring``'s trace, lowering and backend-compile
-durations) is shown on its own, ``compile 14s``, and left out of steps/s and the ETA; when the
-first chunk's compile is known, its ETA comes from the rest of that chunk's time.
+durations) is shown on its own, ``compile 14s``, and left out of steps/s and the ETA (the first
+chunk's ETA stays ``?``: besides compiling, it pays one-off costs such as the first checkpoint).
 """
 
 from __future__ import annotations
@@ -161,8 +161,6 @@ class Progress:
             if now > self._recent[0][0] and steps_done > self._recent[0][1]:
                 t_old, s_old, c_old = self._recent[0]
                 rate = (steps_done - s_old) / max(now - t_old - (compile_s - c_old), 1e-9)
-        elif compile_s > 0 and elapsed > compile_s and done_now > 0:
-            rate = done_now / (elapsed - compile_s)  # the first chunk, less its compile
         parts = [self.label] if self.label else []
         if self.total_steps > 0:
             pct = math.floor(100 * steps_done / self.total_steps)
