@@ -9,10 +9,11 @@ query points, 2x40 ReLU MLP, one inner SGD step of 0.01, Adam 1e-3, task and poi
 included in the iteration. Three programs, interleaved in one process (rounds of
 ``jax, torch_func, torch_eager, jax_scan``; median and spread per side, ratio per round):
 
-* ``jax``: ``SupervisedMAML.update``, one jitted call per iteration (as the experiment runs it;
-  it also computes the pre-adaptation loss and the non-finite guard, which the torch sides skip).
-  ``jax_scan``: ``train_chunk``, a ``lax.scan`` over the round's iterations (reported, not a
-  headline).
+* ``jax``: ``SupervisedMAML.update``, one jitted call per iteration (it also computes the
+  pre-adaptation loss and the non-finite guard, which the torch sides skip). JAX dispatches
+  asynchronously, so Python's thread stays busy beside XLA's one compute thread (2 busy threads).
+  ``jax_scan``: ``train_chunk``, a ``lax.scan`` over the round's iterations in one call (as the
+  experiment trains): one busy thread, so the one-thread target is checked on it.
 * ``torch_func``: ``torch.func.grad`` of ``vmap`` over tasks of (``functional_call`` + inner
   ``torch.func.grad``), then ``torch.optim.Adam``.
 * ``torch_eager``: hand-batched eager torch: the parameters expanded over the task axis
@@ -21,8 +22,10 @@ included in the iteration. Three programs, interleaved in one process (rounds of
 
 Threads: one on each side. torch: ``torch.set_num_threads(1)`` (and one inter-op thread); JAX:
 ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` (``run`` re-runs
-itself in a subprocess with these flags when they are not set). Each side's process CPU time per
-wall second is reported as a check (about 1.0 when a single thread does the work).
+itself in a subprocess with these flags when they are not set). As a check, each program's process
+CPU time per wall second (about 1.0 on an idle machine when one thread does the work) and its
+busy threads (threads that did >= 10% of the CPU work of a round, the most over rounds; from
+``/proc/self/task``) are reported.
 
 Before timing, the three meta-gradients are computed from the same initial parameters (JAX's)
 on the same batch and must agree (max abs difference <= 1e-5 x max(1, max |g|)); the benchmark
@@ -236,6 +239,25 @@ def gradient_check(seed: int = 7) -> dict:
     return out
 
 
+def thread_cpu_ticks() -> Dict[str, int]:
+    """CPU ticks (user + system) of each thread of this process, from ``/proc`` (Linux)."""
+    ticks = {}
+    for task in pathlib.Path("/proc/self/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a thread that ended
+            continue
+        ticks[task.name] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def busy_threads(before: Dict[str, int], after: Dict[str, int], share: float = 0.1) -> int:
+    """Threads that did at least ``share`` of the CPU work between two ``thread_cpu_ticks``."""
+    delta = {t: after[t] - before.get(t, 0) for t in after}
+    total = sum(delta.values())
+    return sum(1 for d in delta.values() if total and d >= share * total)
+
+
 def time_sinusoid(p: Preset) -> dict:
     import jax
 
@@ -274,12 +296,15 @@ def time_sinusoid(p: Preset) -> dict:
     cpu: Dict[str, float] = {k: 0.0 for k in programs}
     wall: Dict[str, float] = {k: 0.0 for k in programs}
 
+    busy: Dict[str, int] = {k: 0 for k in programs}
+
     def with_cpu_time(name, fn):
         def run():
-            c0, w0 = time.process_time(), time.perf_counter()
+            t0, c0, w0 = thread_cpu_ticks(), time.process_time(), time.perf_counter()
             fn()
             cpu[name] += time.process_time() - c0
             wall[name] += time.perf_counter() - w0
+            busy[name] = max(busy[name], busy_threads(t0, thread_cpu_ticks()))
         return run
 
     from benchmarks.timing import interleave
@@ -288,7 +313,8 @@ def time_sinusoid(p: Preset) -> dict:
                                 p.rounds)
     out = {"iters_per_round": n, "rounds": p.rounds, "jax_compile_s": jax_compile_s,
            "threads": threads, "cpu_s_per_wall_s": {k: cpu[k] / wall[k] for k in programs},
-           "ms_per_iter": {}, "speedup_of_jax": {}}
+           "busy_threads": busy,
+           "ms_per_iter": {}, "speedup_of_jax": {}, "speedup_of_jax_scan": {}}
     for name in programs:
         out["ms_per_iter"][name] = rounds.summary()[name]  # seconds per round
         for key in ("median", "q25", "q75", "min", "max"):
@@ -299,7 +325,9 @@ def time_sinusoid(p: Preset) -> dict:
 
     for peer in ("torch_func", "torch_eager"):
         if peer in programs:
-            out["speedup_of_jax"][peer] = spread(rounds.ratios(peer)["jax"])
+            ratios = rounds.ratios(peer)
+            out["speedup_of_jax"][peer] = spread(ratios["jax"])
+            out["speedup_of_jax_scan"][peer] = spread(ratios["jax_scan"])
     return out
 
 
@@ -386,12 +414,17 @@ def run_here(preset: str) -> dict:
     result["sinusoid"] = time_sinusoid(p)
     result["memory_vs_k"] = jax_memory_vs_k(p.memory_ks)
     result["rl"] = jax_rl(2) if p.rl else None
-    speed = result["sinusoid"]["speedup_of_jax"]
-    if speed:
-        fastest = min(speed, key=lambda k: result["sinusoid"]["ms_per_iter"][k]["median"])
+    sin = result["sinusoid"]
+    if sin["speedup_of_jax"]:
+        # The target applies to one thread each: the scanned JAX program runs on one busy
+        # thread; per-call JAX also keeps Python's dispatching thread busy (async dispatch).
+        fastest = min(sin["speedup_of_jax"], key=lambda k: sin["ms_per_iter"][k]["median"])
         result["headline"] = [
-            {"label": f"MAML iteration, JAX / {peer.replace('_', ' ')} (1 thread)",
-             "ratio": speed[peer], "target": TARGET if peer == fastest else None}
+            {"label": f"MAML iteration, JAX lax.scan / {fastest.replace('_', ' ')} "
+                      "(fastest torch; one thread each)",
+             "ratio": sin["speedup_of_jax_scan"][fastest], "target": TARGET}] + [
+            {"label": f"MAML iteration, JAX per call / {peer.replace('_', ' ')}",
+             "ratio": sin["speedup_of_jax"][peer], "target": None}
             for peer in ("torch_func", "torch_eager")]
     return result
 
@@ -419,12 +452,13 @@ def markdown(result: dict) -> str:
         f"inter-op (torch {s['threads'].get('torch_version', 'not installed')}), JAX with "
         f"`XLA_FLAGS={s['threads']['jax_xla_flags']}`. JAX compile: {s['jax_compile_s']:.1f} s.",
         "",
-        "| program | ms / iteration (median [IQR]) | min-max | CPU s per wall s |",
-        "|---|---:|---:|---:|",
+        "| program | ms / iteration (median [IQR]) | min-max | CPU s per wall s | busy threads |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, row in ms.items():
         lines.append(f"| {name} | {row['median']:.3f} [{row['q25']:.3f}-{row['q75']:.3f}] | "
-                     f"{row['min']:.3f}-{row['max']:.3f} | {s['cpu_s_per_wall_s'][name]:.2f} |")
+                     f"{row['min']:.3f}-{row['max']:.3f} | {s['cpu_s_per_wall_s'][name]:.2f} | "
+                     f"{s.get('busy_threads', {}).get(name, '-')} |")
     if not result["torch"]:
         lines += ["", "torch not installed: the PyTorch columns are skipped "
                   "(`pip install -e '.[bench-torch]'`)."]
