@@ -65,7 +65,7 @@ class Config:
     new_tasks: Tuple[Tuple[float, ...], ...] = NEW_TASKS
     budgets: Tuple[int, ...] = (400, 800, 1600, 3200)  # env steps per seed on each new task
     budget: int = 800  # the stated budget of results.*.return_at_budget
-    num_seeds: int = 3
+    num_seeds: int = 5
     log_every: int = 5  # updates averaged into one metrics line
     updates_per_chunk: int = 5  # metrics lines per compiled chunk
     base_updates_per_chunk: int = 50
