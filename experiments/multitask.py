@@ -140,8 +140,10 @@ def curves(run_dir, method: str, config: Config) -> Tuple[np.ndarray, np.ndarray
 
 
 def plot_task_curves(path, run_dir, config: Config):
-    fig = Figure(figsize=(3.6 * config.num_tasks, 3.6), layout="constrained")
-    axes = fig.subplots(1, config.num_tasks, sharey=False)
+    cols = min(config.num_tasks, 2)
+    rows = -(-config.num_tasks // cols)
+    fig = Figure(figsize=(5.0 * cols, 3.4 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)[:config.num_tasks]
     for method in config.methods:
         steps, ret = curves(run_dir, method, config)
         for t, ax in enumerate(axes):
@@ -150,9 +152,10 @@ def plot_task_curves(path, run_dir, config: Config):
             ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.15)
     for t, ax in enumerate(axes):
         ax.set(title=f"task {t}: goal {config.goal_angles_deg[t]:g} deg, "
-                     f"scale {config.reward_scales[t]:g}", xlabel="env steps per seed")
+                     f"scale {config.reward_scales[t]:g}",
+               xlabel="env steps per seed (all tasks)", ylabel="return (unscaled), 95% CI")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("episode return (unscaled), 95% CI")
     axes[-1].legend(fontsize=7)
     plots._save(fig, path)
 
