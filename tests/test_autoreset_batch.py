@@ -107,12 +107,11 @@ def test_step_batch_equals_the_per_env_step_bitwise_on_every_branch(seed_runs):
     assert redraw_capacities(NUM_ENVS) == (1, 4, 16) and redraw_capacities(1) == (1,)
 
 
-def test_step_batch_without_an_outer_vmap_and_with_a_per_seed_space():
+def test_step_batch_with_a_per_seed_space():
+    """A space batched over seeds (as ADR keeps one per seed): repeated per env in the rule.
+    (Without an outer vmap: the rollout test below.)"""
     env, space = _cartpole()
     key = jax.random.PRNGKey(1)
-    _assert_bitwise_equal(jax.jit(lambda k: _steps(env, space, k, True))(key),
-                          jax.jit(lambda k: _steps(env, space, k, False))(key))
-    # A space batched over seeds (as ADR keeps one per seed): repeated per env inside the rule.
     spaces = jax.tree.map(lambda x: jnp.stack([x, x * 1.5 if jnp.issubdtype(x.dtype, jnp.floating)
                                                else x]), space)
     keys = jax.random.split(key, 2)
