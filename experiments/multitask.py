@@ -99,7 +99,7 @@ PRESETS = {
                                             num_epochs=2, num_minibatches=2, hidden_sizes=(16,)),
                     horizon=20, num_seeds=2, log_every=2, updates_per_chunk=3),
     "cpu": Config(),
-    "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=256, total_steps=20_000_000,
+    "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=256, total_steps=20_480_000,
                                             num_minibatches=8, hidden_sizes=(256, 256)),
                     num_seeds=10, log_every=10),
 }
