@@ -29,7 +29,7 @@ def dann_setup():
     dann = DANN(env, encoder_sizes=(16,), feature_size=4, classifier_sizes=(16,))
     config = DANNConfig(sac=SACConfig(num_envs=2, total_steps=8, batch_size=4, buffer_size=16,
                                       learning_starts=0, hidden_sizes=(8,)),
-                        target_envs=2, target_buffer_size=16, domain_batch=4,
+                        explore_envs=2, obs_buffer_size=16, domain_batch=4,
                         domain_coef=0.7).validate()
     params = env.default_params()
     target = params.replace(obs_bias=jnp.array([0.6, -0.5]), distractor_std=jnp.float32(0.5))
@@ -53,8 +53,8 @@ def test_reversal_flips_exactly_the_encoders_gradient_and_not_the_classifiers(da
 
     reversed_loss = lambda enc, clf: dann.adversarial_loss(enc, clf, actor, config, obs_s,
                                                            obs_t)[0]
-    g_enc, g_clf = jax.grad(plain_loss, argnums=(0, 1))(encoder, state.classifier)
-    r_enc, r_clf = jax.grad(reversed_loss, argnums=(0, 1))(encoder, state.classifier)
+    g_enc, g_clf = jax.jit(jax.grad(plain_loss, argnums=(0, 1)))(encoder, state.classifier)
+    r_enc, r_clf = jax.jit(jax.grad(reversed_loss, argnums=(0, 1)))(encoder, state.classifier)
     np.testing.assert_allclose(reversed_loss(encoder, state.classifier),
                                plain_loss(encoder, state.classifier), rtol=1e-6)
     for got, want in zip(jax.tree.leaves(r_enc), jax.tree.leaves(g_enc)):
@@ -75,8 +75,9 @@ def test_domain_loss_is_log2_and_accuracy_half_at_zero_logits():
 def test_target_buffer_stores_observations_only(dann_setup):
     env, _, config, state = dann_setup
     # Unlabelled: one observation per slot, no reward, action or label anywhere in the buffer.
-    assert state.target_buffer.data.shape == (config.target_buffer_size, env.observation_size)
-    assert int(state.target_buffer.size) == 0
+    target = state.obs_buffers["target"]
+    assert target.data.shape == (config.obs_buffer_size, env.observation_size)
+    assert int(target.size) == 0
 
 
 def test_sensor_is_affine_with_fresh_distractors():

@@ -3,17 +3,26 @@
 The policy sees observations through an encoder ``f``; SAC trains encoder and head on **source**
 rewards, while a domain classifier ``D`` learns to tell ``f(source obs)`` from ``f(target obs)``
 and the encoder, through a gradient-reversal layer, learns to make them indistinguishable. The
-target side needs only **unlabelled observations**: they come from running the current policy in
-the target domain; target rewards are never read (only logged as a metric).
+target side needs only **unlabelled observations**; target rewards are never read (they are only
+logged, as ``target_episode_return``, to watch transfer).
+
+Where the observations come from matters. Aligning *marginals* is only sound when the two domains'
+observation distributions differ by the sensor alone, so both streams are gathered under the same
+behaviour: ``explore_envs`` envs per domain acting uniformly at random from the same start
+distribution (``behaviour="uniform"``, the default). With ``behaviour="policy"`` the target
+stream comes from the current policy and the source stream from SAC's replay buffer, as in
+"adapt while acting": then the target marginal depends on the not-yet-adapted policy, and a wrong
+alignment can be self-consistent (the target policy parks where the misaligned features say "goal",
+and that cluster is what gets aligned with the source's goal cluster).
 
     dann = DANN(env)                                          # same env, two Params
     state = dann.init(key, config, source_space, target_space)
     state, metrics = dann.train_chunk(state, config, num_updates=100)
 
 One update = SAC's update on the source (``algos/sac.py``, unchanged, with the actor
-``EncodedActor``), ``target_steps`` steps of ``target_envs`` target envs whose observations go to
-a target observation buffer, then ``domain_steps`` adversarial steps on batches of source obs
-(SAC's replay buffer) and target obs:
+``EncodedActor``), one step of ``explore_envs`` envs in each domain whose observations go to
+observation buffers, then ``domain_steps`` adversarial steps on batches of source and target
+observations:
 
     L_D = BCE(D(R(f(o_s))), 0) + BCE(D(R(f(o_t))), 1),   R = gradient reversal with coefficient λ
 
@@ -44,6 +53,7 @@ from metarl_jax.nets.mlp import MLP
 from metarl_jax.randomization.param_space import ParamDistribution
 
 static = dict(pytree_node=False)
+DOMAINS = ("source", "target")
 
 
 # ------------------------------------------------------------------------- gradient reversal
@@ -126,9 +136,9 @@ class DANNConfig:
     the no-adaptation ablation ``domain_coef=0`` reuses the compiled program)."""
 
     sac: SACConfig = SACConfig()
-    target_envs: int = struct.field(default=8, **static)
-    target_steps: int = struct.field(default=1, **static)  # per target env per update
-    target_buffer_size: int = struct.field(default=20_000, **static)
+    explore_envs: int = struct.field(default=8, **static)  # envs per domain feeding the buffers
+    behaviour: str = struct.field(default="uniform", **static)  # uniform | policy (module doc)
+    obs_buffer_size: int = struct.field(default=20_000, **static)
     domain_steps: int = struct.field(default=4, **static)  # adversarial steps per update
     domain_batch: int = struct.field(default=128, **static)
     domain_coef: float = 1.0  # λ of the gradient reversal
@@ -140,12 +150,15 @@ class DANNConfig:
 
     def validate(self) -> "DANNConfig":
         self.sac.validate()
-        for name in ("target_envs", "target_steps", "domain_steps", "domain_batch"):
+        for name in ("explore_envs", "domain_steps", "domain_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"DANNConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.target_buffer_size < max(self.domain_batch, self.target_envs * self.target_steps):
-            raise ValueError(f"DANNConfig.target_buffer_size = {self.target_buffer_size} must "
-                             f"hold a domain batch and one update's target observations")
+        if self.behaviour not in ("uniform", "policy"):
+            raise ValueError(f"DANNConfig.behaviour must be 'uniform' or 'policy', got "
+                             f"{self.behaviour!r}")
+        if self.obs_buffer_size < max(self.domain_batch, self.explore_envs):
+            raise ValueError(f"DANNConfig.obs_buffer_size = {self.obs_buffer_size} must "
+                             f"hold a domain batch and one update's observations")
         if not float(self.domain_coef) >= 0.0 or not float(self.domain_lr) > 0.0:
             raise ValueError(f"DANNConfig: need domain_coef >= 0 and domain_lr > 0, got "
                              f"{self.domain_coef}, {self.domain_lr}")
@@ -157,10 +170,10 @@ class DANNState:
     sac: SACState
     classifier: Any  # DomainClassifier params
     opt_state: Any  # {"encoder", "classifier"}: Adam moments of the adversarial steps
-    target_buffer: replay.ReplayBuffer  # unlabelled target observations [capacity, obs_size]
-    target_env_state: Any  # [target_envs, ...]
-    target_obs: jax.Array  # [target_envs, obs_size]
-    target_space: ParamDistribution
+    obs_buffers: Any  # {"source", "target"}: ReplayBuffer of observations [capacity, obs_size]
+    env_states: Any  # {"source", "target"}: [explore_envs, ...] exploring envs
+    obs: Any  # {"source", "target"}: [explore_envs, obs_size]
+    spaces: Any  # {"source", "target"}: ParamDistribution
     key: jax.Array
 
 
@@ -172,7 +185,7 @@ class DANN(Learner):
                  classifier_sizes: Tuple[int, ...] = (64, 64)):
         self.env = env
         self.sac = EncodedSAC(env, encoder_sizes, feature_size)
-        self.target_env = EpisodeStats(AutoReset(env))
+        self.explore_env = EpisodeStats(AutoReset(env))
         self.classifier_net = DomainClassifier(tuple(classifier_sizes))
         super().__init__()
 
@@ -196,13 +209,17 @@ class DANN(Learner):
         encoder = sac_state.params["actor"]["params"]["encoder"]
         classifier = self.classifier_net.init(
             clf_key, jnp.zeros((1, self.sac.feature_size), jnp.float32))
-        env_state, obs = reset_batch(self.target_env, env_key, target_space, config.target_envs)
+        spaces = {"source": source_space, "target": target_space}
+        resets = {d: reset_batch(self.explore_env, k, spaces[d], config.explore_envs)
+                  for d, k in zip(DOMAINS, jax.random.split(env_key))}
+        example = jnp.zeros((self.env.observation_size,), jnp.float32)
         return DANNState(
             sac=sac_state, classifier=classifier,
             opt_state={"encoder": optax.scale_by_adam().init(encoder),
                        "classifier": optax.scale_by_adam().init(classifier)},
-            target_buffer=replay.init(obs[0], config.target_buffer_size),
-            target_env_state=env_state, target_obs=obs, target_space=target_space, key=key)
+            obs_buffers={d: replay.init(example, config.obs_buffer_size) for d in DOMAINS},
+            env_states={d: resets[d][0] for d in DOMAINS}, obs={d: resets[d][1] for d in DOMAINS},
+            spaces=spaces, key=key)
 
     def adversarial_loss(self, encoder: Any, classifier: Any, actor_params: Any,
                          config: DANNConfig, obs_source: jax.Array, obs_target: jax.Array
@@ -222,9 +239,8 @@ class DANN(Learner):
         opt_state)``: the classifier descends ``L_D``, the encoder ascends it (reversal)."""
         actor_params, classifier, opt_state = carry
         source_key, target_key = jax.random.split(key)
-        obs_s = replay.sample(source_buffer, source_key, config.domain_batch).obs
+        obs_s = replay.sample(source_buffer, source_key, config.domain_batch)
         obs_t = replay.sample(target_buffer, target_key, config.domain_batch)
-
         loss_fn = lambda enc, clf: self.adversarial_loss(enc, clf, actor_params, config, obs_s,
                                                          obs_t)
         encoder = actor_params["params"]["encoder"]
@@ -241,22 +257,32 @@ class DANN(Learner):
         key, rollout_key, domain_key = jax.random.split(state.key, 3)
         actor = self.sac.actor(config.sac)
 
-        def target_policy(k, obs):  # the current policy, acting on target observations
+        def behaviour(k, obs):  # uniform actions, or the current policy (module doc)
             mean, log_std = actor.apply(state.sac.params["actor"], obs)
-            return self.sac.to_env_action(sac_loss.sample_tanh_gaussian(k, mean, log_std)[0]), {}
+            squashed = sac_loss.sample_tanh_gaussian(k, mean, log_std)[0]
+            if config.behaviour == "uniform":
+                squashed = jax.random.uniform(k, squashed.shape, minval=-1.0, maxval=1.0)
+            return self.sac.to_env_action(squashed), {}
 
-        carry, traj = rollout(target_policy, self.target_env, rollout_key, state.target_env_state,
-                              state.target_obs, state.target_space, config.target_steps)
-        target_buffer = replay.add(state.target_buffer,
-                                   traj.obs.reshape((-1,) + traj.obs.shape[2:]))
+        buffers, env_states, obs, returns = {}, {}, {}, {}
+        for d, k in zip(DOMAINS, jax.random.split(rollout_key)):
+            carry, traj = rollout(behaviour, self.explore_env, k, state.env_states[d],
+                                  state.obs[d], state.spaces[d], 1)
+            buffers[d] = replay.add(state.obs_buffers[d], traj.obs[0])
+            env_states[d], obs[d] = carry.env_state, carry.obs
+            returns[d] = jnp.mean(carry.env_state.last_return)
 
         sac_state, metrics = self.sac._update(state.sac, config.sac)
-        ready = ((sac_state.buffer.size >= config.domain_batch)
-                 & (target_buffer.size >= config.domain_batch))
+        source_buffer = buffers["source"]
+        if config.behaviour == "policy":  # SAC's own experience is the source stream
+            source_buffer = replay.ReplayBuffer(sac_state.buffer.data.obs,
+                                                sac_state.buffer.position, sac_state.buffer.size)
+        ready = ((source_buffer.size >= config.domain_batch)
+                 & (buffers["target"].size >= config.domain_batch))
 
         def adversarial(c):
             keys = jax.random.split(domain_key, config.domain_steps)
-            step = lambda c, k: self._adversarial_step(config, sac_state.buffer, target_buffer,
+            step = lambda c, k: self._adversarial_step(config, source_buffer, buffers["target"],
                                                        c, k)
             c, stats = jax.lax.scan(step, c, keys)
             return c, jax.tree.map(jnp.mean, stats)
@@ -268,8 +294,8 @@ class DANN(Learner):
             ready, adversarial, lambda c: (c, skipped), adv_carry)
         sac_state = sac_state.replace(params={**sac_state.params, "actor": actor_params})
         metrics.update(adv_metrics)
-        # Target rewards are logged to watch transfer, never learned from.
-        metrics["target_episode_return"] = jnp.mean(carry.env_state.last_return)
+        if config.behaviour == "policy":  # target rewards: logged to watch transfer, never learned
+            metrics["target_episode_return"] = returns["target"]
         return state.replace(sac=sac_state, classifier=classifier, opt_state=opt_state,
-                             target_buffer=target_buffer, target_env_state=carry.env_state,
-                             target_obs=carry.obs, key=key), metrics
+                             obs_buffers=buffers, env_states=env_states, obs=obs,
+                             key=key), metrics

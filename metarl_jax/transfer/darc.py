@@ -9,9 +9,10 @@ penalizes transitions the target's physics would not produce. Two binary classif
 source transitions (SAC's replay buffer) and a small budget of **target** transitions gathered by
 the current policy (``target_envs`` envs, ``sac.num_steps`` steps each per update):
 ``q(t|s,a) = σ(z_sa)`` and ``q(t|s,a,s') = σ(z_sa + z_sas)`` (the paper's parameterization, so
-``Δr = z_sas``), trained by cross-entropy on inputs with Gaussian noise ``classifier_noise`` (the
-paper's regularizer). Δr enters SAC's sampled batches after ``delta_r_warmup`` source env steps,
-scaled by ``delta_r_coef`` (``0``: the source-only ablation, same compiled program).
+``Δr = z_sas``; ``z_sa`` is held fixed in the second loss), trained by cross-entropy on inputs
+with Gaussian noise ``classifier_noise`` (the paper's regularizer). Δr enters SAC's sampled
+batches after ``delta_r_warmup`` source env steps, scaled by ``delta_r_coef`` (``0``: the
+source-only ablation, same compiled program).
 
     darc = DARC(env)
     state = darc.init(key, config, source_space, target_space)
@@ -68,7 +69,10 @@ class DomainClassifiers(nn.Module):
         z_sa = MLP(self.hidden_sizes, 1, activation=nn.relu, name="sa")(sa)[..., 0]
         z_sas = MLP(self.hidden_sizes, 1, activation=nn.relu, name="sas")(
             jnp.concatenate([sa, next_obs], axis=-1))[..., 0]
-        return z_sa, z_sa + z_sas
+        # The s,a,s' loss trains only the residual: where the (s,a) classifier already explains
+        # the data (e.g. states only the source visits) the residual, i.e. Δr, stays near 0
+        # instead of being dragged along by extrapolation.
+        return z_sa, jax.lax.stop_gradient(z_sa) + z_sas
 
 
 class Transitions(NamedTuple):

@@ -1,0 +1,274 @@
+"""Domain adaptation for RL: align what the policy sees (DANN), correct for how it moves (DARC).
+
+    python -m experiments.domain_adaptation [--method dann|darc|all] [--preset quick|cpu|accel]
+    python -m experiments.domain_adaptation --resume runs/domain_adaptation/<timestamp>
+
+Both stories use ``envs.DomainNav2D`` (a point steering to a goal, reward = -distance).
+
+**DANN** -- the target is the same task seen through an unknown sensor: ``obs = G p + b`` with a
+positive per-axis gain ``G`` and an offset ``b``, plus two distractor entries of noise (the
+source sensor is the identity, distractors silent). Starts are uniform in ``[-1, 1]^2``. Why this
+shift: a positive gain and an offset per axis are fixed by the first two moments of each
+coordinate's marginal, so aligning feature *marginals* can recover them; a permutation, sign flip
+or rotation of the axes is not identifiable from marginals whenever the state distribution is
+symmetric under it (DANN could align onto the mirror image and act wrongly), so it is not used.
+Methods (same compiled program, ``domain_coef`` and the spaces are data): ``no_adaptation`` (SAC
+on source, encoder not aligned), ``dann`` (SAC on source + adversarial alignment on unlabelled
+target observations), ``target_oracle`` (SAC trained on the target with its rewards).
+
+**DARC** -- the target has a wall across the straight path (``x = 0.5, |y| <= wall_half``) that
+the source simulator lacks. Methods at the same target-data budget: ``source_only`` (DARC's
+program with ``delta_r_coef = 0``: the target data is collected but unused), ``darc`` and
+``target_only_same_budget`` (SAC on the target with only that budget, and as many gradient steps
+as DARC's SAC).
+
+Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.<method>.target_return``
+with ``ci95`` and per-seed values; ``comparisons``: a method is "better" only when the 95% CIs
+do not overlap, else "tie"), ``features_pca.png`` and ``dann_accuracy.png`` (DANN),
+``darc_curves.png`` (DARC), ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from matplotlib.figure import Figure
+
+from envs.domain_nav import DomainNav2D
+from metarl_jax import stats
+from metarl_jax.algos.sac import SAC, SACConfig
+from metarl_jax.io import plots
+from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.progress import format_table
+from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.randomization.distributions import uniform
+from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.transfer.dann import DANN, DANNConfig
+from metarl_jax.transfer.darc import DARC, DARCConfig
+from metarl_jax.transfer.evaluation import evaluate_seeds
+
+NAME = "domain_adaptation"
+METHODS = ("dann", "darc")
+_SAC = SACConfig(num_envs=8, total_steps=8000, hidden_sizes=(64, 64), batch_size=128,
+                 buffer_size=50_000, learning_starts=1000)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    method: str = "all"  # dann | darc | all (also --method)
+    dann: DANNConfig = DANNConfig(sac=_SAC, domain_steps=16)
+    darc: DARCConfig = DARCConfig(sac=_SAC.replace(total_steps=16_000), target_envs=1)
+    target_gain: Tuple[float, float] = (1.6, 0.6)  # DANN's target sensor: obs = G p + b
+    target_bias: Tuple[float, float] = (0.6, -0.5)
+    distractor_std: float = 0.5
+    wall_half: float = 0.25  # DARC's target wall: x = 0.5, |y| <= wall_half
+    start_spread: float = 0.8  # DARC's starts: x in +-0.1, y in +-start_spread; goal (1, 0)
+    num_seeds: int = 3
+    log_every: int = 50  # updates averaged into one metrics line
+    updates_per_chunk: int = 8  # metrics lines per compiled chunk
+    eval_episodes: int = 64
+
+    def __post_init__(self):
+        if self.method not in METHODS + ("all",):
+            raise ValueError(f"method must be one of {'|'.join(METHODS + ('all',))}, "
+                             f"got {self.method!r}")
+        self.dann.validate(), self.darc.validate()
+        for name in ("num_seeds", "log_every", "updates_per_chunk", "eval_episodes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_seeds < 2:
+            raise ValueError(f"num_seeds must be >= 2 for confidence intervals, got "
+                             f"{self.num_seeds}")
+        for name, cfg in (("dann", self.dann), ("darc", self.darc)):
+            if cfg.num_updates % self.log_every:
+                raise ValueError(f"{name}.sac: {cfg.num_updates} updates is not a multiple of "
+                                 f"log_every={self.log_every}")
+        if not (min(self.target_gain) > 0 and self.distractor_std >= 0 and self.wall_half > 0):
+            raise ValueError("need target_gain > 0, distractor_std >= 0 and wall_half > 0")
+
+    @property
+    def methods(self) -> Tuple[str, ...]:
+        return METHODS if self.method == "all" else (self.method,)
+
+
+_QUICK_SAC = _SAC.replace(total_steps=800, learning_starts=200, batch_size=32)
+PRESETS = {
+    "quick": Config(dann=Config.dann.replace(sac=_QUICK_SAC, domain_steps=2, domain_batch=32),
+                    darc=Config.darc.replace(sac=_QUICK_SAC, classifier_batch=32,
+                                             delta_r_warmup=400),
+                    num_seeds=2, log_every=10, updates_per_chunk=5, eval_episodes=8),
+    "cpu": Config(),
+    "accel": Config(dann=Config.dann.replace(sac=_SAC.replace(num_envs=64, total_steps=204_800)),
+                    darc=Config.darc.replace(sac=_SAC.replace(num_envs=64, total_steps=409_600),
+                                             target_envs=8), num_seeds=8),
+}
+
+
+def compare(results: dict, a: str, b: str) -> dict:
+    """``a`` vs ``b`` on mean target return: "better"/"worse" only if the 95% CIs are apart."""
+    (ma, ca), (mb, cb) = ((results[m]["target_return"], results[m]["ci95"]) for m in (a, b))
+    verdict = "better" if ma - ca > mb + cb else "worse" if ma + ca < mb - cb else "tie"
+    return dict(difference=ma - mb, verdict=verdict)
+
+
+def summarize(per_seed: np.ndarray, **extra) -> dict:
+    mean, half = stats.mean_ci95(per_seed)
+    return dict(target_return=mean, ci95=half, per_seed=[float(x) for x in per_seed], **extra)
+
+
+def train(run_dir, phase, learner, cfg, config, init_args, seed_keys, env_steps, show):
+    """One checkpointed training phase of ``learner`` (all seeds in one program)."""
+    return train_phase(
+        run_dir, phase, init=lambda: learner.init_seeds(seed_keys, cfg, *init_args),
+        chunk=lambda s, n: learner.train_chunk_seeds(s, cfg, n, log_every=config.log_every),
+        num_updates=cfg.num_updates // config.log_every, updates_per_chunk=config.updates_per_chunk,
+        steps_per_update=env_steps * config.log_every * config.num_seeds, show=show)
+
+
+def run_dann(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
+    env = DomainNav2D(num_distractors=2)
+    source = env.default_params()
+    target = source.replace(obs_matrix=jnp.diag(jnp.asarray(config.target_gain)),
+                            obs_bias=jnp.asarray(config.target_bias),
+                            distractor_std=jnp.float32(config.distractor_std))
+    spaces = {d: make_param_space(p, {"start": uniform(-1.0, 1.0)})
+              for d, p in (("source", source), ("target", target))}
+    dann = DANN(env)
+    keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    runs = {"no_adaptation": (0.0, "source"), "dann": (None, "source"),
+            "target_oracle": (0.0, "target")}
+    eval_params = spaces["target"].sample(jax.random.PRNGKey(seed + 7), (config.eval_episodes,))
+    results, states = {}, {}
+    for method, (coef, train_on) in runs.items():
+        cfg = config.dann if coef is None else config.dann.replace(domain_coef=coef)
+        states[method] = train(run_dir, method, dann, cfg, config,
+                               (spaces[train_on], spaces["target"]), keys,
+                               cfg.sac.steps_per_update, ("episode_return", "domain_accuracy"))
+        returns = evaluate_seeds(lambda s: dann.make_policy(s, cfg, True), states[method], env,
+                                 eval_params, 1, jax.random.PRNGKey(seed + 8)).mean(-1)
+        accuracy = [line["domain_accuracy"] for line in phase_metrics(run_dir, method)]
+        results[method] = summarize(returns, domain_accuracy_curve=accuracy,
+                                    final_domain_accuracy=float(np.mean(accuracy[-3:])))
+    # Compilations of the training program in this process (all three runs share it).
+    results["dann"]["compiles"] = dann.traces.get("train_chunk_seeds", 0)
+    # Features of the same positions through both sensors (paired only here, for the figure).
+    positions = jax.random.uniform(jax.random.PRNGKey(seed + 9), (300, 2), minval=-1, maxval=1)
+    view = jax.vmap(env.observe, in_axes=(0, 0, None))
+    obs_keys = jax.random.split(jax.random.PRNGKey(seed + 10), 300)
+    obs = {d: view(obs_keys, positions, p) for d, p in (("source", source), ("target", target))}
+    initial = dann.init(keys[0], config.dann, spaces["source"], spaces["target"])
+    panels = {"initial encoder": initial.sac.params["actor"],
+              **{m: jax.tree.map(lambda x: x[0], states[m].sac.params["actor"])
+                 for m in ("no_adaptation", "dann")}}
+    feats = {name: {d: np.asarray(dann.features(p, config.dann, o)) for d, o in obs.items()}
+             for name, p in panels.items()}
+    for m in ("no_adaptation", "dann"):  # paired distance / feature scale: 0 = perfectly aligned
+        f = feats[m]
+        results[m]["paired_feature_distance"] = float(
+            np.linalg.norm(f["source"] - f["target"], axis=-1).mean()
+            / np.linalg.norm(f["source"] - f["source"].mean(0), axis=-1).mean())
+    plot_features(run_dir / "features_pca.png", feats)
+    return results, {"dann_vs_no_adaptation": compare(results, "dann", "no_adaptation"),
+                     "dann_vs_target_oracle": compare(results, "dann", "target_oracle")}
+
+
+def run_darc(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
+    env = DomainNav2D(max_steps=40)
+    source = env.default_params().replace(goal=jnp.array([1.0, 0.0]),
+                                          wall_low=jnp.float32(-config.wall_half),
+                                          wall_high=jnp.float32(config.wall_half))
+    target = source.replace(wall_on=jnp.float32(1.0))
+    start = uniform((-0.1, -config.start_spread), (0.1, config.start_spread))
+    spaces = {d: make_param_space(p, {"start": start})
+              for d, p in (("source", source), ("target", target))}
+    darc, keys = DARC(env), jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    eval_params = spaces["target"].sample(jax.random.PRNGKey(seed + 7), (config.eval_episodes,))
+    evaluate = lambda policy_of, states: evaluate_seeds(
+        policy_of, states, env, eval_params, 1, jax.random.PRNGKey(seed + 8)).mean(-1)
+    cfg, results = config.darc, {}
+    budget = cfg.target_budget
+    for method, coef in (("source_only", 0.0), ("darc", cfg.delta_r_coef)):
+        c = cfg.replace(delta_r_coef=coef)
+        states = train(run_dir, method, darc, c, config, (spaces["source"], spaces["target"]),
+                       keys, c.sac.steps_per_update, ("episode_return",
+                                                      "target_episode_return"))
+        results[method] = summarize(evaluate(lambda s: darc.make_policy(s, c, True), states),
+                                    target_steps=budget)
+    ratio = cfg.sac.num_envs / cfg.target_envs  # same data, same gradient steps as DARC's SAC
+    target_sac = cfg.sac.replace(num_envs=cfg.target_envs, total_steps=budget,
+                                 utd=cfg.sac.utd * ratio,
+                                 learning_starts=int(cfg.sac.learning_starts / ratio))
+    sac = SAC(env)
+    states = train(run_dir, "target_only_same_budget", sac, target_sac, config,
+                   (spaces["target"],), keys, target_sac.steps_per_update, ("episode_return",))
+    results["target_only_same_budget"] = summarize(
+        evaluate(lambda s: sac.make_policy(s, target_sac, True), states), target_steps=budget)
+    results["darc"]["compiles"] = darc.traces.get("train_chunk_seeds", 0)
+    return results, {"darc_vs_source_only": compare(results, "darc", "source_only"),
+                     "darc_vs_target_only": compare(results, "darc", "target_only_same_budget")}
+
+
+def plot_features(path, feats: dict):
+    fig = Figure(figsize=(4.2 * len(feats), 4.0), layout="constrained")
+    for i, (name, f) in enumerate(feats.items()):
+        both = np.concatenate([f["source"], f["target"]])
+        centred = both - both.mean(0)
+        axes = np.linalg.svd(centred, full_matrices=False)[2][:2].T  # top-2 principal axes
+        ax = fig.add_subplot(1, len(feats), i + 1)
+        for d, colour in (("source", "tab:blue"), ("target", "tab:red")):
+            xy = (f[d] - both.mean(0)) @ axes
+            ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.5, color=colour, label=d)
+        ax.set(title=name, xlabel="PC 1", ylabel="PC 2")
+        ax.legend(loc="best", fontsize=8)
+    plots._save(fig, path)
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    runners = {"dann": run_dann, "darc": run_darc}
+    results, comparisons = {}, {}
+    for method in config.methods:
+        r, c = runners[method](run_dir, config, seed)
+        results.update(r)
+        comparisons.update(c)
+    curve = lambda phase, key: ([x["step"] for x in phase_metrics(run_dir, phase)],
+                                [x[key] for x in phase_metrics(run_dir, phase)])
+    if "dann" in config.methods:
+        plots.plot_curves(run_dir / "dann_accuracy.png",
+                          {p: curve(p, "domain_accuracy") for p in ("no_adaptation", "dann")},
+                          xlabel="source env steps (all seeds)", ylabel="domain accuracy",
+                          title="DANN: domain classifier on f(obs) (0.5 = chance)")
+    if "darc" in config.methods:
+        plots.plot_curves(run_dir / "darc_curves.png",
+                          {p: curve(p, "target_episode_return") for p in ("source_only", "darc")},
+                          xlabel="source env steps (all seeds)",
+                          ylabel="target episode return (logged, not learned from)",
+                          title="DARC: return of the data-collecting policy in the target")
+    table = format_table([dict(method=m, target_return=r["target_return"], ci95=r["ci95"])
+                          for m, r in results.items()])
+    summary = {"results": results, "comparisons": comparisons}
+    return finish(run_dir, summary, table)
+
+
+def cli_argv(argv):
+    """``--method X`` / ``--method=X`` -> the config override ``method=X``."""
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--method":
+            out.append(f"method={next(it, '')}")
+        elif a.startswith("--method="):
+            out.append("method=" + a.split("=", 1)[1])
+        else:
+            out.append(a)
+    return out
+
+
+if __name__ == "__main__":
+    from metarl_jax.io.cli import cli
+
+    sys.exit(cli(NAME, main, Config, PRESETS, __doc__, argv=cli_argv(sys.argv[1:])))

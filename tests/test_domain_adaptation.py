@@ -1,0 +1,61 @@
+"""The domain-adaptation experiment end to end (quick preset, both methods) and its command line.
+
+No resume test here: every phase is an ordinary ``train_phase`` (the contract's resume is tested
+with other experiments), and a second compile of both programs would double this file's cost."""
+
+import json
+
+import numpy as np
+import pytest
+
+from experiments import domain_adaptation
+from tests.experiment_contract import check_run_folder, run_quick
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("domain_adaptation") / "run"
+    assert run_quick(domain_adaptation, out, "--seed", "0") == 0
+    return out
+
+
+def test_quick_preset_writes_the_contract(quick_run):
+    config = domain_adaptation.PRESETS["quick"]
+    lines = config.dann.num_updates // config.log_every
+    phases = ("no_adaptation", "dann", "target_oracle", "source_only", "darc",
+              "target_only_same_budget")
+    check_run_folder(quick_run, {p: lines for p in phases},
+                     ("features_pca.png", "dann_accuracy.png", "darc_curves.png"))
+    summary = json.loads((quick_run / "summary.json").read_text())
+    results = summary["results"]
+    assert set(results) == set(phases)
+    for r in results.values():
+        assert len(r["per_seed"]) == config.num_seeds
+        assert r["target_return"] == pytest.approx(np.mean(r["per_seed"]))
+        assert r["ci95"] > 0 and np.isfinite(r["target_return"])
+    # One compiled training program for the three DANN runs, one for both DARC runs.
+    assert results["dann"]["compiles"] == 1 and results["darc"]["compiles"] == 1
+    budget = config.darc.target_budget
+    assert all(results[m]["target_steps"] == budget
+               for m in ("source_only", "darc", "target_only_same_budget"))
+    accuracy = results["dann"]["domain_accuracy_curve"]
+    assert len(accuracy) == lines and all(0.0 <= a <= 1.0 for a in accuracy)
+    # Without adaptation the classifier still trains (the encoder ignores it): it separates the
+    # domains (distractors and offset are plain to see), which DANN's encoder must prevent.
+    assert results["no_adaptation"]["final_domain_accuracy"] > 0.75
+    for name, c in summary["comparisons"].items():
+        assert c["verdict"] in ("better", "worse", "tie"), name
+
+
+def test_method_flag_and_bad_config(tmp_path, capsys):
+    assert domain_adaptation.cli_argv(["--method", "dann", "--preset", "quick"]) == [
+        "method=dann", "--preset", "quick"]
+    assert domain_adaptation.cli_argv(["--method=darc"]) == ["method=darc"]
+    for override, message in (("method=ifs", "method must be one of dann|darc|all"),
+                              ("num_seeds=1", "num_seeds")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_quick(domain_adaptation, tmp_path / "bad", override)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
