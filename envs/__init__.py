@@ -11,6 +11,7 @@ from typing import Callable, Dict, List
 
 from envs.bandits import BernoulliBandit, DependentBandit
 from envs.cartpole import CartPole, CartPoleContinuous, CartPoleParams, CartPoleState
+from envs.domain_nav import DomainNav2D, DomainNavParams, DomainNavState
 from envs.feature_nav import FeatureNav2D
 from envs.mjx_registry import lazy_mjx
 from envs.multigoal import MultiGoal2D, MultiGoalParams, MultiGoalState
@@ -50,6 +51,7 @@ register("CartPole", CartPole)
 register("CartPoleContinuous", CartPoleContinuous)
 register("PointNav2D", PointNav2D)
 register("MultiGoal2D", MultiGoal2D)
+register("DomainNav2D", DomainNav2D)
 register("FeatureNav2D", FeatureNav2D)
 register("BernoulliBandit", BernoulliBandit)
 register("DependentBandit", DependentBandit)
@@ -70,6 +72,9 @@ __all__ = [
     "CartPoleParams",
     "CartPoleState",
     "DependentBandit",
+    "DomainNav2D",
+    "DomainNavParams",
+    "DomainNavState",
     "FeatureNav2D",
     "MultiGoal2D",
     "MultiGoalParams",
