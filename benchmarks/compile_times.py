@@ -198,6 +198,27 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict, path) -> None:
+    """Seconds spent compiling per learner (init and first chunk) beside a steady chunk."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result["programs"] if "error" not in r]
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.5 * len(rows)), constrained_layout=True)
+    y = np.arange(len(rows))
+    init = [r["init_compile_s"] for r in rows]
+    first = [r["first_chunk_compile_s"] for r in rows]
+    ax.barh(y, init, color="tab:gray", label="init compiles")
+    ax.barh(y, first, left=init, color="tab:red", label="first train_chunk compile")
+    ax.barh(y, [r["steady_chunk_s"] for r in rows], left=np.add(init, first), color="tab:blue",
+            label="one steady chunk")
+    ax.set_yticks(y, [f"{r['experiment']} ({r['learner']})" for r in rows])
+    ax.set_xlabel("seconds")
+    ax.legend(loc="lower right")
+    ax.set_title("compile time per training program (quick-preset sizes, cache off)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> Dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")

@@ -242,8 +242,9 @@ def markdown(result: dict) -> str:
         f"{p['num_steps']} steps x N envs per update, {p['num_epochs']} epochs x "
         f"{p['num_minibatches']} minibatches, tanh MLPs {tuple(p['hidden'])} (policy and value), "
         f"Adam 1e-3; {p['updates_per_round']} updates per round, {p['rounds']} timed rounds "
-        f"per seed x {p['seeds']} seeds, brax's compile epoch dropped (settings and known "
-        f"differences: `benchmarks/ppo_speed.py`). {result['shim']}.",
+        f"per seed x {p['seeds']} seeds; rounds in which either side compiled are dropped (brax "
+        f"compiles in its first two epochs of every seed). Settings and known differences: "
+        f"`benchmarks/ppo_speed.py`. {result['shim']}.",
         "",
         "| envs | ours us/env-step (median [IQR]) | brax us/env-step | ours / brax speed "
         "(median [min-max], per round) | rounds | return at equal steps: ours | brax | "
