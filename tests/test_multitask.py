@@ -6,6 +6,8 @@ is spent (the generic resume machinery is tested with other experiments; this ex
 resume passed ``tests.experiment_contract.resume_matches`` when the file was written).
 """
 
+import contextlib
+import io
 import json
 
 import jax
@@ -148,10 +150,25 @@ def test_task_conditioned_env_appends_the_task_and_scales_the_reward():
 
 # ------------------------------------------------------------------------------ experiment
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run_and_log(tmp_path_factory):
     out = tmp_path_factory.mktemp("multitask") / "run"
-    assert run_quick(experiment, out, "--seed", "0") == 0
-    return out
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):  # the progress lines
+        assert run_quick(experiment, out, "--seed", "0") == 0
+    return out, log.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick_run(quick_run_and_log):
+    return quick_run_and_log[0]
+
+
+def test_the_four_multitask_variants_share_one_compiled_program(quick_run_and_log):
+    # The progress line announces "compiling…" when JAX traces before a phase's first update:
+    # only the first phase of each learner may (the mitigations are config leaves, not static).
+    log = quick_run_and_log[1]
+    compiled = {line.split()[0] for line in log.splitlines() if "compiling" in line}
+    assert compiled == {"single_task", "multitask"}, log
 
 
 def test_quick_preset_writes_the_contract(quick_run):
