@@ -1,6 +1,6 @@
-"""benchmarks/sac_speed.py on its quick settings: both sides train and report their speeds."""
+"""The brax.training comparisons (sac_speed, ppo_speed) end to end at tiny sizes: both sides
+train, rounds are interleaved and timed, ratios and returns are reported consistently."""
 
-import json
 import math
 
 import pytest
@@ -8,16 +8,39 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_sac_speed_quick_reports_both_sides(tmp_path):
-    from benchmarks import sac_speed  # imports brax (and installs the device_put shim)
+def test_sac_speed_tiny_reports_both_sides(monkeypatch):
+    from benchmarks import sac_speed
 
-    out = tmp_path / "sac_speed.json"
-    sac_speed.main(["--quick", "--out", str(out)])
-    report = json.loads(out.read_text())
+    tiny = sac_speed.Preset(num_envs=4, batch_size=16, hidden=(8, 8), steps_per_round=16,
+                            rounds=2)
+    monkeypatch.setitem(sac_speed.PRESETS, "quick", tiny)
+    result = sac_speed.run("quick")
+    timing = result["timing"]
+    assert timing["rounds"] >= 1 and timing["order"] == ["ours", "brax"]
+    ratios = timing["ratios"]["ours"]["values"]
+    for i, r in enumerate(ratios):  # brax seconds / ours seconds, round by round
+        assert r == pytest.approx(timing["brax"]["values"][i] / timing["ours"]["values"][i])
     for side in ("ours", "brax"):
-        row = report["best"][side]
-        assert math.isfinite(row["env_steps_per_s"]) and row["env_steps_per_s"] > 0
-        assert row["grad_steps_per_s"] == pytest.approx(row["env_steps_per_s"])  # UTD 1
-    assert report["ratio_ours_over_brax"] == pytest.approx(
-        report["best"]["ours"]["env_steps_per_s"] / report["best"]["brax"]["env_steps_per_s"])
-    assert report["settings"]["utd"] == 1 and len(report["runs"]["ours"]) == 1
+        assert all(math.isfinite(v) and v > 0 for v in timing[side]["units_per_s"]["values"])
+    assert len(result["dropped_rounds"]) + timing["rounds"] == 2 + sac_speed.BRAX_COMPILE_EPOCHS
+    assert result["headline"][0]["ratio"] == timing["ratios"]["ours"]
+    assert "Ours / brax per round" in sac_speed.markdown(result)
+
+
+def test_ppo_speed_tiny_times_both_sides_and_evaluates_equal_steps(monkeypatch):
+    from benchmarks import ppo_speed
+
+    tiny = ppo_speed.Preset(env_counts=(8,), num_steps=8, num_epochs=1, num_minibatches=2,
+                            hidden=(8,), updates_per_round=1, rounds=1, seeds=2, eval_envs=4)
+    cell = ppo_speed.bench_env_count(tiny, 8)
+    epochs = 2 * (1 + ppo_speed.BRAX_COMPILE_EPOCHS)  # per seed: timed + compile epochs
+    assert cell["rounds_dropped_for_compiles"] >= 2  # at least brax's first epoch per seed
+    assert cell["timing"]["rounds"] == epochs - cell["rounds_dropped_for_compiles"] >= 1
+    assert cell["env_steps_per_seed"] == (1 + ppo_speed.BRAX_COMPILE_EPOCHS) * 8 * 8
+    for side in ("ours", "brax"):
+        per_seed = cell["return"][side]["per_seed"]
+        assert len(per_seed) == 2 and all(-3300 < r <= 0 for r in per_seed)  # 200 steps >= -16.3
+        assert math.isfinite(cell["return"][side]["ci95"])
+    assert isinstance(cell["return_ci_overlap"], bool)
+    result = {"settings": ppo_speed.dataclasses.asdict(tiny), "cells": [cell], "shim": "s"}
+    assert "| 8 |" in ppo_speed.markdown(result)
