@@ -44,6 +44,7 @@ from metarl_jax import stats
 from metarl_jax.algos.multitask import MultiTaskConfig, MultiTaskPPO, task_batch
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
 
@@ -160,33 +161,47 @@ def plot_task_curves(path, run_dir, config: Config):
     plots._save(fig, path)
 
 
-def main(args) -> dict:
-    run_dir, config, seed = start_run(NAME, args)
+def method_config(config: Config, method: str) -> MultiTaskConfig:
+    if method == "single_task":
+        return single_task_config(config)
+    return config.ppo.replace(**MITIGATIONS.get(method.removeprefix("multitask_"), {}))
+
+
+def policies(config: Config):
+    """``{method: Phase}``: what ``main`` trains and ``metarl_jax.load_run`` restores.
+    ``single_task``'s seed axis is task-major ``[K * S]`` (entry ``t * S + s``: task t, seed s)."""
     env = PointNav2D(max_steps=config.horizon)
     tasks, k = make_tasks(config, env), config.num_tasks
-    seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
-    learners = {"multi": MultiTaskPPO(env, k), "single": MultiTaskPPO(env, 1)}
-    one_task = [jax.tree.map(lambda x: x[t:t + 1], tasks) for t in range(k)]
-    num_lines = config.ppo.num_updates // config.log_every
+    multi, single = MultiTaskPPO(env, k), MultiTaskPPO(env, 1)
+    single_cfg = single_task_config(config)
+    lines = config.ppo.num_updates // config.log_every
 
-    def method_config(method):
-        if method == "single_task":
-            return single_task_config(config)
-        return config.ppo.replace(**MITIGATIONS.get(method.removeprefix("multitask_"), {}))
-
-    def init(method):
-        if method != "single_task":
-            return learners["multi"].init_seeds(seed_keys, method_config(method), tasks)
-        per_task = [learners["single"].init_seeds(seed_keys, method_config(method), one_task[t])
-                    for t in range(k)]  # seed axis: task-major [K * S]
+    def single_init(keys):
+        per_task = [single.init_seeds(keys, single_cfg, jax.tree.map(lambda x: x[t:t + 1], tasks))
+                    for t in range(k)]
         return jax.tree.map(lambda *xs: jnp.concatenate(xs), *per_task)
 
+    return {m: Phase(single, single_cfg, (), num_updates=lines, init_seeds=single_init)
+            if m == "single_task" else
+            Phase(multi, method_config(config, m), (tasks,), num_updates=lines)
+            for m in config.methods}
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    phases, k = policies(config), config.num_tasks
+    env = PointNav2D(max_steps=config.horizon)
+    tasks = make_tasks(config, env)
+    seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    num_lines = config.ppo.num_updates // config.log_every
+
     states = {}
-    for method in config.methods:
-        learner = learners["single" if method == "single_task" else "multi"]
-        cfg = method_config(method)
+    for method, phase in phases.items():
+        learner, cfg = phase.learner, phase.config
+        init = ((lambda: phase.init_seeds(seed_keys)) if phase.init_seeds is not None else
+                (lambda: learner.init_seeds(seed_keys, cfg, *phase.init_args)))
         states[method] = train_phase(
-            run_dir, method, init=lambda: init(method),
+            run_dir, method, init=init,
             chunk=lambda s, n: learner.train_chunk_seeds(s, cfg, n, log_every=config.log_every),
             num_updates=num_lines, updates_per_chunk=config.updates_per_chunk,
             steps_per_update=config.ppo.batch_size * config.log_every * config.num_seeds,
@@ -194,17 +209,19 @@ def main(args) -> dict:
 
     eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
     # One evaluation program per learner (the config is an argument: the variants share it).
-    eval_multi = jax.jit(jax.vmap(learners["multi"].evaluate, in_axes=(0, None, None, None)))
-    eval_single = jax.jit(jax.vmap(learners["single"].evaluate, in_axes=(0, None, 0, None)))
-    results = {}
+    evaluators, results = {}, {}  # one evaluation program per learner (config: an argument)
     for method in config.methods:
-        cfg = method_config(method)
-        if method == "single_task":  # states task-major [K * S], each with its own task
+        learner, cfg = phases[method].learner, phases[method].config
+        single = method == "single_task"
+        if learner not in evaluators:
+            evaluators[learner] = jax.jit(jax.vmap(learner.evaluate,
+                                                   in_axes=(0, None, 0 if single else None, None)))
+        if single:  # states task-major [K * S], each with its own task
             own_task = jax.tree.map(lambda x: jnp.repeat(x[:, None], config.num_seeds, 0), tasks)
-            ret = np.asarray(eval_single(states[method], cfg, own_task, eval_key))
+            ret = np.asarray(evaluators[learner](states[method], cfg, own_task, eval_key))
             ret = ret.reshape(k, -1).T  # [S, K]
         else:
-            ret = np.asarray(eval_multi(states[method], cfg, tasks, eval_key))  # [S, K]
+            ret = np.asarray(evaluators[learner](states[method], cfg, tasks, eval_key))  # [S, K]
         results[method] = dict(per_task={f"task_{t}": ci(ret[:, t]) for t in range(k)},
                                worst_task=ci(ret.min(1)), mean_over_tasks=ci(ret.mean(1)))
         if method != "single_task":

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import metarl_jax
 from envs.point_nav import PointNav2D
 from experiments import multitask as experiment
 from metarl_jax.algos.multitask import (
@@ -212,6 +213,19 @@ def test_interference_is_visible_and_normalization_removes_the_scale_imbalance(q
     plain = [line for line in lines if line["phase"] == "multitask"]
     assert all(-1.0 <= line["grad_cos_0_1"] <= 1.0 and 0.0 <= line["grad_conflict_frac"] <= 1.0
                for line in plain)
+
+
+def test_load_run_rebuilds_every_method(quick_run):
+    config = experiment.PRESETS["quick"]
+    run = metarl_jax.load_run(quick_run)
+    assert set(run.policies) == set(config.methods) and run.finished
+    assert all(run[m].complete for m in config.methods)
+    k, s = config.num_tasks, config.num_seeds
+    assert jax.tree.leaves(run["single_task"].state)[0].shape[0] == k * s  # task-major
+    assert jax.tree.leaves(run["multitask_both"].state)[0].shape[0] == s
+    obs = np.array([0.0, 0.0, 0.0, 1.0, 0.0, 0.0], np.float32)  # at the start, task 1
+    action = run["multitask_both"].act(obs, seed=1)
+    assert action.shape == (2,) and np.all(np.isfinite(action))
 
 
 @pytest.mark.parametrize("override, message", [
