@@ -47,7 +47,7 @@ BENCHMARKS: Dict[str, tuple] = {
     "maml_speed": ("benchmarks.maml_speed", {"XLA_FLAGS": ONE_THREAD_XLA}),
     "compile_times": ("benchmarks.compile_times", {}),
 }
-TIMEOUT_S = {"quick": 900, "full": 3600}
+TIMEOUT_S = {"quick": 1800, "full": 7200}  # per benchmark; generous for loaded machines
 
 
 # ------------------------------------------------------------------------------ one benchmark
