@@ -133,6 +133,17 @@ def markdown_table(table: dict, stderr: dict) -> str:
     return "\n".join(lines)
 
 
+def policies(config: Config):
+    """``{"n<n>_k<k>": (RL2, that setting's config, (task space,))}``: what ``main`` trains and
+    ``metarl_jax.load_run`` restores (``run[phase].recurrent()`` plays it)."""
+    phases = {}
+    for i, text in enumerate(config.settings):
+        n, k = parse_setting(text)
+        phases[f"n{n}_k{k}"] = (RL2(BernoulliBandit(k, n), episodes_per_trial=1),
+                                setting_config(config, i), (bernoulli_task_space(k),))
+    return phases
+
+
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     table, stderr, details, curves = {}, {}, {}, {}

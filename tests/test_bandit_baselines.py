@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import metarl_jax
 from envs.bandits import (
     BernoulliBandit,
     DependentBandit,
@@ -162,6 +163,20 @@ def test_rl2_bandits_quick_preset_writes_the_table(quick_run):
 
 
 @pytest.mark.slow
+def test_load_run_plays_the_bandit_with_the_trained_recurrent_policy(quick_run):
+    trained = metarl_jax.load_run(quick_run)["n10_k5"]
+    assert trained.complete
+    actor = trained.recurrent(seed=0)
+    obs = np.zeros(trained.learner.env.observation_size, np.float32)
+    arms = []
+    for t in range(10):  # a bandit whose arm 2 always pays and the others never
+        arms.append(int(actor.act(obs)))
+        actor.observe(float(arms[-1] == 2), False, trial_done=t == 9)
+    assert all(0 <= a < 5 for a in arms), arms
+    assert not np.any(np.asarray(actor.memory.hidden))  # the trial ended: memory cleared
+    assert int(actor.act(obs)) == arms[0]  # and the next trial starts like the first
+
+
 def test_rl2_bandits_quick_preset_resumes_to_identical_results(quick_run, tmp_path, capsys):
     resume_matches(rl2_bandits, quick_run, tmp_path, ["n10_k5"], capsys,
                    wall_clock_keys=("train_seconds",))
