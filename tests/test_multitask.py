@@ -19,6 +19,8 @@ import metarl_jax
 from envs.point_nav import PointNav2D
 from experiments import multitask as experiment
 from metarl_jax.algos.multitask import (
+    MultiTaskConfig,
+    MultiTaskPPO,
     TaskConditioned,
     by_task,
     discounted_returns,
@@ -147,6 +149,17 @@ def test_task_conditioned_env_appends_the_task_and_scales_the_reward():
     assert float(reward) == pytest.approx(-0.01 * 0.9)
     with pytest.raises(ValueError, match="reward_scales"):
         task_batch(base, (1.0, -1.0))
+
+
+def test_learner_refuses_a_task_count_or_env_split_that_does_not_fit():
+    env = PointNav2D()
+    base = jax.tree.map(lambda x: jnp.stack([x, x]), env.default_params())
+    tasks = task_batch(base)  # 2 tasks
+    config = MultiTaskConfig(num_envs=4, num_steps=8, total_steps=64, num_minibatches=2)
+    with pytest.raises(ValueError, match="built for 3 tasks, got 2"):
+        MultiTaskPPO(env, 3).init(KEY, config, tasks)
+    with pytest.raises(ValueError, match="multiple of the number of tasks"):
+        MultiTaskPPO(env, 2).init(KEY, config.replace(num_envs=5), tasks)
 
 
 # ------------------------------------------------------------------------------ experiment
