@@ -10,10 +10,9 @@ included in the iteration. Three programs, interleaved in one process (rounds of
 ``jax, torch_func, torch_eager, jax_scan``; median and spread per side, ratio per round):
 
 * ``jax``: ``SupervisedMAML.update``, one jitted call per iteration (it also computes the
-  pre-adaptation loss and the non-finite guard, which the torch sides skip). JAX dispatches
-  asynchronously, so Python's thread stays busy beside XLA's one compute thread (2 busy threads).
-  ``jax_scan``: ``train_chunk``, a ``lax.scan`` over the round's iterations in one call (as the
-  experiment trains): one busy thread, so the one-thread target is checked on it.
+  pre-adaptation loss and the non-finite guard, which the torch sides skip).
+  ``jax_scan``: ``train_chunk``, a ``lax.scan`` over the round's iterations in one call, as the
+  experiments train; the 3x target is checked on it against the faster torch variant.
 * ``torch_func``: ``torch.func.grad`` of ``vmap`` over tasks of (``functional_call`` + inner
   ``torch.func.grad``), then ``torch.optim.Adam``.
 * ``torch_eager``: hand-batched eager torch: the parameters expanded over the task axis
@@ -22,7 +21,10 @@ included in the iteration. Three programs, interleaved in one process (rounds of
 
 Threads: one on each side. torch: ``torch.set_num_threads(1)`` (and one inter-op thread); JAX:
 ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` (``run`` re-runs
-itself in a subprocess with these flags when they are not set). As a check, each program's process
+itself in a subprocess with these flags when they are not set). These flags do not make XLA
+strictly single-threaded (its runtime and Python's dispatching thread both work), so the whole
+process is also pinned to one core (``sched_setaffinity``): every thread of both frameworks
+shares that core, and no side gets more CPU than the other. As a check, each program's process
 CPU time per wall second (about 1.0 on an idle machine when one thread does the work) and its
 busy threads (threads that did >= 10% of the CPU work of a round, the most over rounds; from
 ``/proc/self/task``) are reported.
@@ -393,9 +395,21 @@ def jax_rl(repeats: int) -> dict:
 
 
 # ------------------------------------------------------------------------------ the benchmark
+def pin_to_one_core():
+    """Pin this process to one CPU (``sched_setaffinity``; the threads it starts later inherit
+    it), so all of XLA's and torch's threads share one core; the core, or None where the OS
+    has no affinity call."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
 def run_here(preset: str) -> dict:
     """The whole benchmark in this process (which must already have the one-thread flags)."""
     p = PRESETS[preset]
+    core = pin_to_one_core()
     if torch_available():
         import torch
 
@@ -405,7 +419,8 @@ def run_here(preset: str) -> dict:
         except RuntimeError:  # already set in this process
             pass
     result = {"title": "MAML meta-iteration: JAX vs PyTorch, one thread each",
-              "settings": dataclasses.asdict(p), "torch": torch_available()}
+              "settings": dataclasses.asdict(p), "torch": torch_available(),
+              "pinned_core": core}
     if torch_available():
         check = gradient_check()
         result["gradient_check"] = check
@@ -416,12 +431,11 @@ def run_here(preset: str) -> dict:
     result["rl"] = jax_rl(2) if p.rl else None
     sin = result["sinusoid"]
     if sin["speedup_of_jax"]:
-        # The target applies to one thread each: the scanned JAX program runs on one busy
-        # thread; per-call JAX also keeps Python's dispatching thread busy (async dispatch).
+        # The target is checked on the program the experiments run (train_chunk's lax.scan).
         fastest = min(sin["speedup_of_jax"], key=lambda k: sin["ms_per_iter"][k]["median"])
         result["headline"] = [
             {"label": f"MAML iteration, JAX lax.scan / {fastest.replace('_', ' ')} "
-                      "(fastest torch; one thread each)",
+                      "(fastest torch; one core each)",
              "ratio": sin["speedup_of_jax_scan"][fastest], "target": TARGET}] + [
             {"label": f"MAML iteration, JAX per call / {peer.replace('_', ' ')}",
              "ratio": sin["speedup_of_jax"][peer], "target": None}
@@ -450,7 +464,9 @@ def markdown(result: dict) -> str:
         f"rounds of {s['iters_per_round']} iterations per program. Threads: torch "
         f"{s['threads'].get('torch', '-')} intra-op / {s['threads'].get('torch_interop', '-')} "
         f"inter-op (torch {s['threads'].get('torch_version', 'not installed')}), JAX with "
-        f"`XLA_FLAGS={s['threads']['jax_xla_flags']}`. JAX compile: {s['jax_compile_s']:.1f} s.",
+        f"`XLA_FLAGS={s['threads']['jax_xla_flags']}`; the process pinned to CPU "
+        f"{result.get('pinned_core')} (all threads of both frameworks share one core). JAX "
+        f"compile: {s['jax_compile_s']:.1f} s.",
         "",
         "| program | ms / iteration (median [IQR]) | min-max | CPU s per wall s | busy threads |",
         "|---|---:|---:|---:|---:|",
