@@ -7,11 +7,13 @@ Both stories use ``envs.DomainNav2D`` (a point steering to a goal, reward = -dis
 
 **DANN** -- the target is the same task seen through an unknown sensor: ``obs = G p + b`` with a
 positive per-axis gain ``G`` and an offset ``b``, plus two distractor entries of noise (the
-source sensor is the identity, distractors silent). Starts are uniform in ``[-1, 1]^2``. Why this
-shift: a positive gain and an offset per axis are fixed by the first two moments of each
-coordinate's marginal, so aligning feature *marginals* can recover them; a permutation, sign flip
-or rotation of the axes is not identifiable from marginals whenever the state distribution is
-symmetric under it (DANN could align onto the mirror image and act wrongly), so it is not used.
+source sensor is the identity, distractors silent). Why this shift: marginal alignment can only
+undo a map that is pinned down by the marginals. A per-axis gain and offset are, up to the sign
+of each gain -- and the sign too once the state distribution is not mirror-symmetric, which is
+why starts are a truncated normal skewed towards ``(-start_skew, -start_skew)`` in ``[-1, 1]^2``
+rather than uniform (a symmetric box lets DANN align onto the mirror image and steer the wrong
+way). A permutation or rotation of the axes is not identifiable from marginals of such symmetric-
+ish distributions in general, so it is not used.
 Methods (same compiled program, ``domain_coef`` and the spaces are data): ``no_adaptation`` (SAC
 on source, encoder not aligned), ``dann`` (SAC on source + adversarial alignment on unlabelled
 target observations), ``target_oracle`` (SAC trained on the target with its rewards).
@@ -46,7 +48,7 @@ from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
-from metarl_jax.randomization.distributions import uniform
+from metarl_jax.randomization.distributions import truncated_normal, uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.transfer.dann import DANN, DANNConfig
 from metarl_jax.transfer.darc import DARC, DARCConfig
@@ -66,6 +68,7 @@ class Config:
     target_gain: Tuple[float, float] = (1.6, 0.6)  # DANN's target sensor: obs = G p + b
     target_bias: Tuple[float, float] = (0.6, -0.5)
     distractor_std: float = 0.5
+    start_skew: float = 0.5  # DANN's starts: N(-start_skew, 0.6^2) per axis, truncated to +-1
     wall_half: float = 0.25  # DARC's target wall: x = 0.5, |y| <= wall_half
     start_spread: float = 0.8  # DARC's starts: x in +-0.1, y in +-start_spread; goal (1, 0)
     num_seeds: int = 3
@@ -136,7 +139,8 @@ def run_dann(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
     target = source.replace(obs_matrix=jnp.diag(jnp.asarray(config.target_gain)),
                             obs_bias=jnp.asarray(config.target_bias),
                             distractor_std=jnp.float32(config.distractor_std))
-    spaces = {d: make_param_space(p, {"start": uniform(-1.0, 1.0)})
+    start = truncated_normal(-config.start_skew, 0.6, -1.0, 1.0)  # asymmetric: see module doc
+    spaces = {d: make_param_space(p, {"start": start})
               for d, p in (("source", source), ("target", target))}
     dann = DANN(env)
     keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
