@@ -40,6 +40,7 @@ from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import train_phase
 from metarl_jax.randomization.param_space import fixed_space
@@ -153,6 +154,36 @@ def segment_trainer(run_dir, method, learner, config, log_every, steps_per_line,
             num_updates=num_updates // log_every, updates_per_chunk=chunk_lines,
             steps_per_update=steps_per_line * len(jax.tree.leaves(states)[0]))
     return train
+
+
+def policies(config: Config):
+    """What ``metarl_jax.load_run`` restores: the source-trained ``ppo_source`` and
+    ``sac_source``, and each method's last finetuning segment ``<method>_to_<last budget>``
+    (its state is the source-shaped one retargeted to the target with the finetuning config)."""
+    env, source, target = make_env(config)
+    ppo, sac = PPO(env), SAC(env)
+    L, last = config.sac_log_every, config.budgets[-1]
+    previous = config.budgets[-2] if len(config.budgets) > 1 else 0
+    source_space, target_space = fixed_space(source), fixed_space(target)
+
+    def finetuned(learner, pretrain_config, finetune_config, log_every):
+        def init_seeds(keys):
+            states = learner.init_seeds(keys, pretrain_config, source_space)
+            return jax.vmap(lambda s, k: learner.retarget(s, finetune_config, target_space, k))(
+                states, keys)
+        lines = (last - previous) // (finetune_config.num_envs * finetune_config.num_steps
+                                      * log_every)
+        return Phase(learner, finetune_config, num_updates=lines, init_seeds=init_seeds)
+
+    sac_finetune = config.sac.replace(learning_starts=config.sac_finetune_learning_starts)
+    return {
+        "ppo_source": Phase(ppo, config.ppo, (source_space,)),
+        "sac_source": Phase(sac, config.sac, (source_space,),
+                            num_updates=config.sac.num_updates // L),
+        f"scratch_to_{last}": finetuned(sac, config.sac, config.sac, L),
+        f"ppo_pretrain_to_{last}": finetuned(ppo, config.ppo, config.ppo_finetune, 1),
+        f"sac_pretrain_to_{last}": finetuned(sac, config.sac, sac_finetune, L),
+    }
 
 
 def main(args) -> dict:

@@ -34,6 +34,7 @@ from envs.multigoal import MultiGoal2D
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
 from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
 from metarl_jax.randomization.param_space import fixed_space
@@ -141,11 +142,20 @@ def plot_trajectories(path, paths: dict, goals: dict, titles: dict, goal_positio
     plots._save(fig, path)
 
 
+def policies(config: Config):
+    """``{method: Phase(SAC, method config, (space,))}``: what ``main`` trains and
+    ``metarl_jax.load_run`` restores (checkpoints count logged blocks of ``log_every``)."""
+    env = MultiGoal2D()
+    sac, space = SAC(env), fixed_space(env.default_params())
+    lines = config.sac.num_updates // config.log_every
+    return {m: Phase(sac, method_config(config, m), (space,), num_updates=lines)
+            for m in config.methods}
+
+
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
-    env = MultiGoal2D()
-    space = fixed_space(env.default_params())
-    sac = SAC(env)
+    sac, _, (space,) = policies(config)[config.methods[0]][:3]
+    env = sac.env
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     num_lines = config.sac.num_updates // config.log_every
 

@@ -3,8 +3,10 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 
+import metarl_jax
 from experiments import finetune_transfer
 from metarl_jax import stats
 from metarl_jax.io.cli import cli
@@ -49,6 +51,19 @@ def test_quick_preset_writes_the_contract(quick_run):
     assert summary["untrained_return"] == pytest.approx(untrained)
     assert summary["best_return"] == pytest.approx(best)
     assert threshold == pytest.approx(untrained + QUICK.threshold_fraction * (best - untrained))
+
+
+def test_load_run_restores_source_and_finetuned_policies(quick_run):
+    run = metarl_jax.load_run(quick_run)
+    last = QUICK.budgets[-1]
+    finetuned = {f"{m}_to_{last}" for m in finetune_transfer.METHODS}
+    assert set(run.policies) == {"ppo_source", "sac_source"} | finetuned and run.missing == ()
+    obs = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    for phase, trained in run.policies.items():
+        assert trained.complete and trained.num_seeds == QUICK.num_seeds, phase
+        assert trained.act(obs).shape == (4, 1)
+    # Finetuning moved the pretrained actor away from its source version.
+    assert not np.allclose(run[f"sac_pretrain_to_{last}"].act(obs), run["sac_source"].act(obs))
 
 
 def test_resume_matches_the_uninterrupted_run(quick_run, tmp_path, capsys):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import envs
+import metarl_jax
 from envs.multigoal import MultiGoal2D
 from experiments import maxent_multigoal
 from tests.experiment_contract import check_run_folder, resume_matches, run_quick
@@ -65,6 +66,21 @@ def test_quick_preset_writes_the_contract(quick_run):
     assert results["low_entropy"]["final_alpha"] == pytest.approx(config.low_alpha)
     # Even at the quick budget the fixed-temperature policy stays spread over several goals.
     assert results["sac_fixed"]["goals_reached"] >= 2
+
+
+def test_load_run_gives_each_methods_sac_policy(quick_run):
+    config = maxent_multigoal.PRESETS["quick"]
+    run = metarl_jax.load_run(quick_run)
+    assert set(run.policies) == set(config.methods)
+    start = np.zeros((1, 2), np.float32)
+    for method, trained in run.policies.items():
+        assert trained.complete and trained.num_seeds == config.num_seeds, method
+        assert trained.update == config.sac.num_updates // config.log_every
+        action = trained.act(start)
+        high = np.asarray(trained.learner.env.action_space.high)
+        assert action.shape == (1, 2) and np.all(np.abs(action) <= high + 1e-6)
+    # The temperatures differ per method and were restored with the state.
+    assert not np.allclose(run["sac_fixed"].act(start), run["low_entropy"].act(start))
 
 
 def test_resume_matches_the_uninterrupted_run(quick_run, tmp_path, capsys):
