@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# Extra pytest options, e.g. `PYTEST_ARGS=--durations=40 make test`.
+PYTEST_ARGS ?=
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: install run test bench lint clean
@@ -20,7 +22,7 @@ run: install
 	$(PY) -m experiments.dr_pendulum --preset quick
 
 test: install
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m benchmarks.run --preset quick
