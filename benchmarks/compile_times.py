@@ -38,6 +38,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from benchmarks.cli import preset_parser, save_and_print
 from benchmarks.compiles import CompileCounter
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -220,21 +221,14 @@ def plot(result: dict, path) -> None:
 
 
 def main(argv=None) -> Dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    parser.add_argument("--out", default="benchmarks/results/compile_times_cli.json")
+    parser = preset_parser(__doc__, PRESETS, "benchmarks/results/compile_times_cli.json")
     parser.add_argument("--experiment", help=argparse.SUPPRESS)
     parser.add_argument("--run-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.experiment:
         print(json.dumps(experiment_worker(args.experiment, args.run_out)))
         return {}
-    result = run(args.preset)
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(markdown(result))
-    return result
+    return save_and_print(run(args.preset), args.out, markdown)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from benchmarks.cli import preset_parser, save_and_print
 from benchmarks.timing import Rounds
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -500,21 +501,14 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: Optional[list] = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" /
-                                             "maml_speed_cli.json"))
+    parser = preset_parser(__doc__, PRESETS,
+                           ROOT / "benchmarks" / "results" / "maml_speed_cli.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(run_here(args.preset), default=float))
         return {}
-    result = run(args.preset)
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(markdown(result))
-    return result
+    return save_and_print(run(args.preset), args.out, markdown)
 
 
 if __name__ == "__main__":

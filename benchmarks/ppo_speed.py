@@ -40,11 +40,8 @@ installed only while brax's ``train`` runs.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
-import json
-import pathlib
 import time
 from typing import Tuple
 
@@ -53,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.brax_peer import EPISODE_LENGTH, brax_pendulum, device_put_replicated_shim
+from benchmarks.cli import preset_parser, save_and_print
 from benchmarks.compiles import CompileCounter
 from benchmarks.timing import Rounds, spread
 from envs.pendulum import Pendulum
@@ -310,16 +308,8 @@ def plot(result: dict, path) -> None:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    parser.add_argument("--out", default="benchmarks/results/ppo_speed_cli.json")
-    args = parser.parse_args(argv)
-    result = run(args.preset)
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(markdown(result))
-    return result
+    args = preset_parser(__doc__, PRESETS, "benchmarks/results/ppo_speed_cli.json").parse_args(argv)
+    return save_and_print(run(args.preset), args.out, markdown)
 
 
 if __name__ == "__main__":
