@@ -21,6 +21,7 @@ from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.scale import ShardedPPO, data_mesh
+from metarl_jax.stats import mean_ci95
 
 CONFIG = PPOConfig(num_envs=8, num_steps=16, total_steps=8 * 16 * 4, num_epochs=2,
                    num_minibatches=4, hidden_sizes=(16,))
@@ -79,8 +80,10 @@ def check(meshes=(4,)) -> dict:
     return out
 
 
-def throughput(num_envs: int = 256, num_steps: int = 64, updates: int = 5) -> dict:
-    """Env steps/s of ``updates`` PPO updates (after a compile-and-warm-up chunk) per mesh size."""
+def throughput(num_envs: int = 256, num_steps: int = 64, updates: int = 5,
+               repeats: int = 3) -> dict:
+    """Env steps/s of chunks of ``updates`` PPO updates per mesh size (after a compile and
+    warm-up chunk): ``{devices: [mean, 95% CI half-width, per-chunk values]}``."""
     env = Pendulum()
     ppo = PPO(env)
     space = make_param_space(env, {"m": uniform(0.5, 1.5)})
@@ -92,10 +95,13 @@ def throughput(num_envs: int = 256, num_steps: int = 64, updates: int = 5) -> di
         state = sppo.init(jax.random.PRNGKey(0), config, space)
         state, _ = sppo.train_chunk(state, config, num_updates=updates)
         jax.block_until_ready(state)
-        start = time.perf_counter()
-        state, _ = sppo.train_chunk(state, config, num_updates=updates)
-        jax.block_until_ready(state)
-        out[n] = updates * config.batch_size / (time.perf_counter() - start)
+        rates = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            state, _ = sppo.train_chunk(state, config, num_updates=updates)
+            jax.block_until_ready(state)
+            rates.append(updates * config.batch_size / (time.perf_counter() - start))
+        out[n] = [*mean_ci95(rates), rates]
     return out
 
 

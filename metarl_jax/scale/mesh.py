@@ -10,14 +10,24 @@ per-env randomized ``Params``, and ``obs``; leading axis ``N = num_envs``) get
 ``NamedSharding(mesh, P("data"))``; params, optimizer state, observation statistics, the
 randomization distribution and the key get ``P()`` (replicated). The jitted chunk pins these
 shardings on its input and output (``with_sharding_constraint``) and GSPMD partitions the
-program in between: each device steps its ``N / D`` envs, and every mean over the batch
-(advantage normalization, the losses, hence the gradients) becomes a cross-device reduction, so
-the gradient is the average over the data axis by construction. Because ``jit`` semantics do not
-depend on sharding (and ``jax_threefry_partitionable`` keeps random draws independent of it),
-the sharded run computes the same function as the single-device run -- same env keys, same
-minibatch permutations -- and differs only by float reduction order (checked to 1e-5 in
-``tests/test_scale.py``). With a one-device mesh it is the plain run, so the same config runs on
-1 or D devices without code changes.
+program in between. What that gives (read off the compiled HLO of the 4-device test program):
+
+* the rollout is data-parallel: each device steps its ``N / D`` envs (policy forward, env step,
+  auto-reset with fresh randomized params) with no communication;
+* the batch means (observation statistics, advantage normalization) are cross-device reductions;
+* the ``[T, N]`` rollout is then all-gathered once per update, and the minibatch epochs run
+  replicated on every device: PPO shuffles minibatches over the whole ``T * N`` batch, and
+  keeping that exact (the same permutation as one device) needs every sample on every device.
+  So the SGD phase is not split across devices (no speed-up from it; on forced host devices that
+  share cores it is D times the work). A local-shuffle variant (each device shuffles its own
+  envs, gradients ``pmean``-ed) would split it but is a different algorithm; not built.
+
+Because ``jit`` semantics do not depend on sharding (and ``jax_threefry_partitionable`` keeps
+random draws independent of it), the sharded run computes the same function as the
+single-device run -- same env keys, same minibatch permutations -- and differs only by float
+reduction order (checked to 1e-5 in ``tests/test_scale.py``; 6e-8 observed). With a one-device
+mesh it is the plain run, bit for bit, so the same config runs on 1 or D devices without code
+changes.
 
 Requirement: ``num_envs`` divisible by the number of devices on the data axis (``ValueError``).
 """
