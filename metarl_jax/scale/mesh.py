@@ -14,7 +14,7 @@ program in between. What that gives (read off the compiled HLO of the 4-device t
 
 * the rollout is data-parallel: each device steps its ``N / D`` envs (policy forward, env step,
   auto-reset with fresh randomized params) with no communication;
-* the batch means (observation statistics, advantage normalization) are cross-device reductions;
+* reductions over the batch are done by XLA where it chooses (all-reduces or after the gather);
 * the ``[T, N]`` rollout is then all-gathered once per update, and the minibatch epochs run
   replicated on every device: PPO shuffles minibatches over the whole ``T * N`` batch, and
   keeping that exact (the same permutation as one device) needs every sample on every device.
