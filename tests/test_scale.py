@@ -48,3 +48,29 @@ def test_env_batch_sharded_parameters_replicated_one_compile(sharded_run):
 def test_indivisible_env_batch_is_a_clear_error(sharded_run):
     assert sharded_run["indivisible_error"] == (
         "num_envs = 6 is not divisible by the 4 devices on mesh axis 'data'")
+
+
+def test_mesh_and_sharding_spec_in_process():
+    """No compile: the mesh checks its size, and the spec splits exactly env_state and obs."""
+    import jax
+    from jax.sharding import PartitionSpec as P
+
+    from envs.pendulum import Pendulum
+    from metarl_jax.algos.ppo import PPO, PPOConfig
+    from metarl_jax.randomization.param_space import fixed_space
+    from metarl_jax.scale import check_divisible, data_mesh, ppo_state_sharding
+
+    with pytest.raises(ValueError, match="num_devices must be in"):
+        data_mesh(jax.local_device_count() + 1)
+    mesh = data_mesh(1)
+    check_divisible(7, mesh)  # one device takes any batch
+    env = Pendulum()
+    config = PPOConfig(num_envs=4, num_steps=8, total_steps=32, hidden_sizes=(8,))
+    shapes = jax.eval_shape(lambda k: PPO(env)._init(k, config, fixed_space(env.default_params())),
+                            jax.random.PRNGKey(0))
+    spec = ppo_state_sharding(shapes, mesh)
+    split = jax.tree.leaves((spec.env_state, spec.obs))
+    rest = jax.tree.leaves(spec.replace(env_state=None, obs=None))
+    assert split and all(s.spec == P("data") for s in split)
+    assert rest and all(s.spec == P() for s in rest)
+    assert len(split) + len(rest) == len(jax.tree.leaves(shapes))
