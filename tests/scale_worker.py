@@ -34,6 +34,12 @@ def _max_diff(a, b) -> float:
     return max(diffs)
 
 
+def _rel_diff(ref: dict, other: dict) -> float:
+    """Largest ``|a - b| / (1 + |a|)`` over the metrics ``ref`` (``a``) and ``other`` (``b``)."""
+    return max(float(np.max(np.abs(np.asarray(other[k]) - np.asarray(v))
+                            / (1.0 + np.abs(np.asarray(v))))) for k, v in ref.items())
+
+
 def _split_over(leaf, n) -> bool:
     """``leaf`` split along its leading axis into ``n`` shards on ``n`` devices."""
     s = leaf.sharding
@@ -63,15 +69,26 @@ def check(meshes=(4,)) -> dict:
             state, metrics = sppo.train_chunk(state, CONFIG, num_updates=UPDATES)
         out[f"mesh{n}"] = {
             "state_diff": _max_diff(ref, state),
-            "metrics_rel_diff": max(
-                float(np.max(np.abs(np.asarray(metrics[k]) - np.asarray(v))
-                             / (1.0 + np.abs(np.asarray(v))))) for k, v in ref_metrics.items()),
+            "metrics_rel_diff": _rel_diff(ref_metrics, metrics),
             "env_state_sharded": all(_split_over(x, n) for x in
                                      jax.tree.leaves((state.env_state, state.obs))),
             "params_replicated": all(_replicated_over(x, n) for x in jax.tree.leaves(
                 (state.params, state.opt_state, state.obs_stats, state.key))),
             "traces": sppo.traces["train_chunk"],
         }
+    # Seeds as the split axis: 4 seeds, one per device, against each seed trained alone (the
+    # program compiled above, so the reference costs no compile).
+    keys = jax.random.split(key, 4)
+    alone = [ppo.train_chunk(ppo.init(k, CONFIG, space), CONFIG, num_updates=UPDATES)
+             for k in keys]
+    ref_s, ref_sm = jax.tree.map(lambda *xs: np.stack(xs), *alone)
+    sppo = ShardedPPO(ppo, data_mesh(4))
+    states, sm = sppo.train_chunk_seeds(sppo.init_seeds(keys, CONFIG, space), CONFIG,
+                                        num_updates=UPDATES)
+    out["seeds4"] = {"state_diff": _max_diff(ref_s, states),
+                     "metrics_rel_diff": _rel_diff(ref_sm, sm),
+                     "seeds_sharded": all(_split_over(x, 4) for x in jax.tree.leaves(states)),
+                     "traces": sppo.traces["train_chunk_seeds"]}
     try:
         ShardedPPO(ppo, data_mesh(4)).init(key, CONFIG.replace(num_envs=6), space)
         out["indivisible_error"] = None

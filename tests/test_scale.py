@@ -21,7 +21,11 @@ METRICS_RTOL = 1e-5  # |a - b| / (1 + |a|), per metric
 
 @pytest.fixture(scope="module")
 def sharded_run():
+    import jax  # conftest has set the suite's persistent compilation cache; the worker shares it
+
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_PYTHON_CLIENT_PREALLOCATE="false",
+               JAX_COMPILATION_CACHE_DIR=str(jax.config.jax_compilation_cache_dir),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
                XLA_FLAGS=(os.environ.get("XLA_FLAGS", "")
                           + " --xla_force_host_platform_device_count=4").strip())
     proc = subprocess.run([sys.executable, "-m", "tests.scale_worker"], cwd=ROOT, env=env,
@@ -43,6 +47,13 @@ def test_env_batch_sharded_parameters_replicated_one_compile(sharded_run):
     assert run["env_state_sharded"], "env state / obs leaves not split [N/4] over 4 devices"
     assert run["params_replicated"], "params / optimizer / obs stats / key not replicated"
     assert run["traces"] == 1
+
+
+def test_seeds_split_over_four_devices_equal_one_device(sharded_run):
+    run = sharded_run["seeds4"]
+    assert run["seeds_sharded"] and run["traces"] == 1
+    assert run["state_diff"] <= STATE_ATOL, run
+    assert run["metrics_rel_diff"] <= METRICS_RTOL, run
 
 
 def test_indivisible_env_batch_is_a_clear_error(sharded_run):

@@ -30,6 +30,10 @@ mesh it is the plain run, bit for bit, so the same config runs on 1 or D devices
 changes.
 
 Requirement: ``num_envs`` divisible by the number of devices on the data axis (``ValueError``).
+
+Seeds: ``init_seeds`` / ``train_chunk_seeds`` instead split a leading seed axis ``S`` (every leaf
+``[S, ...]``) over the same mesh axis; seeds are independent, so each device trains its ``S / D``
+seeds with no communication at all (``S`` divisible by ``D``).
 """
 
 from __future__ import annotations
@@ -78,6 +82,12 @@ def ppo_state_sharding(state: PPOState, mesh: Mesh, axis: str = DATA) -> PPOStat
                               obs=jax.tree.map(lambda _: batch, state.obs))
 
 
+def seed_sharding(states: Any, mesh: Mesh, axis: str = DATA) -> Any:
+    """``NamedSharding(mesh, P(axis))`` for every leaf of ``states`` stacked ``[S, ...]``."""
+    split = NamedSharding(mesh, P(axis))
+    return jax.tree.map(lambda _: split, states)
+
+
 class ShardedPPO:
     """``PPO`` data-parallel over ``mesh``'s ``axis`` (module doc). Wraps the learner from the
     outside: the same ``_init`` / guarded update, the non-finite guard included.
@@ -89,6 +99,8 @@ class ShardedPPO:
         self.ppo, self.mesh, self.axis = ppo, mesh, axis
         self.traces: Dict[str, int] = {}
         self._chunk = jax.jit(self._train_chunk, static_argnames=("num_updates", "log_every"))
+        self._chunk_seeds = jax.jit(self._train_chunk_seeds,
+                                    static_argnames=("num_updates", "log_every"))
 
     @property
     def num_devices(self) -> int:
@@ -121,3 +133,33 @@ class ShardedPPO:
         ``lax.scan``; the returned state keeps the shardings of ``state_sharding``."""
         check_divisible(config.num_envs, self.mesh, self.axis)
         return self._chunk(state, config, num_updates=num_updates, log_every=log_every)
+
+    # ------------------------------------------------------------------ seeds as the split axis
+    def _check_seeds(self, num_seeds: int) -> None:
+        d = self.num_devices
+        if int(num_seeds) % d:
+            raise ValueError(f"{num_seeds} seeds are not divisible by the {d} devices on mesh "
+                             f"axis '{self.axis}'")
+
+    def init_seeds(self, keys: jax.Array, config: PPOConfig, *init_args: Any) -> PPOState:
+        """``PPO.init_seeds`` for ``keys[S]``, every leaf ``[S, ...]`` split over the mesh."""
+        self._check_seeds(keys.shape[0])
+        states = self.ppo.init_seeds(keys, config, *init_args)
+        return jax.device_put(states, seed_sharding(states, self.mesh, self.axis))
+
+    def _train_chunk_seeds(self, states: PPOState, config: PPOConfig, num_updates: int,
+                           log_every: int = 1) -> Tuple[PPOState, Dict[str, jax.Array]]:
+        self.traces["train_chunk_seeds"] = self.traces.get("train_chunk_seeds", 0) + 1
+        pin = jax.lax.with_sharding_constraint
+        states = pin(states, seed_sharding(states, self.mesh, self.axis))
+        states, metrics = self.ppo._train_chunk_seeds(states, config, num_updates,
+                                                      log_every=log_every)
+        return (pin(states, seed_sharding(states, self.mesh, self.axis)),
+                pin(metrics, seed_sharding(metrics, self.mesh, self.axis)))
+
+    def train_chunk_seeds(self, states: PPOState, config: PPOConfig, num_updates: int,
+                          log_every: int = 1) -> Tuple[PPOState, Dict[str, jax.Array]]:
+        """``PPO.train_chunk_seeds`` with the seed axis split over the mesh: states ``[S, ...]``,
+        metrics ``[S, num_updates]``, both split along ``S``."""
+        self._check_seeds(states.update_step.shape[0])
+        return self._chunk_seeds(states, config, num_updates=num_updates, log_every=log_every)
