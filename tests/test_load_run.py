@@ -96,7 +96,7 @@ def test_every_ppo_experiment_says_how_to_rebuild_its_policies(name):
 def test_load_run_refuses_what_it_cannot_rebuild(tmp_path):
     with pytest.raises(RunLoadError, match="not a readable run folder"):
         metarl_jax.load_run(tmp_path)
-    write_json(tmp_path / "config.json", {"name": "rl2_bandits", "seed": 0, "config": {}})
+    write_json(tmp_path / "config.json", {"name": "maml_sinusoid", "seed": 0, "config": {}})
     with pytest.raises(RunLoadError, match="no policies\\(config\\) function"):
         metarl_jax.load_run(tmp_path)
 
@@ -120,12 +120,12 @@ def test_several_seeds_log_per_seed_returns_and_progress_fn_sees_every_chunk(tmp
                                        "loss": updates * 0.0}
 
     calls = []
-    train_phase(tmp_path, "toy", init=lambda: {"n": jnp.zeros(3)}, chunk=chunk, num_updates=5,
+    train_phase(tmp_path, "toy", init=lambda: {"n": jnp.zeros(3)}, chunk=chunk, num_updates=6,
                 updates_per_chunk=2, steps_per_update=100,
                 progress_fn=lambda step, metrics: calls.append((step, metrics)))
     lines = read_metrics(tmp_path / METRICS_FILE)
     assert [line["episode_return_per_seed"] for line in lines[:2]] == [[1, 11, 21], [2, 12, 22]]
     assert lines[0]["episode_return"] == 11.0 and "loss_per_seed" not in lines[0]
-    assert [step for step, _ in calls] == [200, 400, 500]
-    assert calls[-1][1]["phase"] == "toy" and calls[-1][1]["update"] == 5
-    assert calls[-1][1]["episode_return"] == 15.0
+    assert [step for step, _ in calls] == [200, 400, 600]
+    assert calls[-1][1]["phase"] == "toy" and calls[-1][1]["update"] == 6
+    assert calls[-1][1]["episode_return"] == 16.0
