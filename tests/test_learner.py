@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import struct
 
 from envs import make
 from envs.bandits import BernoulliBandit, bernoulli_task_space
@@ -84,6 +85,39 @@ class Counter(Learner):
     def _update(self, state, config, scale=1.0):
         params = state["params"] + config["rate"] * scale
         return {"params": params, "step": state["step"] + 1}, {"loss": params}
+
+
+@struct.dataclass
+class DriftConfig:
+    rate: jax.Array
+    num_updates: int = struct.field(pytree_node=False, default=6)
+    batch_size: int = struct.field(pytree_node=False, default=10)  # env steps per update
+
+
+class Drift(Counter):
+    """``Counter`` with a dataclass config, as ``train`` reads ``num_updates`` from it."""
+
+    def _update(self, state, config, scale=1.0):
+        return super()._update(state, {"rate": config.rate}, scale)
+
+
+def test_train_with_progress_fn_reports_between_chunks_and_matches_the_one_program_run():
+    learner, config, key = Drift(), DriftConfig(jnp.float32(0.5)), jax.random.PRNGKey(0)
+    whole_state, whole = learner.train(key, config)
+    calls = []
+    state, metrics = learner.train(key, config, progress_every=2,
+                                   progress_fn=lambda steps, m: calls.append((steps, m)))
+    assert [steps for steps, _ in calls] == [20, 40, 60]  # batch_size env steps per update
+    assert [m["loss"] for _, m in calls] == [1.0, 2.0, 3.0] and all(
+        isinstance(m["loss"], float) for _, m in calls)
+    assert learner.traces["train_chunk"] == 1  # three chunks, one compile
+    np.testing.assert_array_equal(np.asarray(metrics["loss"]), np.asarray(whole["loss"]))
+    assert float(state["params"]) == float(whole_state["params"]) == 3.0
+    calls.clear()
+    learner.train(key, config, progress_fn=lambda steps, m: calls.append(steps))
+    assert calls == [10, 20, 30, 40, 50, 60]  # default: largest divisor <= num_updates / 10
+    with pytest.raises(ValueError, match="progress_every"):
+        learner.train(key, config, progress_fn=print, progress_every=7)
 
 
 def test_train_chunk_blocks_and_context_and_seeds():

@@ -1,4 +1,3 @@
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,28 +125,6 @@ def test_ppo_learns_pendulum_continuous():
     returns = np.asarray(metrics["episode_return"])
     # Random torques score about -1200; a swing-up policy about -150 to -250.
     assert returns[1] < -700 and returns[-1] > -400, returns
-
-
-def test_train_with_progress_fn_reports_between_chunks_and_matches_the_one_program_run():
-    env = Pendulum(max_steps=20)
-    config = PPOConfig(num_envs=4, num_steps=20, total_steps=4 * 20 * 6, num_epochs=1,
-                       num_minibatches=2, hidden_sizes=(8,)).validate()
-    space, key = fixed_space(env.default_params()), jax.random.PRNGKey(3)
-    ppo = PPO(env)
-    whole_state, whole = ppo.train(key, config, space)
-    calls = []
-    state, metrics = ppo.train(key, config, space, progress_every=2,
-                               progress_fn=lambda steps, m: calls.append((steps, m)))
-    assert [steps for steps, _ in calls] == [160, 320, 480]  # 4 envs x 20 steps per update
-    assert all(isinstance(m["episode_return"], float) for _, m in calls)
-    assert calls[-1][1]["episode_return"] == pytest.approx(float(metrics["episode_return"][-1]))
-    assert ppo.traces["train_chunk"] == 1  # three chunks, one compile
-    for name in whole:
-        np.testing.assert_allclose(np.asarray(metrics[name]), np.asarray(whole[name]),
-                                   rtol=1e-5, atol=1e-6, err_msg=name)
-    chex.assert_trees_all_close(state.params, whole_state.params, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="progress_every"):
-        ppo.train(key, config, space, progress_fn=print, progress_every=7)
 
 
 def test_init_refuses_a_delay_range_beyond_the_wrappers_buffer():
