@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 
 from envs.point_nav import PointNav2D
 from experiments import diayn as diayn_experiment
+from metarl_jax import stats
 from metarl_jax.algos.dads import (
     DADS,
     DADSConfig,
@@ -118,8 +119,6 @@ PRESETS = {
 }
 
 
-def summarize(values) -> dict:
-    return diayn_experiment.summarize(values)
 
 
 def train_dads(run_dir, config: Config, seed: int):
@@ -239,8 +238,8 @@ def main(args) -> dict:
     diayn_metrics, diayn_plans, _, _ = evaluate(diayn, diayn_states, diayn_dyn, diayn_model,
                                                 config, goals, key, one_hot, config.diayn_skills)
 
-    results = {"dads": {k: summarize(v) for k, v in dads_metrics.items()},
-               "diayn": {k: summarize(v) for k, v in diayn_metrics.items()},
+    results = {"dads": {k: stats.seed_summary(v) for k, v in dads_metrics.items()},
+               "diayn": {k: stats.seed_summary(v) for k, v in diayn_metrics.items()},
                "goals": np.asarray(goals).round(4).tolist()}
     results["skill_dynamics_r2"] = results["dads"]["skill_dynamics_r2"]["mean"]
     results["mppi_goal_success"] = results["dads"]["mppi_goal_success"]["mean"]

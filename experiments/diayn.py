@@ -196,19 +196,14 @@ def finetune_from_skill(run_dir, config: Config, diayn: DIAYN, states, seed: int
                          if config.num_seeds > 1 else [lines[-1]["episode_return"]]}
     return dict(
         selected_skill_per_seed=np.asarray(best).tolist(),
-        zero_shot_skill_return=summarize(np.asarray(returns).max(-1)),
-        skill_init_return_quarter_budget=summarize(finals["finetune_skill"]["first"]),
-        scratch_return_quarter_budget=summarize(finals["finetune_scratch"]["first"]),
-        skill_init_return=summarize(finals["finetune_skill"]["last"]),
-        scratch_return=summarize(finals["finetune_scratch"]["last"]),
+        zero_shot_skill_return=stats.seed_summary(np.asarray(returns).max(-1)),
+        skill_init_return_quarter_budget=stats.seed_summary(finals["finetune_skill"]["first"]),
+        scratch_return_quarter_budget=stats.seed_summary(finals["finetune_scratch"]["first"]),
+        skill_init_return=stats.seed_summary(finals["finetune_skill"]["last"]),
+        scratch_return=stats.seed_summary(finals["finetune_scratch"]["last"]),
         budget_env_steps=cfg.total_steps, goal=list(config.downstream_goal))
 
 
-def summarize(values) -> dict:
-    """``{mean, ci95 (None for one seed), per_seed}`` of per-seed values."""
-    values = np.asarray(values, np.float64)
-    ci = stats.mean_ci95(values)[1] if values.size >= 2 else None
-    return dict(mean=float(values.mean()), ci95=ci, per_seed=values.tolist())
 
 
 def plot_skills(path, paths, random_paths, config: Config, titles):
@@ -239,7 +234,7 @@ def main(args) -> dict:
     diayn, states = train(run_dir, config, seed)
     metrics, paths, random_paths = evaluate(diayn, states, config,
                                             jax.random.fold_in(jax.random.PRNGKey(seed), 1))
-    results = {k: summarize(v) for k, v in metrics.items()}
+    results = {k: stats.seed_summary(v) for k, v in metrics.items()}
     results["num_skills"] = config.num_skills
     results["chance_accuracy"] = 1.0 / config.num_skills
     results["pseudo_reward_ceiling"] = float(np.log(config.num_skills))

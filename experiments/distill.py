@@ -108,10 +108,6 @@ def make_env(config: Config) -> ParamObservation:
                             LOW, HIGH)
 
 
-def summarize(values) -> dict:
-    values = [float(v) for v in np.asarray(values)]
-    mean, ci = stats.mean_ci95(values) if len(values) > 1 else (values[0], None)
-    return dict(mean=mean, ci95=ci, per_seed=values)
 
 
 def main(args) -> dict:
@@ -180,9 +176,9 @@ def main(args) -> dict:
 
     results = dict(
         tasks=[list(t) for t in config.tasks], held_out=list(config.held_out),
-        teacher_return={f"task{t}": summarize(teacher_return[:, t]) for t in range(T)},
-        student_return={f"task{t}": summarize(student_return[:, t]) for t in range(T)},
-        student_over_teacher={f"task{t}": summarize(ratio[:, t]) for t in range(T)},
+        teacher_return={f"task{t}": stats.seed_summary(teacher_return[:, t]) for t in range(T)},
+        student_return={f"task{t}": stats.seed_summary(student_return[:, t]) for t in range(T)},
+        student_over_teacher={f"task{t}": stats.seed_summary(ratio[:, t]) for t in range(T)},
         finetune=finetune)
     budgets = [0, *config.budgets]
     plots.plot_curves(run_dir / "finetune.png", {

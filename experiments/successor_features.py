@@ -133,10 +133,6 @@ def warm_start(sf, config, state, base_params, start):
     return state.replace(params=own, target_params=own)
 
 
-def summarize(values) -> dict:
-    values = [float(v) for v in np.asarray(values)]
-    mean, ci = stats.mean_ci95(values) if len(values) > 1 else (values[0], None)
-    return dict(mean=mean, ci95=ci, per_seed=values)
 
 
 def main(args) -> dict:
@@ -203,15 +199,17 @@ def main(args) -> dict:
                 curve[b] = evaluate(sf, config.new, state.params, library, w_hat, params_j,
                                     eval_key, config.eval_episodes)
                 done = b
-            by_budget = {str(b): summarize(r) for b, r in curve.items()}
+            by_budget = {str(b): stats.seed_summary(r) for b, r in curve.items()}
             results[method][f"task{j}"] = dict(
-                w=list(w_new), zero_shot_given_w=summarize(given_w), return_by_budget=by_budget,
+                w=list(w_new), zero_shot_given_w=stats.seed_summary(given_w),
+                return_by_budget=by_budget,
                 return_at_budget=by_budget[str(config.budget)])
             if method == "sf_gpi":
-                w_error[f"task{j}"] = summarize(jnp.max(jnp.abs(w_hat - true_w), axis=-1))
+                w_error[f"task{j}"] = stats.seed_summary(jnp.max(jnp.abs(w_hat - true_w), axis=-1))
 
     results["w_regression_error"] = w_error
-    results["base_return"] = {f"e{k + 1}": summarize(r) for k, r in enumerate(base_returns)}
+    results["base_return"] = {f"e{k + 1}": stats.seed_summary(r)
+                              for k, r in enumerate(base_returns)}
     plot(run_dir / "curves.png", results, config)
     rows = [dict(task=f"task{j}", method=m,
                  given_w_0=results[m][f"task{j}"]["zero_shot_given_w"]["mean"],

@@ -87,6 +87,14 @@ def mean_ci95(values) -> Tuple[float, float]:
     return float(values.mean()), float(ci95(values))
 
 
+def seed_summary(values) -> dict:
+    """``{"mean", "ci95" (None for one value), "per_seed"}`` of per-seed results ``values[S]``:
+    the shape every experiment's ``summary.json`` uses for a number measured over seeds."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    ci = float(ci95(values)) if values.size >= 2 else None
+    return dict(mean=float(values.mean()), ci95=ci, per_seed=values.tolist())
+
+
 def _sample(values) -> np.ndarray:
     values = np.asarray(values, np.float64).reshape(-1)
     if values.size < 2:

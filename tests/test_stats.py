@@ -66,3 +66,12 @@ def test_cvar_by_hand_numpy_and_jax():
     assert float(in_graph) == pytest.approx(-7.0 / 3.0, rel=1e-6)
     # 30 cells, values 0..29: the worst 10% are 0, 1, 2 (mean 1), not 0..3
     assert stats.cvar(np.arange(30.0)[::-1], 0.1) == 1.0
+
+
+def test_seed_summary_is_mean_t_interval_and_values():
+    from metarl_jax.stats import ci95, seed_summary
+
+    summary = seed_summary(np.array([1.0, 2.0, 3.0], np.float32))
+    assert summary["mean"] == 2.0 and summary["per_seed"] == [1.0, 2.0, 3.0]
+    assert summary["ci95"] == pytest.approx(float(ci95(np.array([1.0, 2.0, 3.0]))))
+    assert seed_summary([4.0]) == {"mean": 4.0, "ci95": None, "per_seed": [4.0]}
