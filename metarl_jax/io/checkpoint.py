@@ -80,6 +80,18 @@ def _leaf_signatures(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     return out
 
 
+def sharded_like(tree: Any) -> Any:
+    """``tree``'s leaves as ``jax.ShapeDtypeStruct``s that keep each ``jax.Array``'s sharding:
+    the restore template of a state that lives on a mesh (``Checkpointer.restore``). Unlike
+    ``jax.eval_shape``, which drops shardings, so that a restored state would land on one
+    device (or, with several processes, could not be placed at all)."""
+    def leaf(x):
+        if isinstance(x, jax.Array):
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+        return x
+    return jax.tree.map(leaf, tree)
+
+
 class Checkpointer:
     """Save and restore ``(state pytree, extra dict)`` pairs by step in one directory.
 
@@ -195,15 +207,22 @@ class Checkpointer:
         steps = self.all_steps()
         return steps[-1] if steps else None
 
-    def restore(self, step: int | None, like: Any) -> tuple[Any, dict[str, Any]]:
+    def restore(self, step: int | None, like: Any, shardings: Any = None
+                ) -> tuple[Any, dict[str, Any]]:
         """Read back ``(state, extra)`` saved at ``step`` (the latest step when None).
 
         Args:
             step: the step to read, or None for the latest.
             like: a pytree with the structure, shapes and dtypes of the saved state (e.g. a
-                freshly initialised train state, or its ``jax.eval_shape``); its values are not
-                used. The result has ``like``'s containers (dataclasses, NamedTuples) and
-                typed PRNG keys where ``like`` has them.
+                freshly initialised train state, or ``sharded_like`` of one); its values are
+                not used. The result has ``like``'s containers (dataclasses, NamedTuples) and
+                typed PRNG keys where ``like`` has them, and each leaf the sharding of its
+                ``like`` leaf where that has one (a ``jax.Array``, or a ``ShapeDtypeStruct``
+                with ``sharding``; ``jax.eval_shape`` gives none): a state sharded over a mesh,
+                over several processes included, comes back sharded the same way, each process
+                reading only the shards it owns.
+            shardings: a pytree of ``jax.sharding.Sharding`` with ``like``'s structure that
+                overrides ``like``'s shardings; None keeps them.
 
         Raises:
             CheckpointError: no such step, ``like`` does not match what was saved (the message
@@ -230,6 +249,9 @@ class Checkpointer:
         if stored is None:
             raise CheckpointError(f"{where} is incomplete: its '{_STATE}' item is missing")
         self._check_matches(where, stored, like)
+        if shardings is not None:
+            like = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                like, shardings)
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
             restored = self._manager.restore(

@@ -15,6 +15,12 @@ and is run as (the experiments are the modules in ``experiments/``)::
 dotted name (parsed by ``metarl_jax.io.config.apply_overrides``), ``--out`` / ``--resume`` name
 the run folder. Every mistake the user can make on the command line raises a ``UsageError`` with
 a message meant to be read by a person; ``cli`` prints it and exits with status 2 (no traceback).
+
+Several processes (hosts): ``--coordinator HOST:PORT --num-processes P --process-id I`` (or the
+environment variables ``METARL_JAX_COORDINATOR``, ``METARL_JAX_NUM_PROCESSES``,
+``METARL_JAX_PROCESS_ID``; the flags win) start JAX's distributed runtime before the experiment
+runs (``metarl_jax.scale.distributed``). Every process is given the same command line except
+``--process-id``, and ``--out`` (or ``--resume``) names a folder all of them see.
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ C = TypeVar("C")
 
 _WIDTH = 100  # of the config-field lines of --help
 
-_OPTIONS = ("--preset", "--seed", "--out", "--resume", "--help")
+_OPTIONS = ("--preset", "--seed", "--out", "--resume", "--coordinator", "--num-processes",
+            "--process-id", "--help")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +71,9 @@ class RunArgs:
         overrides: the ``field=value`` overrides as given, in order (already in ``config``).
         given: the options given explicitly, by name (``{"preset", "seed", "out", "resume"}``
             at most); the others hold their defaults.
+        distributed: the multi-process job this process belongs to
+            (``metarl_jax.scale.distributed.DistributedSpec``, from the flags or the
+            environment), or None for a single-process run.
     """
 
     config: Any
@@ -73,6 +83,7 @@ class RunArgs:
     resume: Path | None
     overrides: tuple[str, ...] = ()
     given: frozenset[str] = frozenset()
+    distributed: Any = None
 
     @property
     def changes_config(self) -> bool:
@@ -154,6 +165,7 @@ def parse_args(
     description: str = "",
     *,
     default_preset: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> RunArgs:
     """Parse ``[--preset P] [--seed N] [--out DIR] [--resume DIR] [field=value ...]``.
 
@@ -163,6 +175,8 @@ def parse_args(
         argv: arguments without the program name; ``sys.argv[1:]`` when None.
         description: shown by ``--help``, above the config fields (``fields_help``).
         default_preset: preset used without ``--preset``; ``cpu`` if present, else the first.
+        environ: where the ``METARL_JAX_COORDINATOR`` etc. variables are read (``os.environ``
+            when None).
 
     Raises:
         ConfigError: unknown option or field, bad preset, or a value that does not parse.
@@ -190,6 +204,15 @@ def parse_args(
                         help="run folder (default: runs/<name>/<timestamp>)")
     parser.add_argument("--resume", default=None, metavar="DIR",
                         help="continue the run saved in DIR from its latest checkpoint")
+    parser.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                        help="multi-process run: address of process 0 (env "
+                             "METARL_JAX_COORDINATOR)")
+    parser.add_argument("--num-processes", default=None, metavar="P",
+                        help="multi-process run: number of processes (env "
+                             "METARL_JAX_NUM_PROCESSES)")
+    parser.add_argument("--process-id", default=None, metavar="I",
+                        help="multi-process run: this process, 0..P-1 (env "
+                             "METARL_JAX_PROCESS_ID)")
     parser.add_argument("overrides", nargs="*", metavar="field=value")
     ns, extras = parser.parse_known_intermixed_args(argv)
     for item in extras:
@@ -217,6 +240,11 @@ def parse_args(
         raise ConfigError("--out and --resume exclude each other: a resumed run writes into "
                           "its own folder.")
     config = apply_overrides(presets[preset], overrides)
+    distributed = _distributed_spec(ns, environ)
+    if (distributed is not None and distributed.num_processes > 1 and ns.out is None
+            and ns.resume is None):
+        raise ConfigError("a multi-process run needs --out DIR (or --resume DIR): a folder "
+                          "every process sees, since each would otherwise pick its own.")
     return RunArgs(
         config=config,
         preset=preset,
@@ -225,7 +253,22 @@ def parse_args(
         resume=Path(ns.resume) if ns.resume is not None else None,
         overrides=tuple(overrides),
         given=given,
+        distributed=distributed,
     )
+
+
+def _distributed_spec(ns: argparse.Namespace, environ: Mapping[str, str] | None) -> Any:
+    """The ``DistributedSpec`` of ``--coordinator`` / ``--num-processes`` / ``--process-id``,
+    else of the environment variables, else None; ``ConfigError`` on a partial or bad one."""
+    from metarl_jax.scale.distributed import make_spec, spec_from_env  # io sits below scale
+
+    try:
+        flags = (ns.coordinator, ns.num_processes, ns.process_id)
+        if any(v is not None for v in flags):
+            return make_spec(*flags, where="--coordinator/--num-processes/--process-id: ")
+        return spec_from_env(environ)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
@@ -268,6 +311,10 @@ def _run(name, prog, main, config_cls, presets, description, argv) -> int:
             if args.resume is not None and args.changes_config:
                 raise UsageError("--resume continues a run with its saved config; drop the "
                                  "field=value overrides (and --preset/--seed).")
+            if args.distributed is not None:
+                from metarl_jax.scale.distributed import initialize
+
+                initialize(args.distributed)  # before the experiment's first computation
             main(args)
         except AlreadyFinished as e:
             print(str(e), file=sys.stderr)

@@ -24,6 +24,12 @@ again: ``$METARL_JAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/metarl_jax/jax`` (defau
 ``~/.cache/metarl_jax/jax``). ``METARL_JAX_COMPILE_CACHE=0`` turns it off; a cache folder set
 before (``jax.config``'s ``jax_compilation_cache_dir``, as the tests do) is kept. Cached
 programs are the same compiled code, so results do not change.
+
+Several processes (``--coordinator``/``--num-processes``/``--process-id``, see
+``metarl_jax.io.cli``): process 0 creates (or reopens), locks and writes the run folder --
+``config.json``, ``summary.json``, the printed table; the other processes only read it (their
+config comes from the command line, or from ``config.json`` on ``--resume``) and write nothing
+there but their part of each checkpoint.
 """
 
 from __future__ import annotations
@@ -109,6 +115,8 @@ def start_run(name: str, args: RunArgs) -> Tuple[Path, Any, int]:
     Turns on the persistent compilation cache (``enable_compile_cache``)."""
     _START["monotonic"] = time.monotonic()
     enable_compile_cache()
+    if jax.process_index() != 0:  # process 0 owns the folder (module doc)
+        return _follow_run(name, args)
     if args.resume is not None:
         run_dir = Path(args.resume)
         try:
@@ -137,6 +145,20 @@ def start_run(name: str, args: RunArgs) -> Tuple[Path, Any, int]:
     return run_dir, args.config, args.seed
 
 
+def _follow_run(name: str, args: RunArgs) -> Tuple[Path, Any, int]:
+    """``start_run`` of a process other than 0: the folder process 0 writes, nothing written or
+    locked here."""
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        if (run_dir / SUMMARY_FILE).exists():
+            raise AlreadyFinished(run_dir)
+        config, seed = _saved_config(run_dir, name, type(args.config))
+        return run_dir, config, seed
+    if args.out is None:
+        raise ValueError("a process other than 0 needs the run folder named (--out DIR)")
+    return Path(args.out), args.config, args.seed
+
+
 def _saved_config(run_dir: Path, name: str, config_cls: type) -> Tuple[Any, int]:
     """``(config, seed)`` read back from a run's ``config.json``."""
     path = run_dir / CONFIG_FILE
@@ -160,11 +182,14 @@ def _saved_config(run_dir: Path, name: str, config_cls: type) -> Tuple[Any, int]
 
 def finish(run_dir: Path, summary: Mapping[str, Any], table: str = "") -> dict:
     """Write ``summary.json`` (atomically; last, so its presence means the run finished) and
-    print the results table (with a note when it comes from the ``quick`` preset)."""
+    print the results table (with a note when it comes from the ``quick`` preset). On processes
+    other than 0, only returns the summary (process 0 writes and prints it)."""
     started = _START.pop("monotonic", None)
     summary = dict(summary, run_dir=str(run_dir), finished_at=_now(),
                    wall_time_s=None if started is None else round(time.monotonic() - started, 1),
                    environment=run_environment())
+    if jax.process_index() != 0:
+        return summary
     write_json(run_dir / SUMMARY_FILE, summary)
     if table:
         print(table)

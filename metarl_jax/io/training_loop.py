@@ -22,11 +22,17 @@ stops the loop after the chunk in flight, which saves the state and raises ``Int
 experiment prints how to resume). The request outlives the phase: a signal that lands on a
 phase's last chunk or final save raises ``Interrupted`` when that phase ends, and a phase never
 starts while a stop is pending. A corrupt latest checkpoint falls back to the older kept one.
+
+Several processes (``metarl_jax.scale.distributed``): every process runs the same loop and takes
+part in every checkpoint save and restore (orbax's multi-host checkpointing; a restored state
+gets the shardings of ``init()``'s state, ``checkpoint.sharded_like``), while ``metrics.jsonl``
+and the progress line are written by process 0 only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
@@ -35,7 +41,7 @@ import jax
 import numpy as np
 
 from metarl_jax.core.nonfinite import NonFiniteError
-from metarl_jax.io.checkpoint import Checkpointer, CheckpointError
+from metarl_jax.io.checkpoint import Checkpointer, CheckpointError, sharded_like
 from metarl_jax.io.metrics import MetricsLog, read_metrics, truncate_metrics
 from metarl_jax.io.progress import Progress
 from metarl_jax.io.run_dir import CHECKPOINT_DIR, METRICS_FILE
@@ -138,8 +144,9 @@ def train_phase(
             state, done = _restore_latest(checkpointer, init, phase)
             # Drop lines this phase logged after its checkpoint (all of them when there is
             # none): they will be logged again.
-            truncate_metrics(metrics_path, lambda line: not (
-                line.get("phase") == phase and line["update"] > done))
+            if jax.process_index() == 0:
+                truncate_metrics(metrics_path, lambda line: not (
+                    line.get("phase") == phase and line["update"] > done))
             if done >= num_updates:
                 return state
             with contextlib.ExitStack() as stoppable:
@@ -169,7 +176,7 @@ def _restore_latest(checkpointer: Checkpointer, init: Callable[[], Any], phase: 
     failures = []
     for step in reversed(steps):
         try:
-            restored, _ = checkpointer.restore(step, like=jax.eval_shape(lambda: state))
+            restored, _ = checkpointer.restore(step, like=sharded_like(state))
         except CheckpointError as e:
             failures.append(e)
             continue
@@ -190,10 +197,12 @@ def _run_chunks(run_dir, phase, state, done, chunk, num_updates, updates_per_chu
                 stop, on_first_chunk, progress_fn=None):
     """The chunk loop of ``train_phase``; returns ``(state, done)`` once ``num_updates`` are
     done, or raises ``Interrupted`` / ``NonFiniteError``."""
+    primary = jax.process_index() == 0  # the only process that writes files and progress
     progress = Progress(num_updates * steps_per_update, label=phase,
-                        initial_steps=done * steps_per_update)
+                        initial_steps=done * steps_per_update,
+                        stream=None if primary else io.StringIO())
     chunks_since_save = 0
-    with MetricsLog(run_dir / METRICS_FILE) as log:
+    with MetricsLog(run_dir / METRICS_FILE) if primary else _NoLog() as log:
         while done < num_updates:
             n = min(updates_per_chunk, num_updates - done)
             state, metrics = chunk(state, n)
@@ -229,6 +238,16 @@ def _run_chunks(run_dir, phase, state, done, chunk, num_updates, updates_per_chu
                 raise Interrupted(run_dir, phase, done)
     progress.close()
     return state, done
+
+
+class _NoLog(contextlib.nullcontext):
+    """``MetricsLog``'s place on processes other than 0: logs nothing."""
+
+    def __enter__(self) -> "_NoLog":
+        return self
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
 
 
 def phase_metrics(run_dir: Path, phase: str) -> list:
