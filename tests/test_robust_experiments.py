@@ -76,24 +76,21 @@ def test_robust_dr_rejects_a_rollout_that_is_not_one_episode(capsys):
 
 
 def test_robust_dr_runs_on_the_mjx_cheetah(tmp_path):
-    """The MJX path: EPOpt's selection and ADR's range updates inside the compiled PPO update
-    on HalfCheetah, with a scalar whole-robot mass factor and friction as the two axes."""
+    """The MJX path: EPOpt's selection inside the compiled PPO update on HalfCheetah, with a
+    scalar whole-robot mass factor and friction as the two axes (ADR's range updates are the
+    same code on any env: the Pendulum quick run above tests them; a second MJX training
+    program would cost ~1 min of CI)."""
     out = tmp_path / "run"
     assert _run(robust_dr, "--preset", "quick_mjx", "--seed", "0", "--out", str(out)) == 0
     summary = json.loads((out / "summary.json").read_text())
     config = robust_dr.PRESETS["quick_mjx"]
-    assert set(summary["results"]) == {"epopt", "adr"} == set(config.methods)
-    assert summary["compiles"] == {"epopt": 1, "adr": 1}
+    assert set(summary["results"]) == {"epopt"} == set(config.methods)
+    assert summary["compiles"] == {"epopt": 1}
     assert summary["grid"]["relative"] == ["body_mass_scale", "friction_scale"]
     num_cells = len(config.eval_mass_scales) * len(config.eval_friction_scales)
     for result in summary["results"].values():
         assert len(result["cell_returns"]) == num_cells
         assert np.all(np.isfinite(result["cell_returns"]))
-    boxes = {"body_mass_scale": config.mass_scale, "friction_scale": config.friction_scale}
-    ranges = summary["results"]["adr"]["final_ranges"]
-    assert set(ranges) == set(boxes)
-    for field, (low, high) in ranges.items():
-        assert boxes[field][0] - 1e-6 <= low <= 1.0 <= high <= boxes[field][1] + 1e-6
     epopt = [line for line in read_metrics(out / METRICS_FILE) if line["phase"] == "epopt"]
     warmup = round(config.epopt_warmup_frac * config.ppo.num_updates)
     # ceil(0.1 * 8) = 1 of the 8 episodes after the warm start.
