@@ -15,7 +15,12 @@ of the log-probabilities of every action taken at step ``t``):
   variance and leaves every derivative's expectation unchanged. Unbiased gradient and Hessian.
 * ``lvc_objective``: ``sum_t box(logp_t) A_t``, the low-variance curvature estimator of ProMP
   (Rothfuss et al. 2019, eq. 12). Same gradient as DiCE; its Hessian keeps only the per-step
-  ``grad logp_t grad logp_t^T A_t`` outer products (biased, far lower variance).
+  ``grad logp_t grad logp_t^T A_t`` outer products (biased, far lower variance). Given the
+  sampling policy's log-probabilities it is ProMP's likelihood-ratio form
+  ``sum_t pi_theta(a_t|s_t) / pi_theta_o(a_t|s_t) A_t`` (Algorithm 1's ``J^LR``): identical
+  value and derivatives at ``theta = theta_o``, and at ``theta != theta_o`` (ProMP's later outer
+  steps, TRPO's line search) the importance-weighted objective of the fixed samples rather than
+  the box's, whose gradient ``grad logp A`` ignores that the samples came from ``theta_o``.
 * ``pg_objective``: ``sum_t logp_t A_t``, the plain policy-gradient surrogate used by the
   original MAML. Same gradient; its Hessian drops the outer-product terms entirely.
 """
@@ -65,9 +70,19 @@ def dice_score_weights(rewards: jax.Array, gamma: float,
     return disc * (to_go if baseline is None else to_go - baseline)
 
 
-def lvc_objective(log_probs: jax.Array, advantages: jax.Array) -> jax.Array:
-    """ProMP's low-variance curvature surrogate ``mean_t,n box(logp_t) A_t``: ``[]``."""
-    return jnp.mean(magic_box(log_probs) * advantages)
+def lvc_objective(log_probs: jax.Array, advantages: jax.Array,
+                  sampling_log_probs: jax.Array | None = None) -> jax.Array:
+    """ProMP's low-variance curvature surrogate ``mean_t,n ratio_t A_t``: ``[]``.
+
+    ``ratio_t = exp(logp_t - sampling_logp_t)`` with ``sampling_log_probs`` (``[T, N]``, the
+    log-probabilities of the actions under the policy that drew them, constants): the
+    likelihood ratio of Rothfuss et al. 2019, Algorithm 1. Without it, ``box(logp_t)`` (the
+    ratio to the current parameters, 1 in value): the two agree only at the sampling policy.
+    """
+    if sampling_log_probs is None:
+        return jnp.mean(magic_box(log_probs) * advantages)
+    ratio = jnp.exp(log_probs - jax.lax.stop_gradient(sampling_log_probs))
+    return jnp.mean(ratio * advantages)
 
 
 def pg_objective(log_probs: jax.Array, advantages: jax.Array) -> jax.Array:

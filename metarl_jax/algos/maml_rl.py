@@ -17,9 +17,12 @@ One meta-iteration, compiled whole (``jit`` of ``update``; ``train_chunk`` scans
 ``estimator`` picks ``J_inner`` (``dice``, ``lvc``, ``pg``; see ``algos.dice``): its Hessian is
 what the meta-gradient's second-order term uses, so DiCE gives the unbiased MAML gradient
 (including the pre-update sampling term), LVC the low-variance one, and ``pg`` the original
-MAML implementation's. Advantages come from a linear-feature baseline (Duan et al. 2016) fitted
-per task and per batch, with GAE. ``num_inner_steps=0`` trains one policy on all tasks (the
-"pretrained" baseline) with the same code.
+MAML implementation's. LVC takes ProMP's likelihood ratio to the *sampling* policy
+``pi_theta / pi_theta_o`` (Algorithm 1), so every one of the ``promp_steps`` outer steps
+recomputes the inner step as the paper does, not only the first. Advantages come from a
+linear-feature baseline (Duan et al. 2016) fitted per task and per batch, with GAE.
+``num_inner_steps=0`` trains one policy on all tasks (the "pretrained" baseline) with the same
+code.
 
 Shapes: ``B = meta_batch_size``, ``N = episodes_per_task``, ``T = env.max_steps``; samples are
 time-major ``[T, N, ...]`` per task and ``[B, k+1, T, N, ...]`` for a meta-batch.
@@ -252,15 +255,22 @@ class MAMLRL(Learner):
                         plain: bool = False) -> jax.Array:
         """``J_inner`` (to maximize) on one task's samples: ``[]``. ``plain`` swaps the estimator
         for the plain surrogate with the same gradient value, whose derivatives are those of the
-        fixed-sample function (the geometry TRPO's trust region and line search measure)."""
+        fixed-sample function (the geometry TRPO's trust region and line search measure).
+
+        ``lvc`` is ProMP's likelihood-ratio form ``mean(pi_params / pi_sampling * A)`` (Rothfuss
+        et al. 2019, Algorithm 1; the sampling policy is ``s.old_mean`` / ``s.old_log_std``), so
+        that after the first of ``promp_steps`` outer steps (``params != theta_o``) the inner
+        step still weights the fixed samples by how likely the current policy makes them. It is
+        itself a function of the fixed samples, so it is its own ``plain`` twin."""
         logp = self.log_prob(config, params, s.obs, s.action)
         if config.estimator == "dice":
             if plain:
                 return dice.pg_objective(logp, dice.dice_score_weights(s.reward, config.gamma,
                                                                        s.baseline))
             return dice.dice_objective(logp, s.reward, config.gamma, s.baseline)
-        if config.estimator == "lvc" and not plain:
-            return dice.lvc_objective(logp, s.advantage)
+        if config.estimator == "lvc":
+            sampling_logp = DiagGaussian.log_prob((s.old_mean, s.old_log_std), s.action)
+            return dice.lvc_objective(logp, s.advantage, sampling_logp)
         return dice.pg_objective(logp, s.advantage)
 
     def inner_loss(self, config, plain: bool = False):
