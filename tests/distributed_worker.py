@@ -11,7 +11,8 @@ Pendulum with the env batch split between them (``ShardedPPO`` over ``global_mes
   ``train_phase`` again, which restores the checkpoint into the init state's shardings and
   finishes the run.
 
-Prints one JSON line: hashes of this process's copy of the parameters (replicated: both
+Before that, one chunk from a fresh state checks that the chunk donates its input state. Prints
+one JSON line: hashes of this process's copy of the parameters (replicated: both
 processes must agree) and of its env-state shard (its own rows), which rows it owns, whether the
 resumed run's state equals the uninterrupted one bit for bit, and the restored shardings.
 """
@@ -19,6 +20,7 @@ resumed run's state equals the uninterrupted one bit for bit, and the restored s
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -53,7 +55,10 @@ def _rows(leaf) -> list:
 
 
 def main(port: int, process_id: int, root: Path) -> dict:
+    t0 = time.perf_counter()
+    t = {}
     initialize(DistributedSpec(f"127.0.0.1:{port}", 2, process_id))
+    t["initialized"] = time.perf_counter()
     from envs.pendulum import Pendulum
     from metarl_jax.algos.ppo import PPO
     from metarl_jax.io import experiment
@@ -64,6 +69,7 @@ def main(port: int, process_id: int, root: Path) -> dict:
     from metarl_jax.scale import ShardedPPO
     from tests.scale_worker import CONFIG
 
+    t["imports"] = time.perf_counter()
     env = Pendulum()
     sppo = ShardedPPO(PPO(env), global_mesh())
     space = make_param_space(env, {"m": uniform(0.5, 1.5)})
@@ -76,7 +82,12 @@ def main(port: int, process_id: int, root: Path) -> dict:
 
     args = RunArgs(config=CONFIG, preset="quick", seed=0, out=root / "run", resume=None)
     run_dir, _, _ = experiment.start_run("distributed_ppo", args)
+    first = init()
+    jax.block_until_ready(chunk(first, CHUNK))
+    donated = all(x.is_deleted() for x in jax.tree.leaves(first))  # the chunk reused them
+    t["init"] = time.perf_counter()
     state = phase(run_dir)
+    t["run"] = time.perf_counter()
     params = _hash(state.params)
     experiment.finish(run_dir, {"params_sha256": params, "written_by": jax.process_index()})
 
@@ -88,6 +99,7 @@ def main(port: int, process_id: int, root: Path) -> dict:
     except Interrupted:
         stopped = True
     resumed = phase(resumed_dir)
+    t["resumed"] = time.perf_counter()
     n = CONFIG.num_envs
     return {
         "process": jax.process_index(), "processes": jax.process_count(),
@@ -101,6 +113,8 @@ def main(port: int, process_id: int, root: Path) -> dict:
         "resumed_rows": _rows(resumed.obs),
         "resumed_equal": (_hash(resumed) == _hash(state)),
         "traces": sppo.traces["train_chunk"],
+        "state_donated": donated,
+        "seconds": {k: round(v - t0, 2) for k, v in t.items()},
     }
 
 

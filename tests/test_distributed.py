@@ -64,6 +64,7 @@ def test_both_processes_hold_identical_parameters(two_processes):
     assert p0["params_replicated"] and p1["params_replicated"]
     assert p0["params_sha256"] == p1["params_sha256"]  # bit for bit
     assert p0["traces"] == p1["traces"] == 1  # one compile, the resumed run included
+    assert p0["state_donated"] and p1["state_donated"]  # donate_argnums: no second copy
 
 
 def test_each_process_owns_its_slice_of_the_env_batch(two_processes):

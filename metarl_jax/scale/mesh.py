@@ -98,9 +98,15 @@ class ShardedPPO:
     def __init__(self, ppo: PPO, mesh: Mesh, axis: str = DATA):
         self.ppo, self.mesh, self.axis = ppo, mesh, axis
         self.traces: Dict[str, int] = {}
-        self._chunk = jax.jit(self._train_chunk, static_argnames=("num_updates", "log_every"))
+        # The state is donated: at scale it is mostly the env batch, and without donation the
+        # chunk holds the old and the new copy at once. Callers pass a state they do not keep
+        # (``state = sppo.train_chunk(state, ...)``); ``train_phase``'s async checkpoint save
+        # of a state that the next chunk donates is safe (metarl_jax.io.checkpoint).
+        self._chunk = jax.jit(self._train_chunk, static_argnames=("num_updates", "log_every"),
+                              donate_argnums=0)
         self._chunk_seeds = jax.jit(self._train_chunk_seeds,
-                                    static_argnames=("num_updates", "log_every"))
+                                    static_argnames=("num_updates", "log_every"),
+                                    donate_argnums=0)
 
     @property
     def num_devices(self) -> int:
@@ -130,7 +136,8 @@ class ShardedPPO:
     def train_chunk(self, state: PPOState, config: PPOConfig, num_updates: int,
                     log_every: int = 1) -> Tuple[PPOState, Dict[str, jax.Array]]:
         """``PPO.train_chunk`` on the mesh: ``num_updates * log_every`` updates in one compiled
-        ``lax.scan``; the returned state keeps the shardings of ``state_sharding``."""
+        ``lax.scan``; the returned state keeps the shardings of ``state_sharding``. ``state`` is
+        donated (its arrays are deleted): keep only the returned one."""
         check_divisible(config.num_envs, self.mesh, self.axis)
         return self._chunk(state, config, num_updates=num_updates, log_every=log_every)
 
@@ -160,6 +167,6 @@ class ShardedPPO:
     def train_chunk_seeds(self, states: PPOState, config: PPOConfig, num_updates: int,
                           log_every: int = 1) -> Tuple[PPOState, Dict[str, jax.Array]]:
         """``PPO.train_chunk_seeds`` with the seed axis split over the mesh: states ``[S, ...]``,
-        metrics ``[S, num_updates]``, both split along ``S``."""
+        metrics ``[S, num_updates]``, both split along ``S``. ``states`` is donated."""
         self._check_seeds(states.update_step.shape[0])
         return self._chunk_seeds(states, config, num_updates=num_updates, log_every=log_every)
