@@ -1,0 +1,370 @@
+"""System identification from "real" trajectories: fit a simulator's physics ``Params``.
+
+    world = PhysicsWorld("HalfCheetah-v5", hidden={"body_mass_scale": m, ...}, action_delay=1)
+    obs, actions = world.record(scripted_actions(key, K, T, 6), seed=0)      # [K,T+1,17], [K,T,6]
+    scale = LogScale(env.default_params(), ("body_mass_scale", "gear_scale", ...))
+    windows = make_windows(obs, actions, horizon=8, stride=4, delay=d)       # one delay candidate
+    loss = prediction_loss(env, cheetah_state_from_obs(env), scale, obs_scale(windows))
+    theta, history = gradient_fit(loss, 200, learning_rate=0.05)(scale.init(), windows)
+    theta, history = cem_fit(loss, num_iterations=30, population=32)(key, scale.init(), windows)
+
+**Loss.** A *multi-step prediction loss* over truncated windows: each window starts from a real
+observation (the simulator state is re-synced from the real trajectory at every window start),
+applies the ``H`` recorded actions in the simulator and compares the ``H`` predicted observations
+with the real ones, each dimension divided by its spread in the data (``obs_scale``):
+
+    L(theta) = mean_{w, h, i} ((obs_sim[w, h, i] - obs_real[w, h, i]) / scale[i])^2
+
+Short windows keep the gradient informative: HalfCheetah's dynamics are chaotic (float32 MJX and
+float64 MuJoCo C drift apart to O(1) after ~15 steps at identical physics), so long rollouts
+measure chaos, not physics. The step is wrapped in ``jax.checkpoint`` so the backward pass stores
+one state per step, not every intermediate of MJX's solver.
+
+**Parameterisation.** ``theta`` holds ``log(value / nominal)`` per fitted field (``LogScale``):
+scale factors stay positive, and a relative error is a distance in theta. Elements whose nominal
+value is 0 (the world body's mass, the root joints' damping) have no effect on the dynamics and
+are frozen at nominal (``LogScale.mask``).
+
+**Latency** is discrete: it shifts which recorded action is applied (``delayed_actions``); a
+calibration enumerates the candidate delays, fits the continuous fields for each (the windows
+have the same shapes, so the same compiled program) and keeps the delay of the lowest loss.
+
+**Gradient-free baseline.** ``cem_fit``: the cross-entropy method over theta (a diagonal Gaussian
+refitted to the elite fraction each iteration), same loss, every candidate evaluated in one
+``vmap``.
+
+The cheetah's observation ``[qpos[1:], qvel]`` is the full MuJoCo state except the root's x, on
+which nothing in the dynamics depends (a flat floor): ``cheetah_state_from_obs`` re-syncs the MJX
+state from the observation alone (x = 0, solver warm start 0), so the recorded data are what a
+robot's state estimator would give, not MuJoCo's internal arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from metarl_jax.sim2real.deploy import Perturbation, RealWorld
+
+Params = Any
+Theta = Dict[str, jax.Array]  # {field: log(value / nominal)}, shaped like the field
+
+
+# --------------------------------------------------------------------------------- data windows
+@struct.dataclass
+class Windows:
+    """Truncated prediction windows cut from recorded trajectories.
+
+    Attributes:
+        start_obs: [W, obs_dim] the real observation at each window's start.
+        actions: [W, H, act_dim] the actions applied in the window (after the latency shift).
+        targets: [W, H, obs_dim] the real observations after each of the H steps.
+    """
+
+    start_obs: jax.Array
+    actions: jax.Array
+    targets: jax.Array
+
+
+def delayed_actions(actions: np.ndarray, delay: int) -> np.ndarray:
+    """The actions the plant applied when it lags ``delay`` steps: ``out[:, t] = actions[:, t -
+    delay]`` and zeros before (``ActionDelay``'s and ``RealWorld``'s convention).
+    ``actions: [K, T, act_dim]``."""
+    if int(delay) != delay or delay < 0:
+        raise ValueError(f"delay must be an integer >= 0, got {delay}")
+    actions = np.asarray(actions, np.float32)
+    out = np.zeros_like(actions)
+    if delay < actions.shape[1]:
+        out[:, delay:] = actions[:, :actions.shape[1] - delay]
+    return out
+
+
+def make_windows(obs: np.ndarray, actions: np.ndarray, horizon: int, stride: int,
+                 delay: int = 0) -> Windows:
+    """Windows of ``horizon`` steps starting every ``stride`` steps of every trajectory.
+
+    ``obs: [K, T + 1, obs_dim]`` (reset observation first), ``actions: [K, T, act_dim]`` (the
+    actions *chosen*; ``delay`` shifts them to the ones applied). ``W = K * n`` windows with
+    ``n = (T - horizon) // stride + 1``, trajectory-major."""
+    obs, actions = np.asarray(obs, np.float32), delayed_actions(actions, delay)
+    if obs.ndim != 3 or actions.ndim != 3 or obs.shape[:2] != (actions.shape[0],
+                                                               actions.shape[1] + 1):
+        raise ValueError(f"need obs [K, T+1, d] and actions [K, T, a], got {obs.shape}, "
+                         f"{actions.shape}")
+    steps = actions.shape[1]
+    if not 1 <= horizon <= steps or stride < 1:
+        raise ValueError(f"need 1 <= horizon <= T={steps} and stride >= 1, got {horizon}, "
+                         f"{stride}")
+    starts = np.arange(0, steps - horizon + 1, stride)
+    idx = starts[:, None] + np.arange(horizon)[None]  # [n, H]
+    return Windows(start_obs=jnp.asarray(obs[:, starts].reshape(-1, obs.shape[-1])),
+                   actions=jnp.asarray(actions[:, idx].reshape(-1, horizon, actions.shape[-1])),
+                   targets=jnp.asarray(obs[:, idx + 1].reshape(-1, horizon, obs.shape[-1])))
+
+
+def obs_scale(windows: Windows, floor: float = 1e-3) -> jax.Array:
+    """``[obs_dim]`` spread of each observation dimension over the targets (std, floored)."""
+    flat = windows.targets.reshape(-1, windows.targets.shape[-1])
+    return jnp.maximum(flat.std(0), floor)
+
+
+# --------------------------------------------------------------------------------- parameters
+@dataclasses.dataclass(frozen=True)
+class LogScale:
+    """``theta = log(value / nominal)`` for ``fields`` of ``nominal`` (an env's ``Params``).
+
+    Hashable on purpose (fields are static); ``nominal`` is kept as numpy."""
+
+    nominal: Any
+    fields: Tuple[str, ...]
+
+    def __post_init__(self):
+        names = [f.name for f in dataclasses.fields(self.nominal)]
+        unknown = [f for f in self.fields if f not in names]
+        if unknown or not self.fields:
+            raise ValueError(f"fields must be a non-empty subset of {names}, got {self.fields}")
+
+    def __hash__(self):
+        return hash((type(self.nominal), self.fields))
+
+    def __eq__(self, other):
+        return isinstance(other, LogScale) and hash(self) == hash(other)
+
+    def init(self) -> Theta:
+        """theta at the nominal: zeros shaped like each field."""
+        return {f: jnp.zeros(jnp.shape(getattr(self.nominal, f)), jnp.float32)
+                for f in self.fields}
+
+    def mask(self) -> Theta:
+        """1 where the element moves the dynamics (nominal != 0), else 0 (frozen)."""
+        return {f: (jnp.asarray(getattr(self.nominal, f)) != 0).astype(jnp.float32)
+                for f in self.fields}
+
+    def to_params(self, theta: Theta) -> Params:
+        """``nominal`` with ``field = nominal * exp(theta * mask)`` for the fitted fields."""
+        mask = self.mask()
+        return self.nominal.replace(**{
+            f: jnp.asarray(getattr(self.nominal, f)) * jnp.exp(theta[f] * mask[f])
+            for f in self.fields})
+
+    def of_params(self, params: Params) -> Theta:
+        """theta of ``params`` (0 where the nominal is 0)."""
+        mask = self.mask()
+        out = {}
+        for f in self.fields:
+            nominal = jnp.asarray(getattr(self.nominal, f))
+            ratio = jnp.where(mask[f] > 0, jnp.asarray(getattr(params, f)) /
+                              jnp.where(nominal == 0, 1.0, nominal), 1.0)
+            out[f] = jnp.log(ratio).astype(jnp.float32)
+        return out
+
+
+def relative_error(scale: LogScale, theta: Theta, true_theta: Theta) -> Dict[str, dict]:
+    """Per field: ``{"mean", "max", "per_element"}`` of ``|estimate / truth - 1|`` over the
+    elements that move the dynamics (``scale.mask()``)."""
+    out = {}
+    for f in scale.fields:
+        mask = np.asarray(scale.mask()[f], bool).reshape(-1)
+        err = np.abs(np.exp(np.asarray(theta[f], np.float64) -
+                            np.asarray(true_theta[f], np.float64)) - 1).reshape(-1)[mask]
+        out[f] = {"mean": float(err.mean()), "max": float(err.max()),
+                  "per_element": err.tolist()}
+    return out
+
+
+# --------------------------------------------------------------------------------- the loss
+def cheetah_state_from_obs(env) -> Callable[[jax.Array], Any]:
+    """``obs [nq - 1 + nv] -> MjxState`` for an ``MjxLocomotion`` whose observation is
+    ``[qpos[1:], qvel]`` (HalfCheetah): root x = 0, zero solver warm start (module doc)."""
+    nq = env.mj_model.nq
+
+    def to_state(obs):
+        qpos = jnp.concatenate([jnp.zeros((1,), obs.dtype), obs[:nq - 1]])
+        return env.make_state(qpos, obs[nq - 1:])
+
+    return to_state
+
+
+def prediction_loss(env, state_from_obs: Callable[[jax.Array], Any], scale: LogScale,
+                    obs_std: jax.Array) -> Callable[[Theta, Windows], jax.Array]:
+    """``loss(theta, windows) -> []``: the normalized multi-step prediction error (module doc)
+    of ``env`` (pure ``step(key, state, action, params)``) at ``scale.to_params(theta)``."""
+    key = jax.random.PRNGKey(0)  # the dynamics are deterministic; the key is unused
+
+    def window_error(params, start_obs, actions, targets):
+        @jax.checkpoint
+        def step(state, action):
+            state, obs, _, _, _ = env.step(key, state, action, params)
+            return state, obs
+
+        _, predicted = jax.lax.scan(step, state_from_obs(start_obs), actions)
+        return jnp.mean(jnp.square((predicted - targets) / obs_std))
+
+    def loss(theta, windows):
+        params = scale.to_params(theta)
+        errors = jax.vmap(window_error, in_axes=(None, 0, 0, 0))(
+            params, windows.start_obs, windows.actions, windows.targets)
+        return errors.mean()
+
+    return loss
+
+
+# --------------------------------------------------------------------------------- optimizers
+@struct.dataclass
+class FitHistory:
+    """Per iteration: ``theta`` (leaves ``[N, *field]``, the estimate after the iteration) and
+    ``loss [N]`` (at the estimate before the iteration; CEM: at the mean)."""
+
+    theta: Theta
+    loss: jax.Array
+
+
+def gradient_fit(loss: Callable[[Theta, Windows], jax.Array], num_iterations: int,
+                 learning_rate: float = 0.05, clip_norm: float = 1.0
+                 ) -> Callable[[Theta, Windows], Tuple[Theta, FitHistory]]:
+    """A jitted ``fit(theta0, windows) -> (theta, FitHistory)``: Adam on ``loss`` (gradients
+    clipped to ``clip_norm``, learning rate cosine-decayed to 1% over the run), one ``lax.scan``
+    over ``num_iterations``. Returns the iterate of lowest loss seen."""
+    schedule = optax.cosine_decay_schedule(learning_rate, num_iterations, alpha=0.01)
+    optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optax.adam(schedule))
+    value_and_grad = jax.value_and_grad(loss)
+
+    def fit(theta0, windows):
+        def iteration(carry, _):
+            theta, opt_state, best, best_loss = carry
+            value, grads = value_and_grad(theta, windows)
+            better = value < best_loss
+            best = jax.tree.map(lambda b, t: jnp.where(better, t, b), best, theta)
+            best_loss = jnp.minimum(best_loss, value)
+            updates, opt_state = optimizer.update(grads, opt_state, theta)
+            theta = optax.apply_updates(theta, updates)
+            return (theta, opt_state, best, best_loss), (theta, value)
+
+        init = (theta0, optimizer.init(theta0), theta0, jnp.float32(jnp.inf))
+        (theta, _, best, best_loss), (thetas, values) = jax.lax.scan(
+            iteration, init, None, length=num_iterations)
+        final = loss(theta, windows)
+        best = jax.tree.map(lambda b, t: jnp.where(final < best_loss, t, b), best, theta)
+        return best, FitHistory(theta=thetas, loss=values)
+
+    return jax.jit(fit)
+
+
+def cem_fit(loss: Callable[[Theta, Windows], jax.Array], num_iterations: int,
+            population: int = 32, elite_fraction: float = 0.25, init_std: float = 0.3,
+            min_std: float = 1e-3, mask: Theta | None = None
+            ) -> Callable[[jax.Array, Theta, Windows], Tuple[Theta, FitHistory]]:
+    """A jitted ``fit(key, theta0, windows) -> (theta, FitHistory)``: the cross-entropy method
+    (Rubinstein 1999) on ``loss``: draw ``population`` thetas from ``N(mu, sigma^2)`` per element,
+    refit ``mu, sigma`` to the ``ceil(elite_fraction * population)`` lowest losses; ``mask`` (0 =
+    frozen element) keeps uninformative elements at theta0. Returns the final mean."""
+    num_elites = max(1, int(np.ceil(elite_fraction * population)))
+    if not 1 <= num_elites <= population:
+        raise ValueError(f"need 0 < elite_fraction <= 1, got {elite_fraction}")
+    batched_loss = jax.vmap(loss, in_axes=(0, None))
+
+    def fit(key, theta0, windows):
+        keep = mask if mask is not None else jax.tree.map(jnp.ones_like, theta0)
+        std0 = jax.tree.map(lambda t, m: jnp.full_like(t, init_std) * m, theta0, keep)
+
+        def iteration(carry, key):
+            mu, std = carry
+            leaves, treedef = jax.tree.flatten(mu)
+            keys = jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
+            samples = jax.tree.map(
+                lambda m, s, k: m + s * jax.random.normal(k, (population,) + m.shape),
+                mu, std, keys)
+            values = batched_loss(samples, windows)
+            values = jnp.where(jnp.isfinite(values), values, jnp.inf)
+            elite = jnp.argsort(values)[:num_elites]
+            mu = jax.tree.map(lambda x: x[elite].mean(0), samples)
+            std = jax.tree.map(lambda x, m: jnp.maximum(x[elite].std(0), min_std) * m,
+                               samples, keep)
+            return (mu, std), (mu, values[elite[0]])
+
+        (mu, _), (thetas, values) = jax.lax.scan(
+            iteration, (theta0, std0), jax.random.split(key, num_iterations))
+        return mu, FitHistory(theta=thetas, loss=values)
+
+    return jax.jit(fit)
+
+
+# --------------------------------------------------------------------------------- the real side
+def scripted_actions(seed: int, episodes: int, steps: int, action_size: int) -> np.ndarray:
+    """``[episodes, steps, action_size]`` exciting open-loop actions in [-1, 1]: per episode and
+    actuator a sine of random frequency (0.5-3 cycles per 20 steps), amplitude and phase, plus
+    uniform noise (+-0.3), clipped. Rich enough to excite every joint and the contacts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)[None, :, None]
+    freq = rng.uniform(0.5, 3.0, (episodes, 1, action_size)) * 2 * np.pi / 20
+    amp = rng.uniform(0.4, 1.0, (episodes, 1, action_size))
+    phase = rng.uniform(0, 2 * np.pi, (episodes, 1, action_size))
+    noise = rng.uniform(-0.3, 0.3, (episodes, steps, action_size))
+    return np.clip(amp * np.sin(freq * t + phase) + noise, -1, 1).astype(np.float32)
+
+
+class PhysicsWorld(RealWorld):
+    """A ``RealWorld`` with hidden per-element physics in ``PhysicsParams``' layout.
+
+    ``hidden``: ``{field: scale}`` with fields ``body_mass_scale [nbody]`` (mass and inertia),
+    ``friction_scale []``, ``damping_scale [nv]``, ``gear_scale [nu]`` (missing = 1). Every
+    episode's ``Perturbation`` scales come on top (1 = the hidden physics)."""
+
+    FIELDS = ("body_mass_scale", "friction_scale", "damping_scale", "gear_scale")
+
+    def __init__(self, env_id: str, hidden: Mapping[str, Any], action_delay: int = 0,
+                 **make_kwargs):
+        super().__init__(env_id, **make_kwargs)
+        unknown = sorted(set(hidden) - set(self.FIELDS))
+        if unknown:
+            raise ValueError(f"unknown hidden fields {unknown}; known: {', '.join(self.FIELDS)}")
+        model = self.env.unwrapped.model
+        self._nominal["dof_damping"] = model.dof_damping.copy()
+        self.hidden = {f: np.asarray(hidden.get(f, 1.0), np.float64) for f in self.FIELDS}
+        self.action_delay = int(action_delay)
+
+    def apply(self, p: Perturbation) -> None:
+        super().apply(p)
+        model, h = self.env.unwrapped.model, self.hidden
+        model.body_mass[:] *= h["body_mass_scale"]
+        model.body_inertia[:] *= np.reshape(h["body_mass_scale"], (-1, 1)) \
+            if h["body_mass_scale"].ndim else h["body_mass_scale"]
+        model.geom_friction[:] *= h["friction_scale"]
+        model.dof_damping[:] = self._nominal["dof_damping"] * h["damping_scale"]
+        model.actuator_gear[:, 0] *= h["gear_scale"]
+
+    def real(self) -> Perturbation:
+        """The cell of the hidden world itself (its latency, no extra perturbation)."""
+        return Perturbation(action_delay=self.action_delay)
+
+    def record(self, actions: np.ndarray, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Play open-loop ``actions [K, T, act_dim]`` (the actions *chosen*; the plant applies
+        them ``action_delay`` steps late) from ``reset(seed=seed + k)``: returns ``obs [K, T + 1,
+        obs_dim]`` (float32) and the chosen actions. Episodes must not end before ``T``."""
+        self.apply(self.real())
+        out = []
+        space = self.env.action_space
+        for k, episode in enumerate(np.asarray(actions, np.float32)):
+            obs, _ = self.env.reset(seed=seed + k)
+            applied = delayed_actions(episode[None], self.action_delay)[0]
+            trajectory = [obs]
+            for a in applied:
+                obs, _, terminated, truncated, _ = self.env.step(np.clip(a, space.low, space.high))
+                if terminated or truncated:
+                    raise ValueError("the episode ended before the recorded actions did; record "
+                                     "fewer steps than the env's time limit")
+                trajectory.append(obs)
+            out.append(trajectory)
+        self.apply(Perturbation())
+        return np.asarray(out, np.float32), np.asarray(actions, np.float32)
+
+
+def select_delay(losses: Sequence[float]) -> int:
+    """The delay candidate (index) of the lowest final prediction loss."""
+    return int(np.argmin(np.asarray(losses, np.float64)))

@@ -1,0 +1,197 @@
+"""System identification (``sim2real/calibrate.py``) and EPOpt's posterior update
+(``randomization/posterior.py``): finite-difference gradients through MJX, exact recovery on the
+pure-JAX Pendulum, and posterior concentration against a closed form."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from envs.pendulum import Pendulum, PendulumState
+from metarl_jax.randomization.distributions import uniform
+from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.randomization.posterior import (
+    abc_weights,
+    effective_sample_size,
+    posterior_rounds,
+    posterior_update,
+    tempered_weights,
+)
+from metarl_jax.sim2real.calibrate import (
+    LogScale,
+    cem_fit,
+    cheetah_state_from_obs,
+    delayed_actions,
+    gradient_fit,
+    make_windows,
+    obs_scale,
+    prediction_loss,
+    relative_error,
+)
+
+TRUE_PENDULUM = {"m": 1.3, "l": 0.8}
+
+
+def pendulum_state(obs):
+    return PendulumState(theta=jnp.arctan2(obs[1], obs[0]), theta_dot=obs[2],
+                         time=jnp.int32(0))
+
+
+def pendulum_data(params, episodes=4, steps=40, seed=0):
+    """Own trajectories of the pendulum under random torques: obs [K, T+1, 3], actions [K, T, 1]."""
+    env = Pendulum()
+    keys = jax.random.split(jax.random.PRNGKey(seed), episodes)
+    actions = jax.random.uniform(jax.random.PRNGKey(seed + 1), (episodes, steps, 1),
+                                 minval=-2.0, maxval=2.0)
+
+    def episode(key, acts):
+        state, obs = env.reset(key, params)
+
+        def step(state, a):
+            state, obs, _, _, _ = env.step(key, state, a, params)
+            return state, obs
+
+        _, trajectory = jax.lax.scan(step, state, acts)
+        return jnp.concatenate([obs[None], trajectory])
+
+    return np.asarray(jax.vmap(episode)(keys, actions)), np.asarray(actions)
+
+
+@pytest.fixture(scope="module")
+def pendulum_problem():
+    env = Pendulum()
+    nominal = env.default_params()
+    truth = nominal.replace(**{k: jnp.float32(v) for k, v in TRUE_PENDULUM.items()})
+    obs, actions = pendulum_data(truth)
+    windows = make_windows(obs, actions, horizon=5, stride=5)
+    scale = LogScale(nominal, ("m", "l"))
+    loss = prediction_loss(env, pendulum_state, scale, obs_scale(windows))
+    return env, scale, truth, windows, loss
+
+
+def test_windows_cut_the_trajectories_and_shift_actions_by_the_delay():
+    obs = np.arange(2 * 7 * 1, dtype=np.float32).reshape(2, 7, 1)
+    actions = np.arange(2 * 6 * 1, dtype=np.float32).reshape(2, 6, 1) + 100
+    w = make_windows(obs, actions, horizon=3, stride=2, delay=1)
+    assert w.start_obs.shape == (4, 1) and w.actions.shape == (4, 3, 1)
+    np.testing.assert_array_equal(np.asarray(w.start_obs[:, 0]), [0, 2, 7, 9])
+    np.testing.assert_array_equal(np.asarray(w.targets[1, :, 0]), [3, 4, 5])
+    np.testing.assert_array_equal(np.asarray(w.actions[0, :, 0]), [0, 100, 101])  # delayed
+    np.testing.assert_array_equal(delayed_actions(actions, 0), actions)
+    with pytest.raises(ValueError, match="horizon"):
+        make_windows(obs, actions, horizon=7, stride=1)
+    with pytest.raises(ValueError, match="delay"):
+        delayed_actions(actions, -1)
+    with pytest.raises(ValueError, match="fields"):
+        LogScale(Pendulum().default_params(), ("mass",))
+
+
+def test_gradient_fit_recovers_the_pendulum_from_its_own_trajectories(pendulum_problem):
+    env, scale, truth, windows, loss = pendulum_problem
+    true_theta = scale.of_params(truth)
+    assert float(loss(true_theta, windows)) < 1e-10  # same simulator: zero at the truth
+    theta, history = gradient_fit(loss, num_iterations=300, learning_rate=0.05)(scale.init(),
+                                                                                windows)
+    errors = relative_error(scale, theta, true_theta)
+    assert max(e["max"] for e in errors.values()) < 1e-3, errors
+    assert history.loss.shape == (300,) and float(history.loss[-1]) < 1e-3 * float(
+        history.loss[0])
+
+
+def test_cem_reduces_the_pendulum_loss_and_moves_towards_the_truth(pendulum_problem):
+    env, scale, truth, windows, loss = pendulum_problem
+    theta, history = cem_fit(loss, num_iterations=20, population=64)(
+        jax.random.PRNGKey(0), scale.init(), windows)
+    errors = relative_error(scale, theta, scale.of_params(truth))
+    assert max(e["max"] for e in errors.values()) < 2e-2, errors
+    assert float(history.loss[-1]) < 1e-2 * float(loss(scale.init(), windows))
+
+
+def test_mjx_prediction_loss_gradient_matches_finite_differences():
+    """One window of 3 HalfCheetah steps with contacts (MJX, float32, one solver iteration,
+    as the calibration runs): directional derivatives of the loss along each field and a random
+    direction vs central differences with eps = 1e-3 in log-scale. Float32 roundoff in the loss
+    (~1e-7 relative) divided by 2 eps gives ~1e-4 relative noise; the O(eps^2) truncation is
+    smaller: 1% tolerance leaves room for both."""
+    env = envs.make("HalfCheetah", solver_iterations=1, ls_iterations=4)
+    nominal = env.default_params()
+    scale = LogScale(nominal, ("body_mass_scale", "friction_scale", "damping_scale",
+                               "gear_scale"))
+    # A start in ground contact (feet down, falling) and actions from the real side's range.
+    start = np.concatenate([np.asarray(env.init_qpos[1:]) + [-0.05] + [0.2] * 7,
+                            np.r_[0.5, -0.5, 0.3, np.full(6, 1.0)]]).astype(np.float32)
+    obs = np.stack([start, start * 0.98, start * 0.95, start * 0.9])[None]
+    actions = np.asarray([[[0.5, -0.3, 0.8, -0.6, 0.2, 0.9]] * 3], np.float32)
+    windows = make_windows(obs, actions, horizon=3, stride=1)
+    loss = prediction_loss(env, cheetah_state_from_obs(env), scale, jnp.ones(17))
+    rng = np.random.default_rng(0)
+    theta = {k: jnp.asarray(rng.normal(0, 0.1, v.shape) * scale.mask()[k], jnp.float32)
+             for k, v in scale.init().items()}
+    directions = [{k: (scale.mask()[k] if k == f else jnp.zeros_like(v))
+                   for k, v in theta.items()} for f in scale.fields]
+    directions.append({k: jnp.asarray(rng.normal(size=v.shape), jnp.float32) * scale.mask()[k]
+                       for k, v in theta.items()})
+    eps = 1e-3
+    stacked = jax.tree.map(lambda *d: jnp.stack(d), *directions)
+
+    @jax.jit
+    def check(theta, stacked):
+        value, grad = jax.value_and_grad(loss)(theta, windows)
+        shifted = lambda sign: jax.vmap(lambda d: loss(jax.tree.map(
+            lambda t, v: t + sign * eps * v, theta, d), windows))(stacked)
+        analytic = jax.vmap(lambda d: sum(jnp.vdot(grad[k], d[k]) for k in d))(stacked)
+        return value, analytic, (shifted(1.0) - shifted(-1.0)) / (2 * eps)
+
+    value, analytic, numeric = map(np.asarray, check(theta, stacked))
+    assert np.isfinite(value) and value > 1e-3
+    assert np.all(np.abs(analytic) > 1e-4), analytic  # every field moves the prediction
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-2, atol=1e-6)
+
+
+def test_tempered_weights_hit_the_target_ess_and_abc_keeps_the_best():
+    ll = -jnp.linspace(0.0, 1e4, 1000) ** 1.5
+    weights, temperature = tempered_weights(ll, 0.2)
+    assert float(temperature) > 1.0
+    np.testing.assert_allclose(float(effective_sample_size(weights)), 200.0, rtol=0.02)
+    weights, temperature = tempered_weights(jnp.zeros(10), 0.5)  # already equal: T = 1
+    assert float(temperature) == 1.0 and np.allclose(np.asarray(weights), 0.1)
+    kept = np.asarray(abc_weights(jnp.array([-3.0, -1.0, -2.0, -jnp.inf]), 0.5))
+    np.testing.assert_allclose(kept, [0.0, 0.5, 0.5, 0.0])
+
+
+def test_posterior_matches_the_closed_form_in_a_1d_gaussian_case():
+    """Data y_i ~ N(m*, 1), i = 1..50, prior U[0.5, 2] x nominal m = 1 (Pendulum's ``m`` as
+    the field), untempered importance weights: the posterior is N(mean(y), 1/50) truncated to the
+    prior, so the new range is mean(y) +- sqrt(3 / 50) (to Monte-Carlo error of 20k particles)."""
+    nominal = Pendulum().default_params()
+    space = make_param_space(nominal, {"m": uniform(0.5, 2.0, relative=True)})
+    y = 1.3 + jax.random.normal(jax.random.PRNGKey(1), (50,))
+    log_likelihood = lambda p: -0.5 * jnp.sum(jnp.square(y[None] - p.m[:, None]), -1)
+    new, info = jax.jit(lambda k, s: posterior_update(k, s, log_likelihood, 20_000,
+                                                      ess_fraction=0.01))(
+        jax.random.PRNGKey(0), space)
+    assert float(info["temperature"]) == 1.0
+    mean, half = float(y.mean()), float(np.sqrt(3 / 50))
+    np.testing.assert_allclose(float(new.dists["m"].low), mean - half, atol=0.01)
+    np.testing.assert_allclose(float(new.dists["m"].high), mean + half, atol=0.01)
+
+
+def test_posterior_rounds_concentrate_on_the_true_pendulum_mass(pendulum_problem):
+    """The EPOpt update with the trajectory likelihood of the pendulum's own data (1-D: m,
+    length known): after 4 tempered rounds the range holds the true mass and is < 5% of the
+    prior's width."""
+    env, _, truth, windows, _ = pendulum_problem
+    nominal = env.default_params().replace(l=truth.l)
+    scale = LogScale(nominal, ("m",))
+    loss = prediction_loss(env, pendulum_state, scale, obs_scale(windows))
+    batched = jax.vmap(loss, in_axes=(0, None))
+    n = windows.targets.size
+    log_likelihood = lambda p: -0.5 * n * batched(jax.vmap(scale.of_params)(p), windows) / 1e-4
+    space = make_param_space(nominal, {"m": uniform(0.5, 2.0, relative=True)})
+    final, info = jax.jit(lambda k, s: posterior_rounds(k, s, log_likelihood, 256, rounds=4))(
+        jax.random.PRNGKey(0), space)
+    low, high = float(final.dists["m"].low), float(final.dists["m"].high)
+    assert low <= TRUE_PENDULUM["m"] <= high and high - low < 0.05 * 1.5, (low, high)
+    widths = np.asarray(info["high"]["m"] - info["low"]["m"])
+    assert np.all(np.diff(widths) <= 1e-6) and info["ess"].shape == (4,)
