@@ -11,8 +11,8 @@ from metarl_jax.io.cli import cli
 from metarl_jax.io.metrics import read_metrics
 from metarl_jax.io.run_dir import METRICS_FILE
 from metarl_jax.sim2real import load_policy
-from metarl_jax.sim2real.export import export_ppo
 from metarl_jax.sim2real.deploy import Perturbation, RealWorld
+from metarl_jax.sim2real.export import export_ppo
 
 pytestmark = pytest.mark.slow
 

@@ -34,9 +34,8 @@ import optax
 from flax import struct
 
 from metarl_jax.algos.diayn import SkillConditioned
-from metarl_jax.algos.learner import Learner
 from metarl_jax.algos.mppi import MPPIConfig, mppi
-from metarl_jax.algos.sac import SAC, SACConfig, SACState, _adam_step
+from metarl_jax.algos.sac import SAC, SACBased, SACBasedConfig, SACConfig, SACState, adam_step
 from metarl_jax.core import replay
 from metarl_jax.core.env import Env
 from metarl_jax.nets.mlp import MLP
@@ -96,7 +95,7 @@ def dynamics_step(model: SkillDynamics, params, opt, batch, base_obs_size: int, 
         return -jnp.mean(gaussian_log_prob(ds, mean, log_std)), r_squared(ds, mean)
 
     (loss, r2), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    return _adam_step(grads, opt, params, lr), (loss, r2)
+    return adam_step(grads, opt, params, lr), (loss, r2)
 
 
 def r_squared(target: jax.Array, prediction: jax.Array) -> jax.Array:
@@ -126,7 +125,7 @@ def fit_dynamics(key: jax.Array, model: SkillDynamics, buffer: replay.ReplayBuff
 
 # --------------------------------------------------------------------------- learner
 @struct.dataclass
-class DADSConfig:
+class DADSConfig(SACBasedConfig):
     sac: SACConfig = SACConfig()
     dyn_hidden: Tuple[int, ...] = struct.field(default=(64, 64), **static)
     dyn_batch: int = struct.field(default=256, **static)
@@ -134,14 +133,6 @@ class DADSConfig:
     num_prior_samples: int = struct.field(default=16, **static)  # L
     min_std: float = struct.field(default=0.01, **static)
     dyn_lr: float = 3e-4
-
-    @property
-    def num_updates(self) -> int:
-        return self.sac.num_updates
-
-    @property
-    def steps_per_update(self) -> int:
-        return self.sac.steps_per_update
 
     def validate(self) -> "DADSConfig":
         self.sac.validate()
@@ -162,9 +153,11 @@ class DADSState:
     key: jax.Array
 
 
-class DADS(Learner):
+class DADS(SACBased):
     """DADS on ``env`` with ``skill_size``-dimensional skills (module doc); the model predicts
     the change of ``obs[:feature_size]`` (``None``: the whole observation)."""
+
+    model_field = "dyn_params"  # checked by the non-finite guard beside SAC's parameters
 
     def __init__(self, env: Env, skill_size: int, feature_size: Optional[int] = None,
                  resample_every: Optional[int] = None):
@@ -186,9 +179,6 @@ class DADS(Learner):
             dyn_key, jnp.zeros((1, self.feature_size)), jnp.zeros((1, self.skill_size)))
         return DADSState(sac=self.sac._init(sac_key, config.sac, space), dyn_params=dyn_params,
                          dyn_opt=optax.scale_by_adam().init(dyn_params), key=key)
-
-    def trainable(self, state: DADSState) -> Any:
-        return (self.sac.trainable(state.sac), state.dyn_params)
 
     def reward(self, dyn_params, config: DADSConfig, obs, next_obs, key) -> jax.Array:
         """Intrinsic reward ``[B]`` of transitions ``obs, next_obs[B, obs_size + D]``."""
@@ -226,9 +216,6 @@ class DADS(Learner):
         return state.replace(sac=sac_state, dyn_params=dyn_params, dyn_opt=dyn_opt,
                              key=key), metrics
 
-    def make_policy(self, state: DADSState, config: DADSConfig, deterministic: bool = False):
-        """``act(key, obs[..., obs_size + D]) -> action`` (obs ends with the skill)."""
-        return self.sac.make_policy(state.sac, config.sac, deterministic)
 
 
 # --------------------------------------------------------------------------- planning

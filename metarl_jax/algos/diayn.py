@@ -29,8 +29,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from metarl_jax.algos.learner import Learner
-from metarl_jax.algos.sac import SAC, SACConfig, SACState, _adam_step
+from metarl_jax.algos.sac import SAC, SACBased, SACBasedConfig, SACConfig, SACState, adam_step
 from metarl_jax.core import replay
 from metarl_jax.core.env import Box, Env
 from metarl_jax.core.wrappers import Wrapper
@@ -162,7 +161,7 @@ class Discriminator(nn.Module):
 
 # --------------------------------------------------------------------------- learner
 @struct.dataclass
-class DIAYNConfig:
+class DIAYNConfig(SACBasedConfig):
     """SAC's config plus the discriminator's (sizes static, rates leaves)."""
 
     sac: SACConfig = SACConfig()
@@ -170,14 +169,6 @@ class DIAYNConfig:
     disc_batch: int = struct.field(default=256, **static)
     disc_steps: int = struct.field(default=1, **static)  # discriminator steps per update
     disc_lr: float = 3e-4
-
-    @property
-    def num_updates(self) -> int:
-        return self.sac.num_updates
-
-    @property
-    def steps_per_update(self) -> int:
-        return self.sac.steps_per_update
 
     def validate(self) -> "DIAYNConfig":
         self.sac.validate()
@@ -197,13 +188,15 @@ class DIAYNState:
     key: jax.Array
 
 
-class DIAYN(Learner):
+class DIAYN(SACBased):
     """DIAYN on ``env`` with ``num_skills`` skills (module doc).
 
     Args:
         feature_size: the discriminator sees ``obs[:feature_size]`` of the env's observation
             (``None``: all of it; 2 for the x-y prior on a point mass whose obs starts with x-y).
     """
+
+    model_field = "disc_params"  # checked by the non-finite guard beside SAC's parameters
 
     def __init__(self, env: Env, num_skills: int, feature_size: Optional[int] = None,
                  resample_every: Optional[int] = None):
@@ -240,9 +233,6 @@ class DIAYN(Learner):
         return DIAYNState(sac=self.sac._init(sac_key, config.sac, space), disc_params=disc_params,
                           disc_opt=optax.scale_by_adam().init(disc_params), key=key)
 
-    def trainable(self, state: DIAYNState) -> Any:
-        return (self.sac.trainable(state.sac), state.disc_params)
-
     def _disc_step(self, config, buffer, carry, key):
         params, opt = carry
         batch = replay.sample(buffer, key, config.disc_batch)
@@ -255,7 +245,7 @@ class DIAYN(Learner):
             return loss, (accuracy, jnp.mean(pseudo_reward(logits, labels)))
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        new_params, new_opt = _adam_step(grads, opt, params, config.disc_lr)
+        new_params, new_opt = adam_step(grads, opt, params, config.disc_lr)
         return (new_params, new_opt), (loss,) + aux
 
     def _update(self, state: DIAYNState, config: DIAYNConfig
@@ -281,7 +271,3 @@ class DIAYN(Learner):
                        pseudo_reward=jnp.where(ready, jnp.mean(reward), 0.0))
         return state.replace(sac=sac_state, disc_params=disc_params, disc_opt=disc_opt,
                              key=key), metrics
-
-    def make_policy(self, state: DIAYNState, config: DIAYNConfig, deterministic: bool = False):
-        """``act(key, obs[..., obs_size + K]) -> action`` (obs ends with the one-hot skill)."""
-        return self.sac.make_policy(state.sac, config.sac, deterministic)

@@ -175,7 +175,7 @@ def without_buffer(state: SACState) -> SACState:
     return state.replace(buffer=None)
 
 
-def _adam_step(grads, opt_state, params, lr):
+def adam_step(grads, opt_state, params, lr):
     """Adam with a traced learning rate: ``(new_params, new_opt_state)``."""
     updates, opt_state = optax.scale_by_adam().update(grads, opt_state, params)
     return jax.tree.map(lambda p, u: p - lr * u, params, updates), opt_state
@@ -310,7 +310,7 @@ class SAC(Learner):
             return sac_loss.critic_loss(q1, q2, y), q1
 
         (c_loss, q1), c_grads = jax.value_and_grad(critic_fn, has_aux=True)(params["critic"])
-        new_critic, critic_opt = _adam_step(c_grads, opt_state["critic"], params["critic"],
+        new_critic, critic_opt = adam_step(c_grads, opt_state["critic"], params["critic"],
                                             config.critic_lr)
 
         def actor_fn(a):
@@ -319,7 +319,7 @@ class SAC(Learner):
             return sac_loss.actor_loss(log_prob, q1, q2, alpha), log_prob
 
         (a_loss, log_prob), a_grads = jax.value_and_grad(actor_fn, has_aux=True)(params["actor"])
-        new_actor, actor_opt = _adam_step(a_grads, opt_state["actor"], params["actor"],
+        new_actor, actor_opt = adam_step(a_grads, opt_state["actor"], params["actor"],
                                           config.actor_lr)
 
         target_entropy = self.target_entropy(config)
@@ -327,7 +327,7 @@ class SAC(Learner):
                                                                          target_entropy)
         new_log_alpha, alpha_opt = log_alpha, opt_state["log_alpha"]
         if config.autotune:
-            new_log_alpha, alpha_opt = _adam_step(t_grad, alpha_opt, log_alpha, config.alpha_lr)
+            new_log_alpha, alpha_opt = adam_step(t_grad, alpha_opt, log_alpha, config.alpha_lr)
 
         target = jax.tree.map(lambda t, p: (1.0 - config.tau) * t + config.tau * p, target,
                               new_critic)
@@ -395,3 +395,33 @@ class SAC(Learner):
             update_step=state.update_step + 1,
         )
         return new_state, metrics
+
+
+class SACBasedConfig:
+    """Mixin for the configs of learners built on SAC (``DANN``, ``DARC``, ``DIAYN``, ``DADS``):
+    the run's length is the wrapped ``sac`` config's (a ``SACConfig`` field named ``sac``)."""
+
+    @property
+    def num_updates(self) -> int:
+        return self.sac.num_updates
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.sac.steps_per_update
+
+
+class SACBased(Learner):
+    """Base of learners that train a ``SAC`` agent (``self.sac``) beside a model of their own
+    (a domain classifier, a discriminator, skill dynamics). Their state holds SAC's state as
+    ``state.sac`` and that model's parameters in the field named by ``model_field``; their config
+    is a ``SACBasedConfig``. The policy is SAC's; the non-finite guard checks both."""
+
+    model_field: str = ""
+
+    def make_policy(self, state: Any, config: Any, deterministic: bool = False):
+        """``act(key, obs[..., obs_size]) -> action`` of SAC's actor (``obs`` as the wrapped
+        env's, e.g. ending with the skill)."""
+        return self.sac.make_policy(state.sac, config.sac, deterministic)
+
+    def trainable(self, state: Any) -> Any:
+        return (self.sac.trainable(state.sac), getattr(state, self.model_field))

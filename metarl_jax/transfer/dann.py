@@ -43,8 +43,15 @@ import optax
 from flax import struct
 
 from metarl_jax.algos import sac_loss
-from metarl_jax.algos.learner import Learner
-from metarl_jax.algos.sac import SAC, Actor, SACConfig, SACState, _adam_step
+from metarl_jax.algos.sac import (
+    SAC,
+    Actor,
+    SACBased,
+    SACBasedConfig,
+    SACConfig,
+    SACState,
+    adam_step,
+)
 from metarl_jax.core import replay
 from metarl_jax.core.env import Env
 from metarl_jax.core.rollout import reset_batch, rollout
@@ -131,7 +138,7 @@ class EncodedSAC(SAC):
 
 # ------------------------------------------------------------------------- learner
 @struct.dataclass
-class DANNConfig:
+class DANNConfig(SACBasedConfig):
     """SAC's config plus the adversary's. Sizes static, rates leaves (``domain_coef`` too, so
     the no-adaptation ablation ``domain_coef=0`` reuses the compiled program)."""
 
@@ -143,10 +150,6 @@ class DANNConfig:
     domain_batch: int = struct.field(default=128, **static)
     domain_coef: float = 1.0  # λ of the gradient reversal
     domain_lr: float = 1e-3
-
-    @property
-    def num_updates(self) -> int:
-        return self.sac.num_updates
 
     def validate(self) -> "DANNConfig":
         self.sac.validate()
@@ -177,9 +180,11 @@ class DANNState:
     key: jax.Array
 
 
-class DANN(Learner):
+class DANN(SACBased):
     """SAC on the source with a domain-adversarial encoder (module doc). Static structure only:
     the env (both domains are ``Params`` of it), the network sizes."""
+
+    model_field = "classifier"  # checked by the non-finite guard beside SAC's parameters
 
     def __init__(self, env: Env, encoder_sizes: Tuple[int, ...] = (64,), feature_size: int = 8,
                  classifier_sizes: Tuple[int, ...] = (64, 64)):
@@ -195,12 +200,6 @@ class DANN(Learner):
     def features(self, actor_params: Any, config: DANNConfig, obs: jax.Array) -> jax.Array:
         """``f(obs)``: ``[..., feature_size]`` for ``obs[..., obs_size]``."""
         return self.encoder(config).apply(actor_params, obs, method=EncodedActor.encode)
-
-    def make_policy(self, state: DANNState, config: DANNConfig, deterministic: bool = False):
-        return self.sac.make_policy(state.sac, config.sac, deterministic)
-
-    def trainable(self, state: DANNState) -> Any:
-        return (self.sac.trainable(state.sac), state.classifier)
 
     def _init(self, key: jax.Array, config: DANNConfig, source_space: ParamDistribution,
               target_space: ParamDistribution) -> DANNState:
@@ -246,8 +245,8 @@ class DANN(Learner):
         encoder = actor_params["params"]["encoder"]
         (loss, accuracy), (g_enc, g_clf) = jax.value_and_grad(
             loss_fn, argnums=(0, 1), has_aux=True)(encoder, classifier)
-        encoder, enc_opt = _adam_step(g_enc, opt_state["encoder"], encoder, config.domain_lr)
-        classifier, clf_opt = _adam_step(g_clf, opt_state["classifier"], classifier,
+        encoder, enc_opt = adam_step(g_enc, opt_state["encoder"], encoder, config.domain_lr)
+        classifier, clf_opt = adam_step(g_clf, opt_state["classifier"], classifier,
                                          config.domain_lr)
         actor_params = {"params": {**actor_params["params"], "encoder": encoder}}
         metrics = dict(domain_loss=loss, domain_accuracy=accuracy)

@@ -32,8 +32,7 @@ import optax
 from flax import struct
 
 from metarl_jax.algos import sac_loss
-from metarl_jax.algos.learner import Learner
-from metarl_jax.algos.sac import SAC, SACConfig, SACState, _adam_step
+from metarl_jax.algos.sac import SAC, SACBased, SACBasedConfig, SACConfig, SACState, adam_step
 from metarl_jax.core import replay
 from metarl_jax.core.env import Env
 from metarl_jax.core.rollout import reset_batch, rollout
@@ -84,7 +83,7 @@ class Transitions(NamedTuple):
 
 
 @struct.dataclass
-class DARCConfig:
+class DARCConfig(SACBasedConfig):
     """SAC's config plus the classifiers'. Sizes static; rates and ``delta_r_coef`` leaves."""
 
     sac: SACConfig = SACConfig()
@@ -96,10 +95,6 @@ class DARCConfig:
     classifier_noise: float = 0.05  # std of the Gaussian noise on classifier inputs
     classifier_lr: float = 3e-4
     delta_r_coef: float = 1.0
-
-    @property
-    def num_updates(self) -> int:
-        return self.sac.num_updates
 
     @property
     def target_budget(self) -> int:
@@ -134,8 +129,10 @@ class DARCState:
     key: jax.Array
 
 
-class DARC(Learner):
+class DARC(SACBased):
     """SAC in the source with DARC's reward correction (module doc)."""
+
+    model_field = "classifier"  # checked by the non-finite guard beside SAC's parameters
 
     def __init__(self, env: Env, classifier_sizes: Tuple[int, ...] = (64, 64)):
         self.env = env
@@ -143,12 +140,6 @@ class DARC(Learner):
         self.target_env = EpisodeStats(AutoReset(env))
         self.classifiers = DomainClassifiers(tuple(classifier_sizes))
         super().__init__()
-
-    def make_policy(self, state: DARCState, config: DARCConfig, deterministic: bool = False):
-        return self.sac.make_policy(state.sac, config.sac, deterministic)
-
-    def trainable(self, state: DARCState) -> Any:
-        return (self.sac.trainable(state.sac), state.classifier)
 
     def _init(self, key: jax.Array, config: DARCConfig, source_space: ParamDistribution,
               target_space: ParamDistribution) -> DARCState:
@@ -191,7 +182,7 @@ class DARC(Learner):
             return loss, jnp.mean((z_sas > 0) == (labels > 0.5))
 
         (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(classifier)
-        classifier, opt_state = _adam_step(grads, opt_state, classifier, config.classifier_lr)
+        classifier, opt_state = adam_step(grads, opt_state, classifier, config.classifier_lr)
         return (classifier, opt_state), dict(classifier_loss=loss, classifier_accuracy=accuracy)
 
     def _update(self, state: DARCState, config: DARCConfig) -> Tuple[DARCState, Dict]:
