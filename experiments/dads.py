@@ -50,6 +50,7 @@ from metarl_jax.algos.diayn import DIAYNConfig, skill_trajectories
 from metarl_jax.algos.mppi import MPPIConfig
 from metarl_jax.algos.sac import SACConfig
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
@@ -87,10 +88,8 @@ class Config:
     def __post_init__(self):
         self.dads.validate()
         self.diayn.validate()
-        for name in ("skill_size", "num_seeds", "log_every", "updates_per_chunk", "num_goals",
-                     "r2_rollouts", "diayn_fit_steps", "episode_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("skill_size", "num_seeds", "log_every", "updates_per_chunk",
+                                  "num_goals", "r2_rollouts", "diayn_fit_steps", "episode_steps"))
         if self.diayn_skills < 2:
             raise ValueError(f"diayn_skills must be >= 2, got {self.diayn_skills}")
         self.planner.mppi.validate()

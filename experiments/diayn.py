@@ -38,6 +38,7 @@ from metarl_jax import stats
 from metarl_jax.algos.diayn import DIAYN, DIAYNConfig, binned_entropy, skill_trajectories
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
@@ -71,10 +72,8 @@ class Config:
 
     def __post_init__(self):
         self.diayn.validate()
-        for name in ("num_seeds", "log_every", "updates_per_chunk", "rollouts_per_skill",
-                     "episode_steps", "coverage_bins"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "log_every", "updates_per_chunk",
+                                  "rollouts_per_skill", "episode_steps", "coverage_bins"))
         if self.num_skills < 2:
             raise ValueError(f"num_skills must be >= 2, got {self.num_skills}")
         if self.diayn.num_updates < self.log_every:

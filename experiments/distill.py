@@ -37,6 +37,7 @@ from metarl_jax.algos.distill import Distill, DistillConfig, Teachers
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.core.context_wrappers import ParamObservation
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import train_phase
@@ -85,10 +86,8 @@ class Config:
         if self.teacher.hidden_sizes != self.student.hidden_sizes or (
                 self.student.hidden_sizes != self.finetune.hidden_sizes):
             raise ValueError("teacher, student and finetune hidden_sizes must match")
-        for name in ("num_seeds", "log_every", "updates_per_chunk", "eval_episodes",
-                     "max_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "log_every", "updates_per_chunk", "eval_episodes",
+                                  "max_steps"))
 
 
 PRESETS = {

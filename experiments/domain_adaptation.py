@@ -45,6 +45,7 @@ from envs.domain_nav import DomainNav2D
 from metarl_jax import stats
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
@@ -81,9 +82,7 @@ class Config:
             raise ValueError(f"method must be one of {'|'.join(METHODS + ('all',))}, "
                              f"got {self.method!r}")
         self.dann.validate(), self.darc.validate()
-        for name in ("num_seeds", "log_every", "updates_per_chunk", "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "log_every", "updates_per_chunk", "eval_episodes"))
         if self.num_seeds < 2:
             raise ValueError(f"num_seeds must be >= 2 for confidence intervals, got "
                              f"{self.num_seeds}")

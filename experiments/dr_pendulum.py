@@ -29,6 +29,7 @@ from envs.pendulum import Pendulum
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.core.wrappers import ActionDelay
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
@@ -66,9 +67,7 @@ class Config:
 
     def __post_init__(self):
         self.ppo.validate()
-        for name in ("num_seeds", "updates_per_chunk", "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "updates_per_chunk", "eval_episodes"))
         for name in ("mass_scale", "length_scale", "gravity_scale", "torque_scale", "delay_steps"):
             low, high = getattr(self, name)
             if not 0 <= low <= high:

@@ -39,6 +39,7 @@ from envs.pendulum import Pendulum
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
@@ -83,9 +84,8 @@ class Config:
             learner_config.validate()
         if self.env not in ENVS:
             raise ValueError(f"env must be one of {ENVS}, got {self.env!r}")
-        for name in ("num_seeds", "sac_log_every", "updates_per_chunk", "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "sac_log_every", "updates_per_chunk",
+                                  "eval_episodes"))
         if self.num_seeds < 2:
             raise ValueError("num_seeds must be >= 2 (confidence intervals over seeds)")
         check_budgets(self.budgets, self.ppo_finetune.batch_size)

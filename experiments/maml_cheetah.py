@@ -37,6 +37,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
@@ -78,10 +79,8 @@ class Config:
             raise ValueError("pretrained.num_inner_steps must be 0 (it is trained on all tasks)")
         if self.maml.num_inner_steps < 1:
             raise ValueError("maml.num_inner_steps must be >= 1")
-        for name in ("episode_steps", "maml_iterations", "pretrained_iterations",
-                     "updates_per_chunk", "eval_tasks", "eval_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("episode_steps", "maml_iterations", "pretrained_iterations",
+                                  "updates_per_chunk", "eval_tasks", "eval_steps"))
         for method in METHODS:
             if getattr(self, f"{method}_iterations") % self.updates_per_chunk:
                 raise ValueError(f"updates_per_chunk={self.updates_per_chunk} must divide "

@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 
 from envs.point_nav import PointNav2D
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
@@ -73,10 +74,8 @@ class Config:
             getattr(self, method).validate()
         if self.pretrained.num_inner_steps != 0:
             raise ValueError("pretrained.num_inner_steps must be 0 (it is trained on all goals)")
-        for name in ("maml_iterations", "promp_iterations", "pretrained_iterations",
-                     "updates_per_chunk", "eval_goals", "eval_steps", "plot_goals"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("maml_iterations", "promp_iterations", "pretrained_iterations",
+                                  "updates_per_chunk", "eval_goals", "eval_steps", "plot_goals"))
         if not self.goal_range > 0:
             raise ValueError(f"goal_range must be > 0, got {self.goal_range}")
 

@@ -40,6 +40,7 @@ from metarl_jax.algos.maml import (
     sgd_step,
 )
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
@@ -65,10 +66,8 @@ class Config:
 
     def __post_init__(self):
         self.maml.validate()
-        for name in ("num_iterations", "log_every", "updates_per_chunk", "eval_tasks",
-                     "eval_points", "eval_steps", "plot_tasks"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_iterations", "log_every", "updates_per_chunk", "eval_tasks",
+                                  "eval_points", "eval_steps", "plot_tasks"))
         if self.num_iterations % self.log_every:
             raise ValueError(f"num_iterations={self.num_iterations} must be a multiple of "
                              f"log_every={self.log_every}")

@@ -33,6 +33,7 @@ from matplotlib.patches import Circle
 from envs.multigoal import MultiGoal2D
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
@@ -64,10 +65,8 @@ class Config:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods}")
-        for name in ("num_seeds", "log_every", "updates_per_chunk", "eval_rollouts",
-                     "plot_rollouts"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "log_every", "updates_per_chunk", "eval_rollouts",
+                                  "plot_rollouts"))
         if self.sac.num_updates < self.log_every:
             raise ValueError(f"sac.total_steps gives {self.sac.num_updates} updates, fewer than "
                              f"log_every={self.log_every}")

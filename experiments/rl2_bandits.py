@@ -38,6 +38,7 @@ from metarl_jax import stats
 from metarl_jax.algos.rl2 import RL2, RL2Config
 from metarl_jax.baselines import bandits as bl
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.training_loop import phase_metrics, train_phase
 
@@ -78,9 +79,7 @@ class Config:
         if not self.settings or len(self.settings) != len(self.train_steps):
             raise ValueError(f"settings and train_steps need the same, non-zero length; got "
                              f"{len(self.settings)} and {len(self.train_steps)}")
-        for name in ("num_seeds", "updates_per_chunk", "eval_tasks", "tune_tasks"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "updates_per_chunk", "eval_tasks", "tune_tasks"))
         for i in range(len(self.settings)):
             setting_config(self, i).validate()
 

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from envs.point_nav import PointNav2D
 from metarl_jax.algos.rl2 import RL2, RL2Config
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
@@ -55,10 +56,8 @@ class Config:
 
     def __post_init__(self):
         self.rl2.validate()
-        for name in ("episodes_per_trial", "episode_length", "num_seeds", "updates_per_chunk",
-                     "eval_tasks"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("episodes_per_trial", "episode_length", "num_seeds",
+                                  "updates_per_chunk", "eval_tasks"))
         if not self.goal_range > 0:
             raise ValueError(f"goal_range must be > 0, got {self.goal_range}")
 

@@ -51,6 +51,7 @@ from metarl_jax.algos.epopt import EPOpt
 from metarl_jax.algos.mrpo import MRPO
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
@@ -112,9 +113,7 @@ class Config:
         if self.env == "pendulum" and self.ppo.num_steps != Pendulum().max_steps:
             raise ValueError(f"ppo.num_steps must be the episode length {Pendulum().max_steps} "
                              f"(one episode per env per update), got {self.ppo.num_steps}")
-        for name in ("num_seeds", "updates_per_chunk", "eval_episodes", "adr_buffer"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "updates_per_chunk", "eval_episodes", "adr_buffer"))
         if self.ppo.num_updates % self.updates_per_chunk:
             raise ValueError(f"updates_per_chunk={self.updates_per_chunk} must divide the "
                              f"{self.ppo.num_updates} updates (one compile per method)")

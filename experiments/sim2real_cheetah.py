@@ -37,6 +37,7 @@ from metarl_jax.algos.learner import select_seed
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.core.wrappers import ActionDelay, ObservationNoise
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
@@ -84,10 +85,9 @@ class Config:
         if self.env not in ROBOTS:
             raise ValueError(f"env must be one of {', '.join(ROBOTS)}, got {self.env!r}")
         self.ppo.validate()
-        for name in ("num_seeds", "updates_per_chunk", "max_steps", "solver_iterations",
-                     "ls_iterations", "eval_episodes", "sim_eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "updates_per_chunk", "max_steps",
+                                  "solver_iterations", "ls_iterations", "eval_episodes",
+                                  "sim_eval_episodes"))
         for name in ("mass_scale", "friction_scale", "damping_scale", "strength_scale",
                      "delay_steps", "obs_noise_std"):
             low, high = getattr(self, name)

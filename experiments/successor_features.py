@@ -43,6 +43,7 @@ from envs.feature_nav import FeatureNav2D
 from metarl_jax import stats
 from metarl_jax.algos.sf import Library, SFConfig, SFLearner
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import train_phase
@@ -88,9 +89,7 @@ class Config:
                              f"budget ({self.budgets[-1]}): it sets the exploration schedule")
         if self.base.num_updates < self.log_every * self.base_updates_per_chunk:
             raise ValueError("base.total_steps is less than one chunk of updates")
-        for name in ("num_seeds", "log_every", "updates_per_chunk", "eval_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "log_every", "updates_per_chunk", "eval_episodes"))
 
 
 PRESETS = {

@@ -40,6 +40,7 @@ from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.algos.uposi import OSIConfig, OSILearner, deployment_trace
 from metarl_jax.core.context_wrappers import ParamObservation, TransitionHistory, denormalize_params
 from metarl_jax.io import plots
+from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import train_phase
@@ -78,10 +79,8 @@ class Config:
     def __post_init__(self):
         self.ppo.validate()
         self.osi.validate()
-        for name in ("num_seeds", "updates_per_chunk", "osi_updates_per_chunk", "history",
-                     "eval_episodes", "rmse_episodes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, ("num_seeds", "updates_per_chunk", "osi_updates_per_chunk",
+                                  "history", "eval_episodes", "rmse_episodes"))
         for name in ("mass_scale", "length_scale"):
             low, high = getattr(self, name)
             if not 0 < low < high:

@@ -49,6 +49,15 @@ class ConfigError(UsageError, ValueError):
     """A config, preset or override that cannot be applied; the message says how to fix it."""
 
 
+def check_at_least_one(config: Any, names: Sequence[str], prefix: str = "") -> None:
+    """Raise ``ValueError("<prefix><name> must be >= 1, got <value>")`` for the first of the
+    integer fields ``names`` of ``config`` that is below 1 (counts, sizes, chunk lengths)."""
+    for name in names:
+        value = getattr(config, name)
+        if int(value) < 1:
+            raise ValueError(f"{prefix}{name} must be >= 1, got {value}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Field introspection
 
