@@ -1,0 +1,263 @@
+"""Unsupervised meta-RL (Gupta et al. 2018): meta-learn on tasks acquired by DIAYN, then adapt to
+hand-designed goals the meta-learner never saw.
+
+    python -m experiments.unsupervised_meta --preset quick|cpu|accel [--seed N] [--out DIR]
+    python -m experiments.unsupervised_meta --resume runs/unsupervised_meta/<timestamp>
+
+Story, ``num_seeds`` seeds vmapped through every phase (``skills.num_seeds``):
+
+1. DIAYN on ``envs.PointNav2D`` without its reward (``experiments.diayn``'s ``train`` and
+   ``evaluate``, phase ``diayn``): ``K`` skills and a discriminator ``q(z | x, y)``.
+2. Acquired tasks (``metarl_jax.transfer.acquired_tasks``): task ``z`` rewards ``log q(z | s')``
+   (floored at ``min_log_q``) with the seed's frozen discriminator; ``z ~ U{0..K-1}``.
+3. MAML-TRPO (``algos.maml_rl.MAMLRL``, the ``pg`` inner estimator, as ``experiments.maml_nav2d``)
+   meta-trained on the acquired tasks (phase ``meta_acquired``) and, as the upper reference, on
+   the true goal distribution ``U[-goal_range, goal_range]^2`` with PointNav2D's reward
+   ``-distance`` (phase ``meta_true_goals``). Both phases are one compiled program: the reward
+   kind is a task field, and they start from the same initial policy (paired seeds).
+4. Meta-test: ``eval_goals`` hand-designed goals evenly spaced on a circle of radius
+   ``eval_goal_radius`` (offset by half a spacing), reward ``-distance``; each method adapts with
+   the same inner step 0..``eval_steps`` times: ``acquired`` (a), ``scratch`` (b: the shared
+   initial policy, no meta-training), ``true_goals`` (c).
+
+Writes: ``summary.json`` (``results.returns_by_steps.<method>[k]``: mean return on the held-out
+goals after ``k`` inner steps, mean and 95% CI over seeds and per-seed values from
+``metarl_jax.stats.seed_summary``; ``results.comparisons``: acquired vs scratch and vs
+true_goals at every ``k`` and in improvement ``k=eval_steps`` minus ``k=0``, verdict "better" /
+"worse" only when the CIs are apart, else "tie"; ``results.diayn``: the skills' discriminator
+accuracy and pseudo-reward), ``trajectories.png`` (seed 0's sampled paths to a few goals before
+and after adaptation), ``skills.png`` (DIAYN's skills), ``curves.png``, ``metrics.jsonl``,
+``config.json``, ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from envs.point_nav import PointNav2D
+from experiments import diayn as diayn_experiment
+from experiments.maml_nav2d import plot_trajectories
+from metarl_jax import stats
+from metarl_jax.algos.learner import select_seed
+from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
+from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.progress import format_table
+from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.randomization.distributions import uniform
+from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.transfer.acquired_tasks import AcquiredTasks, acquired_task_space
+from metarl_jax.transfer.few_shot import plot_meta_training
+
+NAME = "unsupervised_meta"
+METHODS = ("acquired", "scratch", "true_goals")  # (a), (b), (c) of the module doc
+PHASES = {"acquired": "meta_acquired", "true_goals": "meta_true_goals"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    skills: diayn_experiment.Config = dataclasses.replace(diayn_experiment.Config(),
+                                                          episode_steps=50)
+    maml: MAMLRLConfig = MAMLRLConfig(outer="trpo", estimator="pg", hidden_sizes=(32, 32),
+                                      init_log_std=-2.3, inner_lr=0.05, meta_batch_size=20,
+                                      episodes_per_task=10)
+    meta_iterations: int = 60
+    updates_per_chunk: int = 5
+    min_log_q: float = -10.0  # floor of the acquired reward log q(z|s')
+    goal_range: float = 4.0  # true task distribution: goals ~ U[-goal_range, goal_range]^2
+    eval_goals: int = 8
+    eval_goal_radius: float = 3.0
+    eval_steps: int = 2
+    plot_goals: int = 4
+    # Roll out DIAYN's skills for their accuracy and skills.png (experiments.diayn.evaluate; its
+    # own tests cover it, so the quick preset skips its compile).
+    report_skills: bool = True
+
+    def __post_init__(self):
+        self.maml.validate()
+        if self.skills.num_seeds < 2:
+            raise ValueError(f"skills.num_seeds must be >= 2 (CIs over seeds), got "
+                             f"{self.skills.num_seeds}")
+        for name in ("meta_iterations", "updates_per_chunk", "eval_goals", "eval_steps",
+                     "plot_goals"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.maml.num_inner_steps < 1:
+            raise ValueError("maml.num_inner_steps must be >= 1 (meta-learning adapts)")
+        for name in ("goal_range", "eval_goal_radius"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.min_log_q <= 0:
+            raise ValueError(f"min_log_q must be <= 0 (log q <= 0), got {self.min_log_q}")
+
+
+_SKILLS = diayn_experiment.Config.diayn
+PRESETS = {
+    "quick": Config(
+        skills=dataclasses.replace(
+            Config.skills, num_skills=4, num_seeds=2, rollouts_per_skill=2, updates_per_chunk=5,
+            diayn=dataclasses.replace(_SKILLS, sac=dataclasses.replace(
+                _SKILLS.sac, total_steps=800, learning_starts=400, hidden_sizes=(32, 32)),
+                disc_hidden=(32, 32)),
+            finetune=dataclasses.replace(Config.skills.finetune, hidden_sizes=(32, 32))),
+        # First order without remat: the same TRPO outer step, a third less to compile.
+        maml=dataclasses.replace(Config.maml, meta_batch_size=4, episodes_per_task=4,
+                                 hidden_sizes=(16, 16), cg_iters=3, first_order=True,
+                                 remat=False),
+        meta_iterations=2, updates_per_chunk=1, eval_goals=4, eval_steps=1, plot_goals=2,
+        report_skills=False),
+    "cpu": Config(),
+    "accel": Config(
+        skills=dataclasses.replace(diayn_experiment.PRESETS["accel"], episode_steps=50),
+        maml=dataclasses.replace(Config.maml, meta_batch_size=40, episodes_per_task=20,
+                                 hidden_sizes=(64, 64)),
+        meta_iterations=500, updates_per_chunk=10, eval_goals=16, eval_steps=3),
+}
+
+
+def eval_goals(config: Config) -> jax.Array:
+    """The hand-designed held-out goals ``[G, 2]``: evenly spaced on a circle, offset by half a
+    spacing (none on an axis or a diagonal)."""
+    angles = 2 * np.pi * (np.arange(config.eval_goals) + 0.5) / config.eval_goals
+    return jnp.asarray(config.eval_goal_radius * np.stack([np.cos(angles), np.sin(angles)], 1),
+                       jnp.float32)
+
+
+def task_spaces(config: Config, env: PointNav2D, disc_params):
+    """``{method: AcquiredTaskSpace stacked over seeds}`` for the two meta-trained methods; the
+    goal distribution is the same in both (the acquired tasks ignore it)."""
+    goals = make_param_space(env.default_params(),
+                             {"goal": uniform(-config.goal_range, config.goal_range)})
+    num_seeds = config.skills.num_seeds
+
+    def stacked(acquired: bool):
+        spaces = [acquired_task_space(goals, select_seed(disc_params, i), config.skills.num_skills,
+                                      acquired, config.min_log_q) for i in range(num_seeds)]
+        return jax.tree.map(lambda *x: jnp.stack(x), *spaces)
+
+    return {"acquired": stacked(True), "true_goals": stacked(False)}
+
+
+def meta_train(run_dir, config: Config, learner: MAMLRL, spaces, seed: int):
+    """Both meta-training phases (resumable) from the same initial states; returns
+    ``{method: MAMLRLState[S]}`` with ``scratch``, the untrained initial states."""
+    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 2),
+                            config.skills.num_seeds)
+    cfg = config.maml
+
+    def init(space):
+        return learner.init_seeds(keys, cfg, select_seed(space, 0)).replace(space=space)
+
+    states = {"scratch": init(spaces["acquired"])}
+    samples = 2 * cfg.meta_batch_size * cfg.episodes_per_task * learner.env.max_steps
+    for method, phase in PHASES.items():
+        states[method] = train_phase(
+            run_dir, phase, init=lambda: init(spaces[method]),
+            chunk=lambda s, n: learner.train_chunk_seeds(s, cfg, n),
+            num_updates=config.meta_iterations, updates_per_chunk=config.updates_per_chunk,
+            steps_per_update=samples * config.skills.num_seeds,
+            show=("return_pre", "return_post"))
+    return states
+
+
+def meta_test(config: Config, learner: MAMLRL, states, spaces, key):
+    """Adapt every method's seeds to the held-out goals: ``(returns[M, S, G, k+1],
+    positions[M, S, G, k+1, T, N, 2])`` for ``METHODS``; one key per seed, the same for every
+    method (common random numbers)."""
+    goals = eval_goals(config)
+    metas = jax.tree.map(lambda *x: jnp.stack(x), *[states[m].meta for m in METHODS])
+
+    def one(meta, space, seed_key):
+        nominal = jax.tree.map(lambda x: jnp.broadcast_to(x, goals.shape[:1] + jnp.shape(x)),
+                               space.replace(acquired=jnp.bool_(False)).nominal)
+        tasks = nominal.replace(inner=nominal.inner.replace(goal=goals))
+        return learner._evaluate(meta, config.maml, tasks, seed_key, config.eval_steps)
+
+    program = jax.jit(jax.vmap(jax.vmap(one), in_axes=(0, None, None)))
+    returns, positions = program(metas, spaces["true_goals"],
+                                 jax.random.split(key, config.skills.num_seeds))
+    return np.asarray(returns), np.asarray(positions)
+
+
+def compare(a: dict, b: dict) -> dict:
+    """``a`` vs ``b`` (``seed_summary`` dicts): the difference of means and a verdict that is
+    "better"/"worse" only when the two 95% CIs do not overlap, else "tie"."""
+    ma, ca, mb, cb = a["mean"], a["ci95"], b["mean"], b["ci95"]
+    verdict = "better" if ma - ca > mb + cb else "worse" if ma + ca < mb - cb else "tie"
+    return dict(difference=ma - mb, verdict=verdict)
+
+
+def summarize(returns: np.ndarray, config: Config) -> dict:
+    per_seed = returns.mean(axis=2)  # [M, S, k+1]: mean over the held-out goals
+    by_steps = {m: [stats.seed_summary(per_seed[i, :, k]) for k in range(config.eval_steps + 1)]
+                for i, m in enumerate(METHODS)}
+    gain = {m: stats.seed_summary(per_seed[i, :, -1] - per_seed[i, :, 0])
+            for i, m in enumerate(METHODS)}
+    comparisons = {}
+    for other in ("scratch", "true_goals"):
+        rows = {f"{k}_steps": compare(by_steps["acquired"][k], by_steps[other][k])
+                for k in range(config.eval_steps + 1)}
+        rows["improvement"] = compare(gain["acquired"], gain[other])
+        comparisons[f"acquired_vs_{other}"] = rows
+    return dict(returns_by_steps=by_steps, improvement=gain, comparisons=comparisons)
+
+
+def report_skills(run_dir, config: Config, diayn, diayn_states, seed: int) -> dict:
+    """DIAYN's last training line (discriminator accuracy and pseudo-reward on replayed states,
+    mean over seeds) and, with ``config.report_skills``, ``experiments.diayn.evaluate``'s
+    per-seed metrics on fresh rollouts and ``skills.png``."""
+    last = phase_metrics(run_dir, diayn_experiment.PHASE)[-1]
+    out = dict(train_disc_accuracy=last["disc_accuracy"], train_pseudo_reward=last["pseudo_reward"],
+               chance_accuracy=1 / config.skills.num_skills,
+               pseudo_reward_ceiling=math.log(config.skills.num_skills))
+    if not config.report_skills:
+        return out
+    metrics, paths, random_paths = diayn_experiment.evaluate(
+        diayn, diayn_states, config.skills, jax.random.fold_in(jax.random.PRNGKey(seed), 1))
+    titles = [f"seed {s}: accuracy {metrics['discriminator_accuracy'][s]:.2f}"
+              for s in range(config.skills.num_seeds)]
+    diayn_experiment.plot_skills(run_dir / "skills.png", paths, random_paths, config.skills,
+                                 titles)
+    out.update({k: stats.seed_summary(metrics[k]) for k in (
+        "discriminator_accuracy", "mean_pseudo_reward", "state_coverage")})
+    return out
+
+
+def main(args) -> dict:
+    run_dir, config, seed = start_run(NAME, args)
+    diayn, diayn_states = diayn_experiment.train(run_dir, config.skills, seed)
+
+    env = PointNav2D(max_steps=config.skills.episode_steps)
+    learner = MAMLRL(AcquiredTasks(env, diayn.discriminator(config.skills.diayn), 2))
+    spaces = task_spaces(config, env, diayn_states.disc_params)
+    states = meta_train(run_dir, config, learner, spaces, seed)
+    returns, positions = meta_test(config, learner, states, spaces,
+                                   jax.random.fold_in(jax.random.PRNGKey(seed), 3))
+
+    results = summarize(returns, config)
+    results["diayn"] = report_skills(run_dir, config, diayn, diayn_states, seed)
+    results["eval_goals"] = np.asarray(eval_goals(config)).tolist()
+
+    num_plot = min(config.plot_goals, config.eval_goals)
+    plot_trajectories(run_dir / "trajectories.png", np.asarray(eval_goals(config))[:num_plot],
+                      {m: positions[i, 0, :num_plot] for i, m in enumerate(METHODS)},
+                      config.eval_steps)
+    plot_meta_training(run_dir / "curves.png", run_dir, tuple(PHASES.values()),
+                       ylabel="mean return (acquired: log q; true goals: -distance)",
+                       title="MAML meta-training, mean over seeds")
+    rows = [dict(method=m, **{f"{k} steps": f"{r['mean']:.2f} +- {r['ci95']:.2f}"
+                              for k, r in enumerate(results["returns_by_steps"][m])})
+            for m in METHODS]
+    return finish(run_dir, {"results": results, "num_seeds": config.skills.num_seeds},
+                  format_table(rows))
+
+
+if __name__ == "__main__":
+    from metarl_jax.io.cli import cli
+
+    sys.exit(cli(NAME, main, Config, PRESETS, __doc__))

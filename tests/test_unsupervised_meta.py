@@ -1,0 +1,145 @@
+"""Unsupervised meta-RL: the acquired-task env and space against hand-computed rewards, and the
+experiment's quick preset end to end (DIAYN -> acquired tasks -> MAML -> held-out goals)."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from envs.point_nav import PointNav2D
+from experiments import unsupervised_meta
+from metarl_jax.algos.diayn import Discriminator
+from metarl_jax.randomization.distributions import uniform
+from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.transfer.acquired_tasks import AcquiredTasks, acquired_task_space
+from tests.experiment_contract import check_run_folder, run_quick
+
+pytestmark = pytest.mark.slow
+
+
+def _linear_discriminator():
+    """A 3-skill discriminator with no hidden layer whose logits are ``W s`` (bias 0):
+    skill 0 likes +x, skill 1 likes +y, skill 2 likes -x."""
+    disc = Discriminator(3, ())
+    kernel = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    params = {"params": {"MLP_0": {"Dense_0": {"kernel": kernel, "bias": jnp.zeros(3)}}}}
+    return disc, params
+
+
+def test_acquired_reward_is_log_q_of_the_next_state_and_the_goal_task_is_the_envs():
+    disc, disc_params = _linear_discriminator()
+    env = PointNav2D(max_steps=10)
+    tasks = AcquiredTasks(env, disc, feature_size=2)
+    goals = make_param_space(env.default_params(), {"goal": uniform(-1.0, 1.0)})
+    space = acquired_task_space(goals, disc_params, 3, acquired=True, min_log_q=-5.0)
+    params = space.nominal.replace(skill=jnp.int32(1))
+    step = jax.jit(tasks.step)  # one compile for the three steps below
+    state, obs = tasks.reset(jax.random.PRNGKey(0), params)
+    np.testing.assert_array_equal(np.asarray(obs), [0.0, 0.0])
+    action = jnp.array([0.1, -0.05])
+    state, obs, reward, done, _ = step(jax.random.PRNGKey(0), state, action, params)
+    # s' = (0.1, -0.05): logits (0.1, -0.05, -0.1); log q(1 | s') by hand.
+    logits = np.array([0.1, -0.05, -0.1])
+    expected = logits[1] - math.log(np.exp(logits).sum())
+    assert float(reward) == pytest.approx(expected, abs=1e-6) and not bool(done)
+    # Far along -x, skill 0's log q is about -2 * 40 = -80: floored at min_log_q.
+    far = state.replace(position=jnp.array([-40.0, 0.0]))
+    _, _, reward, _, _ = step(jax.random.PRNGKey(0), far, jnp.zeros(2),
+                                    params.replace(skill=jnp.int32(0)))
+    assert float(reward) == pytest.approx(-5.0)
+    # The same state and action on the true-task side: PointNav2D's -distance to the goal.
+    goal_params = params.replace(acquired=jnp.bool_(False))
+    _, _, reward, _, _ = step(jax.random.PRNGKey(0), far, jnp.zeros(2), goal_params)
+    goal = np.asarray(goal_params.inner.goal)
+    assert float(reward) == pytest.approx(-np.linalg.norm(np.array([-40.0, 0.0]) - goal),
+                                          abs=1e-4)
+
+
+def test_acquired_task_space_samples_every_skill_and_keeps_the_discriminator():
+    disc, disc_params = _linear_discriminator()
+    env = PointNav2D()
+    goals = make_param_space(env.default_params(), {"goal": uniform(-2.0, 2.0)})
+    space = acquired_task_space(goals, disc_params, 3)
+    batch = jax.jit(lambda k: space.sample(k, (600,)))(jax.random.PRNGKey(0))
+    assert batch.skill.shape == (600,) and batch.inner.goal.shape == (600, 2)
+    counts = np.bincount(np.asarray(batch.skill), minlength=3)
+    assert counts.sum() == 600 and counts.min() > 150  # ~200 each
+    kernel = batch.disc_params["params"]["MLP_0"]["Dense_0"]["kernel"]
+    assert kernel.shape == (600, 2, 3) and bool(jnp.all(kernel == kernel[0]))
+    assert bool(jnp.all(batch.acquired))
+    assert float(jnp.abs(batch.inner.goal).max()) <= 2.0
+    single = jax.jit(lambda k: space.collapse_to_nominal().sample(k, (50,)))(
+        jax.random.PRNGKey(1))
+    assert bool(jnp.all(single.skill == 0))
+    assert space.support()["skill"] == (0, 2)
+    with pytest.raises(ValueError, match="num_skills"):
+        acquired_task_space(goals, disc_params, 0)
+    with pytest.raises(ValueError, match="min_log_q"):
+        acquired_task_space(goals, disc_params, 3, min_log_q=1.0)
+    with pytest.raises(ValueError, match="feature_size"):
+        AcquiredTasks(env, disc, feature_size=3)
+
+
+def test_eval_goals_are_hand_designed_on_a_circle():
+    config = unsupervised_meta.PRESETS["cpu"]
+    goals = np.asarray(unsupervised_meta.eval_goals(config))
+    assert goals.shape == (config.eval_goals, 2)
+    np.testing.assert_allclose(np.linalg.norm(goals, axis=1), config.eval_goal_radius, rtol=1e-6)
+    assert np.abs(goals).min() > 0.1  # none on an axis
+    assert np.abs(goals).max() <= config.goal_range  # inside the true task distribution
+
+
+def test_compare_calls_overlapping_cis_a_tie():
+    a = dict(mean=-10.0, ci95=2.0)
+    assert unsupervised_meta.compare(a, dict(mean=-13.0, ci95=0.5))["verdict"] == "better"
+    assert unsupervised_meta.compare(a, dict(mean=-13.0, ci95=1.5))["verdict"] == "tie"
+    assert unsupervised_meta.compare(a, dict(mean=-5.0, ci95=1.0))["verdict"] == "worse"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("unsupervised_meta") / "run"
+    assert run_quick(unsupervised_meta, out, "--seed", "0") == 0
+    return out
+
+
+def test_quick_preset_writes_the_contract(quick_run):
+    config = unsupervised_meta.PRESETS["quick"]
+    skills = config.skills
+    check_run_folder(quick_run, {"diayn": skills.diayn.num_updates // skills.log_every,
+                                 "meta_acquired": config.meta_iterations,
+                                 "meta_true_goals": config.meta_iterations},
+                     ("trajectories.png", "curves.png"))
+    results = json.loads((quick_run / "summary.json").read_text())["results"]
+    by_steps = results["returns_by_steps"]
+    assert set(by_steps) == set(unsupervised_meta.METHODS)
+    for method, rows in by_steps.items():
+        assert len(rows) == config.eval_steps + 1, method
+        for row in rows:
+            assert len(row["per_seed"]) == skills.num_seeds and row["ci95"] >= 0
+            # -distance per step: never above 0, never below staying put at the start
+            # minus the farthest a point can wander in T steps at max speed.
+            worst = -(config.eval_goal_radius + 0.1 * math.sqrt(2) * skills.episode_steps)
+            assert worst * skills.episode_steps <= row["mean"] <= 0, method
+    # Scratch and the two meta-learners start from the same initial policy (paired seeds), so
+    # before training they would be identical; the untrained one is scored by the same
+    # adaptation: its 0-step return is that of a barely moving point, about -radius * T.
+    assert by_steps["scratch"][0]["mean"] == pytest.approx(
+        -config.eval_goal_radius * skills.episode_steps, rel=0.25)
+    for other in ("scratch", "true_goals"):
+        rows = results["comparisons"][f"acquired_vs_{other}"]
+        assert set(rows) == {f"{k}_steps" for k in range(config.eval_steps + 1)} | {"improvement"}
+        assert all(r["verdict"] in ("better", "worse", "tie") for r in rows.values())
+    diayn = results["diayn"]
+    assert 0 <= diayn["train_disc_accuracy"] <= 1
+    assert diayn["train_pseudo_reward"] <= math.log(skills.num_skills) + 1e-6
+
+
+def test_bad_config_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_quick(unsupervised_meta, tmp_path / "bad", "maml.num_inner_steps=0")
+    assert exit_info.value.code == 2
+    assert "num_inner_steps" in capsys.readouterr().err
