@@ -10,7 +10,15 @@ import pytest
 
 from envs.cartpole import CartPole
 from experiments import distill as distill_exp
-from metarl_jax.algos.distill import Distill, DistillConfig, Teachers, categorical_kl, gaussian_kl
+from metarl_jax.algos.distill import (
+    Distill,
+    DistillConfig,
+    Teachers,
+    actor_features,
+    categorical_kl,
+    feature_regression_loss,
+    gaussian_kl,
+)
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from tests.experiment_contract import check_run_folder, run_quick
 
@@ -51,7 +59,7 @@ def test_distillation_loss_is_zero_when_the_student_is_the_teacher():
     ppo = PPO(env)
     teacher_cfg = PPOConfig(num_envs=2, num_steps=8, total_steps=16, hidden_sizes=(16,))
     cfg = DistillConfig(num_envs_per_task=2, num_steps=8, num_minibatches=2, num_epochs=2,
-                        hidden_sizes=(16,)).validate()
+                        hidden_sizes=(16,), feature_coef=0.01).validate()
     distill = Distill(env, 2, ppo, teacher_cfg)
     tasks = jax.tree.map(lambda x: jnp.stack([x, x]), env.default_params())
     state = distill.init(jax.random.PRNGKey(0), cfg, tasks)
@@ -61,6 +69,8 @@ def test_distillation_loss_is_zero_when_the_student_is_the_teacher():
     same = Teachers(jax.tree.map(twice, state.params), jax.tree.map(twice, state.obs_stats))
     _, m = distill.update(state, cfg, same)
     assert float(m["kl"]) < 1e-7 and float(m["value_loss"]) < 1e-10
+    # Same hidden sizes and identity regressors at init: the teacher's features are predicted.
+    assert float(m["feature_loss"]) < 1e-10
     same_grad = float(m["grad_norm"])  # zero loss at its minimum: zero gradient up to rounding
     leaves, treedef = jax.tree.flatten(state.params)
     keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
@@ -68,7 +78,42 @@ def test_distillation_loss_is_zero_when_the_student_is_the_teacher():
     other = Teachers(jax.tree.map(twice, jax.tree.unflatten(treedef, moved)), same.obs_stats)
     _, m = distill.update(state, cfg, other)
     assert float(m["kl"]) > 1e-4 and float(m["grad_norm"]) > 1e-3
+    assert float(m["feature_loss"]) > 1e-3
     assert same_grad < 1e-3 * float(m["grad_norm"]), same_grad
+
+
+def test_feature_regression_loss_and_gradient_match_the_hand_computed_ones():
+    rng = np.random.default_rng(0)
+    T, N, Hs, Ht = 3, 5, 4, 2
+    w, b = rng.normal(size=(T, Hs, Ht)), rng.normal(size=(T, Ht))
+    hs, ht, task = rng.normal(size=(N, Hs)), rng.normal(size=(N, Ht)), np.array([0, 2, 1, 2, 0])
+    residual = np.stack([hs[n] @ w[task[n]] + b[task[n]] - ht[n] for n in range(N)])  # [N, Ht]
+    f = lambda reg, h: feature_regression_loss(reg, h, jnp.asarray(ht), jnp.asarray(task))  # noqa
+    reg = (jnp.asarray(w), jnp.asarray(b))
+    assert float(f(reg, jnp.asarray(hs))) == pytest.approx(np.mean(np.sum(residual ** 2, -1)),
+                                                           rel=1e-5)
+    (g_w, g_b), g_h = jax.grad(f, argnums=(0, 1))(reg, jnp.asarray(hs))
+    # d/dW_t = (2/N) sum_{n: task n = t} h_n r_n^T; d/db_t = (2/N) sum r_n; d/dh_n = (2/N) W r_n
+    for t in range(T):
+        rows = task == t
+        np.testing.assert_allclose(g_w[t], 2 / N * hs[rows].T @ residual[rows], rtol=1e-4,
+                                   atol=1e-6)
+        np.testing.assert_allclose(g_b[t], 2 / N * residual[rows].sum(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(g_h, 2 / N * np.einsum("nhk,nk->nh", w[task], residual),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_actor_features_are_the_actor_mlps_last_hidden_layer():
+    from metarl_jax.nets.actor_critic import ActorCritic
+
+    net = ActorCritic(2, False, (8, 6))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (3, 5))
+    params = net.init(jax.random.PRNGKey(0), obs)
+    h = actor_features(params, obs, 2)
+    out = params["params"]["actor"]["Dense_2"]
+    (mean, _), _ = net.apply(params, obs)
+    assert h.shape == (3, 6)
+    np.testing.assert_allclose(h @ out["kernel"] + out["bias"], mean, rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")

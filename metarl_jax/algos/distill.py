@@ -16,8 +16,13 @@ teacher of that state's task by minimizing
 value term copies the teachers' critics so finetuning starts with a critic too). The KL has a
 closed form for both policy heads: ``categorical_kl`` (discrete) and ``gaussian_kl`` (diagonal
 Gaussian, continuous). Each teacher sees observations normalized by its own statistics, the
-student by its own running statistics (as PPO does). Actor-Mimic's optional feature-regression
-loss (student hidden features -> teacher hidden features) is not implemented.
+student by its own running statistics (as PPO does).
+
+Actor-Mimic's feature-regression loss (``feature_coef`` = the paper's beta > 0): one linear
+regressor per task, ``f_t(h) = h W_t + b_t``, predicts teacher ``t``'s last hidden actor features
+from the student's, and ``feature_coef * E_s[||f_t(h_student(s)) - h_teacher_t(s)||^2]`` joins
+the loss, trained through both the regressors and the student (``feature_regression_loss``).
+With ``feature_coef = 0`` (default) the term is computed but has no effect on training.
 
 Shapes: ``E = T * num_envs_per_task`` envs, task-major (env ``e`` plays task
 ``e // num_envs_per_task``); a rollout is ``[num_steps, E, ...]``.
@@ -60,6 +65,25 @@ def gaussian_kl(teacher: Tuple[jax.Array, jax.Array], student: Tuple[jax.Array, 
                    - 0.5, axis=-1)
 
 
+def actor_features(params: Any, obs: jax.Array, num_hidden: int) -> jax.Array:
+    """The last hidden layer of an ``ActorCritic``'s actor MLP (``nets.mlp.MLP``: tanh after
+    each of its ``num_hidden`` Dense layers) on ``obs[..., obs_size]``: ``[..., H]``."""
+    actor, h = params["params"]["actor"], obs
+    for i in range(num_hidden):
+        h = jnp.tanh(h @ actor[f"Dense_{i}"]["kernel"] + actor[f"Dense_{i}"]["bias"])
+    return h
+
+
+def feature_regression_loss(regressor: Tuple[jax.Array, jax.Array], student_h: jax.Array,
+                            teacher_h: jax.Array, task: jax.Array) -> jax.Array:
+    """Actor-Mimic's feature regression: ``mean_n ||student_h[n] W[task[n]] + b[task[n]] -
+    teacher_h[n]||^2`` for ``regressor = (W[T, Hs, Ht], b[T, Ht])``, ``student_h[N, Hs]``,
+    ``teacher_h[N, Ht]``, ``task[N]`` int."""
+    weights, bias = regressor
+    prediction = jnp.einsum("nh,nhk->nk", student_h, weights[task]) + bias[task]
+    return jnp.mean(jnp.sum(jnp.square(prediction - teacher_h), axis=-1))
+
+
 def policy_kl(teacher_dist: Any, student_dist: Any, discrete: bool) -> jax.Array:
     """``KL(teacher || student)`` per state for either policy head."""
     if discrete:
@@ -80,6 +104,7 @@ class DistillConfig:
     normalize_obs: bool = struct.field(default=True, **static)
     learning_rate: float = 1e-3
     value_coef: float = 0.5
+    feature_coef: float = 0.0  # Actor-Mimic's beta (feature regression; module doc)
     max_grad_norm: float = 0.5
 
     def steps_per_update(self, num_tasks: int) -> int:
@@ -93,9 +118,10 @@ class DistillConfig:
         if (self.num_envs_per_task * self.num_steps) % self.num_minibatches:
             raise ValueError("DistillConfig: num_envs_per_task * num_steps must be divisible "
                              "by num_minibatches")
-        if not (self.learning_rate > 0 and self.max_grad_norm > 0 and self.value_coef >= 0):
+        if not (self.learning_rate > 0 and self.max_grad_norm > 0 and self.value_coef >= 0
+                and self.feature_coef >= 0):
             raise ValueError("DistillConfig: need learning_rate > 0, max_grad_norm > 0, "
-                             "value_coef >= 0")
+                             "value_coef >= 0, feature_coef >= 0")
         return self
 
 
@@ -109,7 +135,8 @@ class Teachers(NamedTuple):
 @struct.dataclass
 class DistillState:
     params: Any  # the student's ActorCritic params
-    opt_state: Any
+    regressor: Tuple[jax.Array, jax.Array]  # (W[T, Hs, Ht], b[T, Ht]): feature regression
+    opt_state: Any  # over {"student": params, "regressor": regressor}
     obs_stats: normalization.RunningStats
     env_state: Any  # [E, ...]
     obs: jax.Array  # [E, obs_size]
@@ -135,6 +162,9 @@ class Distill(Learner):
     def num_updates(self, config: DistillConfig) -> int:
         return config.total_steps // config.steps_per_update(self.num_tasks)
 
+    def trainable(self, state: DistillState) -> Any:
+        return (state.params, state.regressor)
+
     def student_params_for_ppo(self, state: DistillState) -> Tuple[Any, Any]:
         """``(params, obs_stats)`` to put into a ``PPOState`` of the same architecture."""
         return state.params, state.obs_stats
@@ -145,20 +175,29 @@ class Distill(Learner):
         task_of_env = jnp.arange(E) // config.num_envs_per_task
         spaces = jax.vmap(fixed_space)(jax.tree.map(lambda x: x[task_of_env], task_params))
         params = self.network(config).init(net_key, jnp.zeros((1, self.env.observation_size)))
+        hs, ht = config.hidden_sizes[-1], self.teacher_config.hidden_sizes[-1]
+        eye = jnp.eye(hs, ht)  # identity where the sizes allow: a neutral start
+        regressor = (jnp.broadcast_to(eye, (self.num_tasks, hs, ht)),
+                     jnp.zeros((self.num_tasks, ht)))
         env_state, obs = reset_batch(self.train_env, env_key, spaces, E, params_axis=0)
-        return DistillState(params=params, opt_state=ppo_optimizer(config.max_grad_norm).init(
-            params), obs_stats=normalization.init(self.env.observation_size),
+        trained = {"student": params, "regressor": regressor}
+        return DistillState(params=params, regressor=regressor,
+                            opt_state=ppo_optimizer(config.max_grad_norm).init(trained),
+                            obs_stats=normalization.init(self.env.observation_size),
             env_state=env_state, obs=obs, spaces=spaces, key=key, update_step=jnp.int32(0))
 
-    def teacher_outputs(self, teachers: Teachers, obs: jax.Array) -> Tuple[Any, jax.Array]:
-        """Teacher ``(dist, value)`` for ``obs[T, ..., obs_size]`` (task-major: row ``t`` goes
-        to teacher ``t``)."""
+    def teacher_outputs(self, teachers: Teachers, obs: jax.Array
+                        ) -> Tuple[Any, jax.Array, jax.Array]:
+        """Teacher ``(dist, value, hidden features[..., Ht])`` for ``obs[T, ..., obs_size]``
+        (task-major: row ``t`` goes to teacher ``t``)."""
         net = self.teacher.network(self.teacher_config)
+        num_hidden = len(self.teacher_config.hidden_sizes)
 
         def one(params, stats, o):
             if self.teacher_config.normalize_obs:
                 o = normalization.normalize(stats, o)
-            return net.apply(params, o)
+            dist, value = net.apply(params, o)
+            return dist, value, actor_features(params, o, num_hidden)
 
         return jax.vmap(one)(teachers.params, teachers.obs_stats, obs)
 
@@ -177,27 +216,39 @@ class Distill(Learner):
                               state.spaces, config.num_steps, params_axis=0)
         T, N, L = self.num_tasks, config.num_envs_per_task, config.num_steps
         by_task = traj.obs.reshape(L, T, N, -1).transpose(1, 0, 2, 3)  # [T, L, N, obs]
-        t_dist, t_value = self.teacher_outputs(teachers, by_task)
+        t_dist, t_value, t_features = self.teacher_outputs(teachers, by_task)
         to_samples = lambda x: x.reshape((T * L * N,) + x.shape[3:])  # noqa: E731
+        task = jnp.broadcast_to(jnp.arange(T)[:, None, None], (T, L, N))
         batch = dict(obs=to_samples(norm(state.obs_stats, by_task)),
-                     dist=jax.tree.map(to_samples, t_dist), value=to_samples(t_value))
+                     dist=jax.tree.map(to_samples, t_dist), value=to_samples(t_value),
+                     features=to_samples(t_features), task=to_samples(task))
         obs_stats = (normalization.update(state.obs_stats, traj.obs) if config.normalize_obs
                      else state.obs_stats)
 
-        def loss_fn(params, mb):
-            dist, value = net.apply(params, mb["obs"])
+        num_hidden = len(config.hidden_sizes)
+
+        def loss_fn(trained, mb):
+            dist, value = net.apply(trained["student"], mb["obs"])
             kl = jnp.mean(policy_kl(mb["dist"], dist, self.discrete))
             value_loss = 0.5 * jnp.mean(jnp.square(value - mb["value"]))
-            return kl + config.value_coef * value_loss, {"kl": kl, "value_loss": value_loss}
+            feature_loss = feature_regression_loss(
+                trained["regressor"], actor_features(trained["student"], mb["obs"], num_hidden),
+                mb["features"], mb["task"])
+            loss = kl + config.value_coef * value_loss + config.feature_coef * feature_loss
+            return loss, {"kl": kl, "value_loss": value_loss, "feature_loss": feature_loss}
 
-        (params, opt_state), stats = run_epochs(
-            loss_fn, ppo_optimizer(config.max_grad_norm), config.learning_rate, state.params,
-            state.opt_state, batch, perm_key, config.num_epochs, config.num_minibatches)
+        (trained, opt_state), stats = run_epochs(
+            loss_fn, ppo_optimizer(config.max_grad_norm), config.learning_rate,
+            {"student": state.params, "regressor": state.regressor}, state.opt_state, batch,
+            perm_key, config.num_epochs, config.num_minibatches)
+        params = trained["student"]
         metrics = jax.tree.map(jnp.mean, stats)
-        metrics["distill_loss"] = metrics["kl"] + config.value_coef * metrics["value_loss"]
+        metrics["distill_loss"] = (metrics["kl"] + config.value_coef * metrics["value_loss"]
+                                   + config.feature_coef * metrics["feature_loss"])
         last = carry.env_state.last_return.reshape(T, N).mean(-1)
         metrics.update({f"episode_return_task{t}": last[t] for t in range(T)})
         metrics["episode_return"] = jnp.mean(last)
-        return state.replace(params=params, opt_state=opt_state, obs_stats=obs_stats,
+        return state.replace(params=params, regressor=trained["regressor"], opt_state=opt_state,
+                             obs_stats=obs_stats,
                              env_state=carry.env_state, obs=carry.obs, key=key,
                              update_step=state.update_step + 1), metrics
