@@ -143,3 +143,51 @@ def test_gpu_settings_only_change_gpu_runs():
     assert config == {"jax_default_matmul_precision": "highest"}
     assert gpu_platform({"JAX_PLATFORMS": "cuda"}) and not gpu_platform({"JAX_PLATFORMS": "cpu"})
     assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"  # set for every subprocess
+
+
+def test_processes_other_than_zero_neither_create_lock_nor_write_the_run(tmp_path, monkeypatch):
+    """``start_run`` / ``finish`` as process 1 sees them (``jax.process_index`` patched)."""
+    import jax
+
+    from metarl_jax.io import experiment
+    from metarl_jax.io.cli import RunArgs
+    from metarl_jax.io.run_dir import unlock_run_dirs
+    from tests.toy_experiment import Config
+
+    run = tmp_path / "run"
+    first = RunArgs(config=Config(num_updates=4), preset="quick", seed=3, out=run, resume=None)
+    try:
+        experiment.start_run("toy_experiment", first)  # process 0: creates, locks, config.json
+        monkeypatch.setattr(jax, "process_index", lambda: 1)
+        again = RunArgs(config=Config(), preset="quick", seed=0, out=None, resume=run)
+        # no RunDirBusy although process 0 (this process) holds the folder: 1 never locks
+        assert experiment.start_run("toy_experiment", again) == (run, Config(num_updates=4), 3)
+        other = tmp_path / "other"
+        fresh = RunArgs(config=Config(), preset="quick", seed=5, out=other, resume=None)
+        assert experiment.start_run("toy_experiment", fresh) == (other, Config(), 5)
+        assert not other.exists()  # created by process 0, not here
+        summary = experiment.finish(run, {"x": 1.0})
+        assert summary["x"] == 1.0 and not (run / "summary.json").exists()
+    finally:
+        unlock_run_dirs()
+
+
+def test_restore_places_leaves_with_the_templates_shardings(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    from metarl_jax.io.checkpoint import Checkpointer, sharded_like
+
+    tree = {"w": jnp.arange(4.0), "key": jax.random.key(1)}
+    like = sharded_like(tree)
+    assert like["w"].sharding == tree["w"].sharding  # jax.eval_shape would drop it
+    assert jax.eval_shape(lambda: tree)["w"].sharding is None
+    shardings = jax.tree.map(lambda x: x.sharding, tree)
+    with Checkpointer(tmp_path / "c", async_save=False) as ckpt:
+        ckpt.save(1, tree)
+        template = {"w": jax.eval_shape(lambda: tree["w"]), "key": tree["key"]}
+        for state, _ in (ckpt.restore(1, like),
+                         ckpt.restore(1, template, shardings=shardings)):
+            assert state["w"].sharding == tree["w"].sharding
+            assert (jax.random.key_data(state["key"]) == jax.random.key_data(tree["key"])).all()
+            assert (state["w"] == tree["w"]).all()

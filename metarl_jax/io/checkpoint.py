@@ -86,7 +86,10 @@ def sharded_like(tree: Any) -> Any:
     ``jax.eval_shape``, which drops shardings, so that a restored state would land on one
     device (or, with several processes, could not be placed at all)."""
     def leaf(x):
-        if isinstance(x, jax.Array):
+        # Typed PRNG keys stay arrays (they carry their sharding): ``restore`` reads their
+        # key data and gives typed keys back only for a ``like`` leaf that is one.
+        if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype,
+                                                                  jax.dtypes.prng_key):
             return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
         return x
     return jax.tree.map(leaf, tree)
