@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pytest
@@ -42,16 +43,25 @@ def two_processes(tmp_path_factory):
     procs = [subprocess.Popen([sys.executable, "-m", "tests.distributed_worker", str(port),
                                str(i), str(root)], cwd=ROOT, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=600))
+    outs = {}
+    try:  # wait on the exits; the first failure ends the other process instead of hanging it
+        with ThreadPoolExecutor(len(procs)) as pool:
+            waits = {pool.submit(p.communicate, timeout=600): i for i, p in enumerate(procs)}
+            for done in as_completed(waits):
+                i = waits[done]
+                outs[i] = done.result()
+                if procs[i].returncode != 0:
+                    for p in procs:
+                        if p.poll() is None:
+                            p.kill()
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
+    failed = [f"process {i} exit {p.returncode}: {outs[i][1][-2000:]}"
+              for i, p in enumerate(procs) if p.returncode != 0]
+    assert not failed, "\n".join(failed)
+    outs = [outs[i] for i in range(len(procs))]
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     return {"root": root, "results": results, "stderr": [err for _, err in outs]}
 

@@ -2,9 +2,18 @@
 
 ``data_mesh`` builds a one-axis mesh over the local devices; ``ShardedPPO`` trains PPO with the
 env batch (or the seeds) sharded along it and everything else replicated
-(``metarl_jax.scale.mesh``).
+(``metarl_jax.scale.mesh``). ``metarl_jax.scale.distributed`` joins several processes (hosts) into
+one job (``initialize``), with a mesh over all of them (``global_mesh``), the rows each process
+owns (``process_slice``) and the one process that writes files (``is_primary``).
 """
 
+from metarl_jax.scale.distributed import (
+    DistributedSpec,
+    global_mesh,
+    initialize,
+    is_primary,
+    process_slice,
+)
 from metarl_jax.scale.mesh import (
     DATA,
     ShardedPPO,
@@ -14,5 +23,6 @@ from metarl_jax.scale.mesh import (
     seed_sharding,
 )
 
-__all__ = ["DATA", "ShardedPPO", "check_divisible", "data_mesh", "ppo_state_sharding",
+__all__ = ["DATA", "DistributedSpec", "ShardedPPO", "check_divisible", "data_mesh",
+           "global_mesh", "initialize", "is_primary", "ppo_state_sharding", "process_slice",
            "seed_sharding"]
