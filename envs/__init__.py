@@ -16,6 +16,7 @@ from envs.feature_nav import FeatureNav2D
 from envs.mjx_registry import lazy_mjx
 from envs.multigoal import MultiGoal2D, MultiGoalParams, MultiGoalState
 from envs.pendulum import Pendulum, PendulumParams, PendulumState
+from envs.planar_arm import PlanarArm, PlanarArmParams, PlanarArmState
 from envs.point_nav import PointNav2D, PointNavParams, PointNavState
 from envs.tabular_mdp import TabularMDP
 from metarl_jax.core.env import Env
@@ -50,6 +51,7 @@ register("Pendulum", Pendulum)
 register("CartPole", CartPole)
 register("CartPoleContinuous", CartPoleContinuous)
 register("PointNav2D", PointNav2D)
+register("PlanarArm", PlanarArm)
 register("MultiGoal2D", MultiGoal2D)
 register("DomainNav2D", DomainNav2D)
 register("FeatureNav2D", FeatureNav2D)
@@ -82,6 +84,9 @@ __all__ = [
     "Pendulum",
     "PendulumParams",
     "PendulumState",
+    "PlanarArm",
+    "PlanarArmParams",
+    "PlanarArmState",
     "PointNav2D",
     "PointNavParams",
     "PointNavState",
