@@ -2,8 +2,11 @@
 
     JAX_PLATFORMS=cpu python -m tests.distributed_worker PORT PROCESS_ID RUN_ROOT
 
-Two processes (one CPU device each, gloo collectives) form one 2-device mesh and train PPO on
-Pendulum with the env batch split between them (``ShardedPPO`` over ``global_mesh``):
+Two processes (one CPU device each, gloo collectives) join through the command line of
+``tests.toy_experiment`` (``--coordinator/--num-processes/--process-id``; its one-device state
+cannot be checkpointed by several processes, which must end in a clear error, exit status 1),
+then form one 2-device mesh and train PPO on Pendulum with the env batch split between them
+(``ShardedPPO`` over ``global_mesh``):
 
 * ``run``: ``start_run`` -> ``train_phase`` (4 updates, a checkpoint every 2) -> ``finish``:
   the uninterrupted run;
@@ -57,7 +60,16 @@ def _rows(leaf) -> list:
 def main(port: int, process_id: int, root: Path) -> dict:
     t0 = time.perf_counter()
     t = {}
-    initialize(DistributedSpec(f"127.0.0.1:{port}", 2, process_id))
+    # The job starts the way a user starts one, from the command line: the toy experiment
+    # (state on one device, not on a mesh) runs its first chunk and then stops with a clear
+    # error at its first checkpoint.
+    from metarl_jax.io.cli import cli
+    from tests import toy_experiment as toy
+
+    cli_rc = cli(toy.NAME, toy.main, toy.Config, toy.PRESETS, argv=[
+        "--out", str(root / "toy"), "--coordinator", f"127.0.0.1:{port}",
+        "--num-processes", "2", "--process-id", str(process_id)])
+    initialize(DistributedSpec(f"127.0.0.1:{port}", 2, process_id))  # the same job: a no-op
     t["initialized"] = time.perf_counter()
     from envs.pendulum import Pendulum
     from metarl_jax.algos.ppo import PPO
@@ -102,6 +114,7 @@ def main(port: int, process_id: int, root: Path) -> dict:
     t["resumed"] = time.perf_counter()
     n = CONFIG.num_envs
     return {
+        "cli_rc": cli_rc,
         "process": jax.process_index(), "processes": jax.process_count(),
         "primary": is_primary(), "devices": jax.device_count(),
         "params_sha256": params, "env_sha256": _hash((state.env_state, state.obs)),

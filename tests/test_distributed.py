@@ -113,6 +113,18 @@ def test_only_process_zero_writes_metrics_summary_and_progress(two_processes):
 
 
 # ------------------------------------------------------------------ in-process, no JAX work
+def test_command_line_starts_the_job_and_one_process_state_is_refused_clearly(two_processes):
+    """``--coordinator/--num-processes/--process-id`` joined the job (the processes met); a
+    state local to each process is not silently checkpointed twice, nor half."""
+    root = two_processes["root"]
+    for r, err in zip(two_processes["results"], two_processes["stderr"]):
+        assert r["cli_rc"] == 1
+        assert ("cannot save checkpoint step 2 of a 2-process run: 1 arrays of the state live "
+                "on one process only") in err
+    assert json.loads((root / "toy" / "config.json").read_text())["name"] == "toy_experiment"
+    assert not list((root / "toy" / "checkpoints" / "a").glob("[0-9]*"))
+
+
 def test_spec_from_flags_and_environment():
     from metarl_jax.io.cli import parse_args
     from metarl_jax.scale.distributed import DistributedSpec, process_slice, spec_from_env

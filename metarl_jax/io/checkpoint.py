@@ -11,6 +11,11 @@ Orbax writes a step into ``<step>.orbax-checkpoint-tmp`` and renames it only whe
 process killed mid-save leaves the previous complete step (the temporary folder is removed the
 next time a ``Checkpointer`` opens the directory).
 
+Several processes (``metarl_jax.scale.distributed``): every process calls ``save`` and
+``restore`` with its part of a state whose arrays live on a mesh over all processes; orbax writes
+each shard once (replicated arrays by one process) and commits the step when all are done. A
+state with arrays local to one process cannot be saved that way (``CheckpointError``).
+
 Saves are asynchronous: ``save`` returns once the arrays are held by orbax and the files are
 written in a background thread (on CPU, a jitted call that donates those arrays while the save is
 in flight does not corrupt it: JAX skips the donation while orbax holds the buffers). ``wait()``
@@ -142,6 +147,14 @@ class Checkpointer:
         self._check_open()
         meta = to_jsonable(dict(extra or {}), "extra")
         step = int(step)
+        if jax.process_count() > 1:
+            local = [x for x in jax.tree.leaves(state)
+                     if isinstance(x, jax.Array) and x.is_fully_addressable]
+            if local:
+                raise CheckpointError(
+                    f"cannot save checkpoint step {step} of a {jax.process_count()}-process run: "
+                    f"{len(local)} arrays of the state live on one process only; a multi-process "
+                    "run trains on a mesh over every process (metarl_jax.scale.global_mesh)")
         if step in self._manager.all_steps():
             raise CheckpointError(
                 f"checkpoint step {step} already exists in {self.directory}; steps are never "
