@@ -36,12 +36,12 @@ from envs.point_nav import PointNav2D
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
-from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.transfer.few_shot import (
+    meta_phases,
     plot_meta_training,
     returns_by_steps,
     steps_table_rows,
@@ -141,19 +141,15 @@ def policies(config: Config):
     env = PointNav2D(max_steps=100)
     space = make_param_space(env.default_params(),
                              {"goal": uniform(-config.goal_range, config.goal_range)})
-    learner = MAMLRL(env)
-    return {m: Phase(learner, getattr(config, m), (space,), stacked=False,
-                     num_updates=getattr(config, f"{m}_iterations")) for m in METHODS}
+    return meta_phases(MAMLRL(env), config, space, METHODS)
 
 
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
-    learner, _, (space,) = policies(config)[METHODS[0]][:3]
+    phases = policies(config)
+    learner, _, (space,) = phases[METHODS[0]][:3]
     base_key = jax.random.PRNGKey(seed)
-    states = train_meta_phases(
-        run_dir, learner, {m: getattr(config, m) for m in METHODS},
-        {m: getattr(config, f"{m}_iterations") for m in METHODS}, space, base_key,
-        config.updates_per_chunk)
+    states = train_meta_phases(run_dir, phases, base_key, config.updates_per_chunk)
 
     eval_key = jax.random.fold_in(base_key, 10_000)
     goals = space.sample(jax.random.fold_in(eval_key, 0), (config.eval_goals,))

@@ -14,24 +14,35 @@ import numpy as np
 
 from metarl_jax import stats
 from metarl_jax.io import plots
+from metarl_jax.io.load import Phase
 from metarl_jax.io.training_loop import phase_metrics, train_phase
 
 
-def train_meta_phases(run_dir: Path, learner, configs: Mapping[str, Any],
-                      iterations: Mapping[str, int], space, key: jax.Array,
+def meta_phases(learner, config: Any, space, methods) -> Dict[str, Phase]:
+    """An experiment's ``policies(config)`` for MAML-RL methods: ``{method: Phase(learner,
+    config.<method>, (space,), num_updates=config.<method>_iterations, stacked=False)}`` (one
+    state per method, restored by ``metarl_jax.load_run``; ``act`` is the pre-adaptation
+    meta-policy)."""
+    return {m: Phase(learner, getattr(config, m), (space,), stacked=False,
+                     num_updates=getattr(config, f"{m}_iterations")) for m in methods}
+
+
+def train_meta_phases(run_dir: Path, phases: Mapping[str, Phase], key: jax.Array,
                       updates_per_chunk: int) -> Dict[str, Any]:
-    """Train ``learner`` (a ``MAMLRL``) once per ``configs[method]`` for ``iterations[method]``
-    meta-iterations, each a resumable phase of the run named ``method``; the i-th method's
-    init key is ``fold_in(key, i)``. Returns ``{method: final MAMLRLState}``."""
+    """Train each of ``phases`` (``meta_phases``: a ``MAMLRL``, its config, ``(task space,)``)
+    for its ``num_updates`` meta-iterations, each a resumable phase of the run named after its
+    method; the i-th method's init key is ``fold_in(key, i)``. Returns ``{method: final
+    MAMLRLState}``."""
     states = {}
-    for index, (method, config) in enumerate(configs.items()):
+    for index, (method, (learner, config, init_args, num_updates)) in enumerate(
+            (m, p[:4]) for m, p in phases.items()):
         samples = ((config.num_inner_steps + 1) * config.meta_batch_size
                    * config.episodes_per_task * learner.env.max_steps)
         states[method] = train_phase(
             run_dir, method,
-            init=lambda: learner.init(jax.random.fold_in(key, index), config, space),
+            init=lambda: learner.init(jax.random.fold_in(key, index), config, *init_args),
             chunk=lambda s, n: learner.train_chunk(s, config, n),
-            num_updates=iterations[method], updates_per_chunk=updates_per_chunk,
+            num_updates=num_updates, updates_per_chunk=updates_per_chunk,
             steps_per_update=samples, show=("return_pre", "return_post"))
     return states
 
