@@ -32,7 +32,9 @@ import jax.numpy as jnp
 from flax import struct
 
 from metarl_jax.core.env import Env
-from metarl_jax.core.wrappers import Wrapper, validate_space
+
+# _batched: the seeds-into-envs custom_vmap rule shared with AutoReset.step_batch.
+from metarl_jax.core.wrappers import Wrapper, _batched, validate_space
 
 
 def _select(pred, on_true, on_false):
@@ -77,7 +79,18 @@ class Trial(Wrapper):
         """``vmap(step)`` over ``N`` envs (keys ``[N]``, batched state and action), bit-identical
         to it, but drawing fresh tasks only on steps where some trial ended (a batch-level
         ``lax.cond``): drawing a task can cost far more than a step (a tabular MDP's
-        ``S * A * S`` Dirichlet entries). ``space`` is shared (``space_axis=None``) or batched."""
+        ``S * A * S`` Dirichlet entries). ``space`` is shared (``space_axis=None``) or batched.
+
+        Under an outer ``vmap`` (the seeds of ``train_chunk_seeds``) the seed and env axes are
+        merged into one batch first (``core.wrappers``' ``custom_vmap`` rule, as for
+        ``AutoReset.step_batch``), so the ``cond`` stays a branch on ``any(trial_done)`` over
+        all seeds' envs instead of becoming a select that draws on every step. On a step where
+        some trial ends every env of the merged batch draws (and keeps the draw only where its
+        trial ended): with equal-length trials (fixed-horizon envs, as every ``Trial`` here)
+        that is exactly one draw per ended trial."""
+        return _batched(self._step_batch, keys, state, action, space, space_axis)
+
+    def _step_batch(self, keys, state: TrialState, action, space, space_axis):
         keys = jax.vmap(jax.random.split)(keys)  # [N, 2, key]
         state, obs, reward, trial_done, info = jax.vmap(self._advance)(keys[:, 0], state, action)
         begin = jax.vmap(self._begin_trial, in_axes=(0, 0, 0, 0, space_axis))
