@@ -26,8 +26,8 @@ goals after ``k`` inner steps, mean and 95% CI over seeds and per-seed values fr
 true_goals at every ``k`` and in improvement ``k=eval_steps`` minus ``k=0``, verdict "better" /
 "worse" only when the CIs are apart, else "tie"; ``results.diayn``: the skills' discriminator
 accuracy and pseudo-reward), ``trajectories.png`` (seed 0's sampled paths to a few goals before
-and after adaptation), ``skills.png`` (DIAYN's skills), ``curves.png``, ``metrics.jsonl``,
-``config.json``, ``checkpoints/``.
+and after adaptation), ``skills.png`` (DIAYN's skills; not in ``quick``, see ``report_skills``),
+``curves.png``, ``metrics.jsonl``, ``config.json``, ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ PHASES = {"acquired": "meta_acquired", "true_goals": "meta_true_goals"}
 class Config:
     skills: diayn_experiment.Config = dataclasses.replace(diayn_experiment.Config(),
                                                           episode_steps=50)
+    # inner_lr 0.01 as experiments.maml_nav2d (README: 0.02 and 0.05 were also run).
     maml: MAMLRLConfig = MAMLRLConfig(outer="trpo", estimator="pg", hidden_sizes=(32, 32),
-                                      init_log_std=-2.3, inner_lr=0.05, meta_batch_size=20,
+                                      init_log_std=-2.3, inner_lr=0.01, meta_batch_size=20,
                                       episodes_per_task=10)
     meta_iterations: int = 60
     updates_per_chunk: int = 5
