@@ -150,11 +150,12 @@ def test_mjx_prediction_loss_gradient_matches_finite_differences():
 
 
 def test_tempered_weights_hit_the_target_ess_and_abc_keeps_the_best():
+    tempered = jax.jit(tempered_weights, static_argnums=1)
     ll = -jnp.linspace(0.0, 1e4, 1000) ** 1.5
-    weights, temperature = tempered_weights(ll, 0.2)
+    weights, temperature = tempered(ll, 0.2)
     assert float(temperature) > 1.0
     np.testing.assert_allclose(float(effective_sample_size(weights)), 200.0, rtol=0.02)
-    weights, temperature = tempered_weights(jnp.zeros(10), 0.5)  # already equal: T = 1
+    weights, temperature = tempered(jnp.zeros(10), 0.5)  # already equal: T = 1
     assert float(temperature) == 1.0 and np.allclose(np.asarray(weights), 0.1)
     kept = np.asarray(abc_weights(jnp.array([-3.0, -1.0, -2.0, -jnp.inf]), 0.5))
     np.testing.assert_allclose(kept, [0.0, 0.5, 0.5, 0.0])

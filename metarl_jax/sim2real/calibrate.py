@@ -227,8 +227,8 @@ def prediction_loss(env, state_from_obs: Callable[[jax.Array], Any], scale: LogS
     is reverse-differentiable (``differentiable_mjx_solver``)."""
     key = jax.random.PRNGKey(0)  # the dynamics are deterministic; the key is unused
     mj_model = getattr(env, "mj_model", None)
-    solver = (differentiable_mjx_solver(int(mj_model.opt.iterations)) if mj_model is not None
-              else contextlib.nullcontext())
+    solver = ((lambda: differentiable_mjx_solver(int(mj_model.opt.iterations)))
+              if mj_model is not None else contextlib.nullcontext)
 
     def window_error(params, start_obs, actions, targets):
         @jax.checkpoint
@@ -236,7 +236,7 @@ def prediction_loss(env, state_from_obs: Callable[[jax.Array], Any], scale: LogS
             state, obs, _, _, _ = env.step(key, state, action, params)
             return state, obs
 
-        with solver:
+        with solver():
             _, predicted = jax.lax.scan(step, state_from_obs(start_obs), actions)
         return jnp.mean(jnp.square((predicted - targets) / obs_std))
 
