@@ -51,19 +51,13 @@ def test_readme_links_every_notebook_with_a_colab_badge():
         assert f"({COLAB}{name})" in readme, name
 
 
-@pytest.fixture(scope="module")
-def executed():
-    """``{name: RESULTS}``, each notebook executed once at the small size."""
+def _execute(name):
+    """Run the notebook at the small size; its ``RESULTS``. Prints the kernel's CPU time."""
     from tests.notebook_runner import execute
 
-    cache = {}
-
-    def run(name):
-        if name not in cache:
-            cache[name] = execute(NOTEBOOKS / name, "small")[1]
-        return cache[name]
-
-    return run
+    _, results, timing = execute(NOTEBOOKS / name, "small")
+    print(f"{name}: wall {timing['wall_s']:.1f} s, kernel CPU {timing['kernel_cpu_s']:.1f} s")
+    return results
 
 
 def _finite(*values):
@@ -71,8 +65,8 @@ def _finite(*values):
 
 
 @pytest.mark.slow
-def test_01_quickstart(executed):
-    r = executed("01_quickstart.ipynb")
+def test_01_quickstart():
+    r = _execute("01_quickstart.ipynb")
     low, high = r["mass_range"]
     assert 0.5 <= low < 0.6 and 1.9 < high <= 2.0  # 1000 draws of m ~ 1.0 x U[0.5, 2]
     assert r["delays_seen"] == [0, 1, 2]
@@ -85,8 +79,8 @@ def test_01_quickstart(executed):
 
 
 @pytest.mark.slow
-def test_02_sim2real(executed):
-    r = executed("02_sim2real.ipynb")
+def test_02_sim2real():
+    r = _execute("02_sim2real.ipynb")
     assert r["export_max_abs_diff"] < 1e-4  # numpy file vs JAX policy, same observation
     for phase in ("nominal", "dr"):
         p = r[phase]
@@ -97,8 +91,8 @@ def test_02_sim2real(executed):
 
 
 @pytest.mark.slow
-def test_03_maml(executed):
-    r = executed("03_maml.ipynb")
+def test_03_maml():
+    r = _execute("03_maml.ipynb")
     # The exact meta-gradient and the (I - a H) g formula agree with float64 central differences;
     # first-order MAML's directional derivative is off by far more (the Hessian term).
     assert r["fd_rel_err_second_order"] < 1e-6
@@ -109,8 +103,8 @@ def test_03_maml(executed):
 
 
 @pytest.mark.slow
-def test_04_rl2_bandits(executed):
-    r = executed("04_rl2_bandits.ipynb")
+def test_04_rl2_bandits():
+    r = _execute("04_rl2_bandits.ipynb")
     t, bayes = r["table"], r["bayes_optimal"]
     assert bayes == pytest.approx(6.66, abs=0.01)  # n=10, k=5 (exact DP, see test_bandit_baselines)
     assert len(t["rl2"]["per_seed"]) == 3
@@ -126,8 +120,8 @@ def test_04_rl2_bandits(executed):
 
 
 @pytest.mark.slow
-def test_05_maxent_and_skills(executed):
-    r = executed("05_maxent_and_skills.ipynb")
+def test_05_maxent_and_skills():
+    r = _execute("05_maxent_and_skills.ipynb")
     for method in ("sac_fixed", "low_entropy"):
         per_seed = r[method]["histograms"]
         assert len(per_seed) == 3 and all(sum(h.values()) == 200 for h in per_seed)
