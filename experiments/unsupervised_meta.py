@@ -23,7 +23,8 @@ Story, ``num_seeds`` seeds vmapped through every phase (``skills.num_seeds``):
 Writes: ``summary.json`` (``results.returns_by_steps.<method>[k]``: mean return on the held-out
 goals after ``k`` inner steps, mean and 95% CI over seeds and per-seed values from
 ``metarl_jax.stats.seed_summary``; ``results.comparisons``: acquired vs scratch and vs
-true_goals at every ``k`` and in improvement ``k=eval_steps`` minus ``k=0``, verdict "better" /
+true_goals, and true_goals vs scratch (is meta-learning worth anything here at all?), at every
+``k`` and in improvement ``k=eval_steps`` minus ``k=0``, verdict "better" /
 "worse" only when the CIs are apart, else "tie"; ``results.diayn``: the skills' discriminator
 accuracy and pseudo-reward), ``trajectories.png`` (seed 0's sampled paths to a few goals before
 and after adaptation), ``skills.png`` (DIAYN's skills; not in ``quick``, see ``report_skills``),
@@ -200,11 +201,12 @@ def summarize(returns: np.ndarray, config: Config) -> dict:
     gain = {m: stats.seed_summary(per_seed[i, :, -1] - per_seed[i, :, 0])
             for i, m in enumerate(METHODS)}
     comparisons = {}
-    for other in ("scratch", "true_goals"):
-        rows = {f"{k}_steps": compare(by_steps["acquired"][k], by_steps[other][k])
+    for method, other in (("acquired", "scratch"), ("acquired", "true_goals"),
+                          ("true_goals", "scratch")):
+        rows = {f"{k}_steps": compare(by_steps[method][k], by_steps[other][k])
                 for k in range(config.eval_steps + 1)}
-        rows["improvement"] = compare(gain["acquired"], gain[other])
-        comparisons[f"acquired_vs_{other}"] = rows
+        rows["improvement"] = compare(gain[method], gain[other])
+        comparisons[f"{method}_vs_{other}"] = rows
     return dict(returns_by_steps=by_steps, improvement=gain, comparisons=comparisons)
 
 
