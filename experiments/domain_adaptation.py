@@ -1,9 +1,10 @@
-"""Domain adaptation for RL: align what the policy sees (DANN), correct for how it moves (DARC).
+"""Domain adaptation for RL: align what the policy sees (DANN), correct for how it moves (DARC),
+share a feature space across bodies (IFS).
 
-    python -m experiments.domain_adaptation [--method dann|darc|all] [--preset quick|cpu|accel]
+    python -m experiments.domain_adaptation [--method dann|darc|ifs|all] [--preset quick|cpu|accel]
     python -m experiments.domain_adaptation --resume runs/domain_adaptation/<timestamp>
 
-Both stories use ``envs.DomainNav2D`` (a point steering to a goal, reward = -distance).
+DANN and DARC use ``envs.DomainNav2D`` (a point steering to a goal, reward = -distance).
 
 **DANN** -- the target is the same task seen through an unknown sensor: ``obs = G p + b`` with a
 positive per-axis gain ``G`` and an offset ``b``, plus two distractor entries of noise (the
@@ -24,6 +25,17 @@ program with ``delta_r_coef = 0``: the target data is collected but unused), ``d
 ``target_only_same_budget`` (SAC on the target with only that budget, and as many gradient steps
 as DARC's SAC).
 
+**IFS** (Gupta et al. 2017) -- a 2-link source arm and a 3-link target arm (``envs.PlanarArm``,
+overdamped joints), both starting with the end effector at the same point. Proxy task: both track
+the same straight end-effector reaches to ``num_proxy_goals`` goals with a scripted IK controller;
+states at the same time step are pairs (time alignment; no DTW needed since both track one clock).
+Encoders f, g (+ decoders) are trained on the pairs, per seed. New skill: the source's scripted
+reach to ``NEW_GOAL``, a region no proxy goal comes within 0.3 of. The target learns it with PPO
+on the sparse task reward (1 per step inside the goal region) plus ``-alpha ||g(s_T,t) -
+f(s_S,t)|| / scale``: ``ifs`` (trained f, g), ``random_features`` (untrained f, g of the same
+sizes), ``no_transfer`` (``alpha = 0``); one compiled PPO program for the three. ``target_return``
+is the task reward of one deterministic episode (the arm is deterministic).
+
 Writes ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.<method>.target_return``
 with ``ci95`` and per-seed values; ``comparisons``: a method is "better" only when the 95% CIs
 do not overlap, else "tie"), ``features_pca.png`` and ``dann_accuracy.png`` (DANN),
@@ -42,7 +54,17 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from envs.domain_nav import DomainNav2D
+from envs.planar_arm import (
+    PlanarArm,
+    forward_kinematics,
+    joint_features,
+    paired_states,
+    scripted_angles,
+    straight_reach,
+)
 from metarl_jax import stats
+from metarl_jax.algos.learner import select_seed
+from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
 from metarl_jax.io.config import check_at_least_one
@@ -50,28 +72,32 @@ from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
 from metarl_jax.randomization.distributions import truncated_normal, uniform
-from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.randomization.param_space import fixed_space, make_param_space
+from metarl_jax.transfer import ifs as ifs_lib
 from metarl_jax.transfer.dann import DANN, DANNConfig
 from metarl_jax.transfer.darc import DARC, DARCConfig
 from metarl_jax.transfer.evaluation import evaluate_seeds
 
 NAME = "domain_adaptation"
-METHODS = ("dann", "darc")
+METHODS = ("dann", "darc", "ifs")
 _SAC = SACConfig(num_envs=8, total_steps=8000, hidden_sizes=(64, 64), batch_size=128,
                  buffer_size=50_000, learning_starts=1000)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    method: str = "all"  # dann | darc | all (also --method)
+    method: str = "all"  # dann | darc | ifs | all (also --method)
     dann: DANNConfig = DANNConfig(sac=_SAC, domain_steps=16)
     darc: DARCConfig = DARCConfig(sac=_SAC.replace(total_steps=16_000), target_envs=1)
+    ifs: ifs_lib.IFSConfig = ifs_lib.IFSConfig()
     target_gain: Tuple[float, float] = (1.6, 0.6)  # DANN's target sensor: obs = G p + b
     target_bias: Tuple[float, float] = (0.6, -0.5)
     distractor_std: float = 0.5
     start_skew: float = 0.5  # DANN's starts: N(-start_skew, 0.6^2) per axis, truncated to +-1
     wall_half: float = 0.25  # DARC's target wall: x = 0.5, |y| <= wall_half
     start_spread: float = 0.8  # DARC's starts: x in +-0.1, y in +-start_spread; goal (1, 0)
+    skill_radius: float = 0.05  # IFS's new skill: reach within this of NEW_GOAL (sparse reward)
+    ifs_seeds: int = 8  # IFS's seeds (cheap runs, bimodal no-transfer returns: more seeds)
     num_seeds: int = 3
     log_every: int = 50  # updates averaged into one metrics line
     updates_per_chunk: int = 8  # metrics lines per compiled chunk
@@ -81,14 +107,14 @@ class Config:
         if self.method not in METHODS + ("all",):
             raise ValueError(f"method must be one of {'|'.join(METHODS + ('all',))}, "
                              f"got {self.method!r}")
-        self.dann.validate(), self.darc.validate()
+        self.dann.validate(), self.darc.validate(), self.ifs.validate()
         check_at_least_one(self, ("num_seeds", "log_every", "updates_per_chunk", "eval_episodes"))
-        if self.num_seeds < 2:
-            raise ValueError(f"num_seeds must be >= 2 for confidence intervals, got "
-                             f"{self.num_seeds}")
-        for name, cfg in (("dann", self.dann), ("darc", self.darc)):
+        if min(self.num_seeds, self.ifs_seeds) < 2:
+            raise ValueError(f"num_seeds and ifs_seeds must be >= 2 for confidence intervals, "
+                             f"got {self.num_seeds}, {self.ifs_seeds}")
+        for name, cfg in (("dann", self.dann), ("darc", self.darc), ("ifs", self.ifs)):
             if cfg.num_updates % self.log_every:
-                raise ValueError(f"{name}.sac: {cfg.num_updates} updates is not a multiple of "
+                raise ValueError(f"{name}: {cfg.num_updates} updates is not a multiple of "
                                  f"log_every={self.log_every}")
         if not (min(self.target_gain) > 0 and self.distractor_std >= 0 and self.wall_half > 0):
             raise ValueError("need target_gain > 0, distractor_std >= 0 and wall_half > 0")
@@ -103,11 +129,19 @@ PRESETS = {
     "quick": Config(dann=Config.dann.replace(sac=_QUICK_SAC, domain_steps=2, domain_batch=32),
                     darc=Config.darc.replace(sac=_QUICK_SAC, classifier_batch=32,
                                              delta_r_warmup=400),
-                    num_seeds=2, log_every=10, updates_per_chunk=5, eval_episodes=8),
+                    ifs=ifs_lib.IFSConfig(
+                        encoder=ifs_lib.EncoderConfig(hidden_sizes=(16,), num_steps=50,
+                                                      batch_size=32),
+                        ppo=PPOConfig(num_envs=4, num_steps=40, total_steps=4 * 40 * 10,
+                                      num_epochs=1, num_minibatches=1, hidden_sizes=(16,)),
+                        num_proxy_goals=4),
+                    num_seeds=2, ifs_seeds=2, log_every=10, updates_per_chunk=5, eval_episodes=8),
     "cpu": Config(),
     "accel": Config(dann=Config.dann.replace(sac=_SAC.replace(num_envs=64, total_steps=204_800)),
                     darc=Config.darc.replace(sac=_SAC.replace(num_envs=64, total_steps=409_600),
-                                             target_envs=8), num_seeds=8),
+                                             target_envs=8),
+                    ifs=Config.ifs.replace(ppo=Config.ifs.ppo.replace(
+                        num_envs=256, total_steps=256 * 40 * 600)), num_seeds=8),
 }
 
 
@@ -216,6 +250,96 @@ def run_darc(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
                      "darc_vs_target_only": compare(results, "darc", "target_only_same_budget")}
 
 
+# IFS: a 2-link source and a 3-link target arm, both starting with the end effector at the same
+# point; the new skill is reaching NEW_GOAL, which no proxy reach comes near (module doc).
+SOURCE_LINKS, TARGET_LINKS, NEW_GOAL = (0.55, 0.45), (0.4, 0.35, 0.25), (-0.52, 0.3)
+
+
+def ifs_arms(steps: int, radius: float):
+    """``(source env, target env, source params, target params, start end-effector [2])``."""
+    source_env, target_env = PlanarArm(2, steps), PlanarArm(3, steps)
+    goal, radius = jnp.asarray(NEW_GOAL), jnp.float32(radius)
+    source = source_env.default_params().replace(goal_radius=radius,
+        link_lengths=jnp.asarray(SOURCE_LINKS), start_angles=jnp.array([0.0, 1.2]), goal=goal)
+    start = forward_kinematics(source.start_angles, source.link_lengths)
+    target = target_env.default_params().replace(link_lengths=jnp.asarray(TARGET_LINKS),
+                                                 goal=goal, goal_radius=radius)
+    settle = scripted_angles(target, jnp.broadcast_to(start, (300, 2)))[-1]  # same start point
+    return source_env, target_env, source, target.replace(start_angles=settle), start
+
+
+def proxy_goals(seed: int, count: int) -> np.ndarray:
+    """``[count, 2]`` reach goals: radius in [0.35, 0.95], angle in [-30, 170] degrees, and at
+    least 0.3 from ``NEW_GOAL`` (the new skill's region is not in the proxy task)."""
+    rng, out = np.random.default_rng(seed), []
+    while len(out) < count:
+        r, a = rng.uniform(0.35, 0.95), np.deg2rad(rng.uniform(-30, 170))
+        g = np.array([r * np.cos(a), r * np.sin(a)])
+        if np.linalg.norm(g - np.asarray(NEW_GOAL)) >= 0.3:
+            out.append(g)
+    return np.stack(out).astype(np.float32)
+
+
+def run_ifs(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
+    c, n = config.ifs, config.ifs_seeds
+    steps = c.ppo.num_steps
+    source_env, target_env, source, target, start = ifs_arms(steps, config.skill_radius)
+    reach = lambda goal: straight_reach(start, goal, steps, c.reach_steps)
+    pairs = paired_states(source, target, jax.vmap(reach)(jnp.asarray(
+        proxy_goals(seed, c.num_proxy_goals))))
+    enc_keys = jax.random.split(jax.random.PRNGKey(seed + 11), n)
+    sizes = (pairs[0].shape[-1], pairs[1].shape[-1])
+    trained, history = jax.jit(jax.vmap(ifs_lib.train_encoders, in_axes=(0, 0, None, None, None)))(
+        enc_keys, ifs_lib.init_encoders_seeds(enc_keys, c.encoder, *sizes), c.encoder, *pairs)
+    random = ifs_lib.init_encoders_seeds(jax.random.split(jax.random.PRNGKey(seed + 12), n),
+                                         c.encoder, *sizes)
+    # The new skill: the source's scripted reach to NEW_GOAL; the target's own scripted reach
+    # along the same waypoints is only a reference (and a check of the features' alignment).
+    skill = reach(jnp.asarray(NEW_GOAL))
+    demo = {d: joint_features(scripted_angles(p, skill)[1:]) for d, p in
+            (("source", source), ("target", target))}
+    encode = lambda params, x: ifs_lib.encode(params, c.encoder, x)
+
+    def reward_params(pair, alpha):
+        scale = ifs_lib.feature_scale(encode(pair.f, pairs[0]))
+        aligned = jnp.linalg.norm(encode(pair.g, demo["target"]) - encode(pair.f, demo["source"]),
+                                  axis=-1).mean() / scale
+        return ifs_lib.FeatureRewardParams(
+            env=target, encoder=pair.g, targets=encode(pair.f, demo["source"]),
+            alpha=jnp.float32(alpha), scale=scale), aligned
+
+    runs = {"ifs": (trained, c.alpha), "no_transfer": (trained, 0.0),
+            "random_features": (random, c.alpha)}
+    ppo = PPO(ifs_lib.FeatureReward(target_env, c.encoder, sizes[1]))
+    ppo_keys = jax.random.split(jax.random.PRNGKey(seed), n)
+    eval_params = jax.tree.map(lambda x: x[None], target)
+    in_goal = lambda p, angles: float(jnp.sum(jnp.linalg.norm(
+        forward_kinematics(angles[1:], p.link_lengths) - p.goal, axis=-1) < p.goal_radius))
+    results = {}
+    for method, (encoders, alpha) in runs.items():
+        params, aligned = jax.vmap(reward_params, in_axes=(0, None))(encoders, alpha)
+        states = train_phase(
+            run_dir, method, init=lambda: jax.tree.map(lambda *xs: jnp.stack(xs), *[
+                ppo.init(k, c.ppo, fixed_space(select_seed(params, i)))
+                for i, k in enumerate(ppo_keys)]),
+            chunk=lambda s, u: ppo.train_chunk_seeds(s, c.ppo, u, log_every=config.log_every),
+            num_updates=c.num_updates // config.log_every,
+            updates_per_chunk=config.updates_per_chunk,
+            steps_per_update=c.ppo.batch_size * config.log_every * n, show=("episode_return",))
+        returns = evaluate_seeds(lambda s: ppo.make_policy(s, c.ppo, True), states, target_env,
+                                 eval_params, 1, jax.random.PRNGKey(seed + 8))[:, 0]
+        results[method] = summarize(returns, alpha=float(alpha),
+                                    new_skill_feature_distance=[float(a) for a in aligned])
+    results["ifs"].update(
+        compiles=ppo.traces.get("train_chunk_seeds", 0),
+        encoder_similarity_loss=[float(x) for x in history["similarity"][:, -1]],
+        encoder_reconstruction_loss=[float(x) for x in history["reconstruction"][:, -1]],
+        source_demo_return=in_goal(source, scripted_angles(source, skill)),
+        target_scripted_return=in_goal(target, scripted_angles(target, skill)))
+    return results, {"ifs_vs_no_transfer": compare(results, "ifs", "no_transfer"),
+                     "ifs_vs_random_features": compare(results, "ifs", "random_features")}
+
+
 def plot_features(path, feats: dict):
     fig = Figure(figsize=(4.2 * len(feats), 4.0), layout="constrained")
     for i, (name, f) in enumerate(feats.items()):
@@ -233,7 +357,7 @@ def plot_features(path, feats: dict):
 
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
-    runners = {"dann": run_dann, "darc": run_darc}
+    runners = {"dann": run_dann, "darc": run_darc, "ifs": run_ifs}
     results, comparisons = {}, {}
     for method in config.methods:
         r, c = runners[method](run_dir, config, seed)

@@ -202,7 +202,7 @@ class IFSConfig:
     ``alpha = 0``, and the random-features run reuse the compiled PPO program)."""
 
     encoder: EncoderConfig = EncoderConfig()
-    ppo: PPOConfig = PPOConfig(num_envs=16, num_steps=40, total_steps=16 * 40 * 150,
+    ppo: PPOConfig = PPOConfig(num_envs=16, num_steps=40, total_steps=16 * 40 * 400,
                                num_epochs=4, num_minibatches=4, ent_coef=0.0)
     alpha: float = 0.5
     num_proxy_goals: int = struct.field(default=48, **static)
