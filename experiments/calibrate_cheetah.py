@@ -22,9 +22,10 @@ distributions (one compiled program):
 and evaluate every exported policy (numpy forward pass) in the hidden real world.
 
 Identifiability: the masked elements (the world body's mass, the root joints' damping: nominal 0)
-do not exist in the dynamics. Scaling *every* mass, damping and gear together leaves the motion
-unchanged except through what is not scaled (joint stiffness, armature, gravity's torque is
-scaled too): that common factor is weakly identified, so each field's error is reported.
+do not exist in the dynamics. Scaling every mass, damping and gear by one factor leaves the
+accelerations unchanged except through what is not scaled (joint stiffness, armature): that
+common factor, and trades such as less friction against more damping, are weakly identified by
+short windows, so each field's error is reported per element.
 
 Writes: ``config.json``, ``metrics.jsonl`` (PPO phases), ``summary.json`` (``results.hidden``,
 ``results.calibration.<gradient|cem>``: ``param_error`` per field (relative: mean, max,
