@@ -98,7 +98,8 @@ def test_03_maml():
     assert r["fd_rel_err_second_order"] < 1e-6
     assert r["fd_rel_err_by_hand"] < 1e-6
     assert r["fd_rel_err_first_order"] > 1e3 * max(r["fd_rel_err_second_order"], 1e-9)
-    assert len(r["sine_mse_by_steps"]) == 6 and _finite(*r["sine_mse_by_steps"])
+    assert len(r["sine_pre_loss"]) == len(r["sine_post_loss"]) == 10
+    assert _finite(*r["sine_pre_loss"], *r["sine_post_loss"])
     assert len(r["nav_returns_by_steps"]) == 2 and _finite(*r["nav_returns_by_steps"])
 
 
