@@ -125,9 +125,9 @@ def test_05_maxent_and_skills():
     r = _execute("05_maxent_and_skills.ipynb")
     for method in ("sac_fixed", "low_entropy"):
         per_seed = r[method]["histograms"]
-        assert len(per_seed) == 3 and all(sum(h.values()) == 200 for h in per_seed)
+        assert len(per_seed) == 3 and all(sum(h.values()) == 100 for h in per_seed)
         reached = r[method]["goals_reached"]["per_seed"]
-        assert reached == [sum(h[f"goal_{g}"] >= 10 for g in range(4)) for h in per_seed]
+        assert reached == [sum(h[f"goal_{g}"] >= 5 for g in range(4)) for h in per_seed]
     acc = r["discriminator_accuracy"]
     assert all(0.0 <= a <= 1.0 for a in acc["per_seed"])
     assert acc["mean"] > r["chance_accuracy"]  # skills are told apart better than chance
