@@ -9,10 +9,15 @@ steps. A GRU policy trained with recurrent PPO keeps its memory across the episo
 so what it learns about the MDP in early episodes pays off in later ones: on held-out MDPs, the
 mean return of episode ``i`` of a trial rises with ``i``. Two exact references per task bracket
 it: uniformly random actions, and the optimal policy of the *known* MDP (value iteration).
+The paper's Bayesian baseline is computed on the same held-out MDPs: PSRL (posterior sampling
+with the prior the tasks come from; ``metarl_jax.baselines.psrl``).
 
 Writes ``summary.json``: ``results.per_episode`` (mean return of each episode index within a
 trial for ``rl2``, its ``rl2_stderr``, ``random`` and ``oracle``), ``results.trial_return``,
 ``results.adaptation`` (last minus first episode, paired over tasks, with its standard error),
+``results.psrl`` (``per_episode`` mean and ``per_episode_ci95``, ``trial_return`` and its
+``ci95``, all over tasks; ``rl2_minus_psrl``: RL^2's minus PSRL's mean episode return of a trial,
+paired over tasks, with its 95% CI and ``verdict`` ahead / behind / tie),
 ``per_episode.png`` (return vs episode index), ``curves.png`` (training) and ``checkpoints/``.
 """
 
@@ -30,10 +35,15 @@ from envs.tabular_mdp import (
     random_episode_return,
     tabular_mdp_task_space,
 )
+from metarl_jax import stats
 from metarl_jax.algos.rl2 import RL2, RL2Config
+from metarl_jax.baselines.psrl import psrl_returns
 from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.progress import format_table
 from metarl_jax.transfer.trials import (
     episode_returns_over_seeds,
+    per_episode_rows,
+    plot_per_episode,
     report_per_episode,
     train_rl2_phase,
 )
@@ -98,12 +108,32 @@ def main(args) -> dict:
     exact = {name: float(np.mean(jax.vmap(lambda p: fn(p, config.episode_length))(tasks)))
              for name, fn in (("random", random_episode_return),
                               ("oracle", optimal_episode_return))}
-    results, table = report_per_episode(
-        run_dir, episode_returns, exact,
-        {"random": "random actions", "oracle": "optimal, MDP known"}, later=-1,
-        gain_name="last_minus_first", ylabel="mean episode return (held-out MDPs)",
-        title=f"RL^2 on random MDPs ({config.eval_tasks} held-out tasks)")
+    labels = {"random": "random actions", "oracle": "optimal, MDP known"}
+    title = f"RL^2 on random MDPs ({config.eval_tasks} held-out tasks)"
+    results, _ = report_per_episode(
+        run_dir, episode_returns, exact, labels, later=-1, gain_name="last_minus_first",
+        ylabel="mean episode return (held-out MDPs)", title=title)
+    psrl = np.asarray(psrl_returns(jax.random.fold_in(eval_key, 0x9512), rl2.env, tasks, space,
+                                   config.episodes_per_trial))  # [M, E]
+    results["psrl"] = psrl_summary(psrl, episode_returns)
+    results["per_episode"]["psrl"] = results["psrl"]["per_episode"]
+    plot_per_episode(run_dir / "per_episode.png", results["per_episode"],
+                     dict(labels, psrl="PSRL (posterior sampling)"),
+                     ylabel="mean episode return (held-out MDPs)", title=title)
+    table = format_table(per_episode_rows(results["per_episode"], ("psrl", *exact)))
     return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks}, table)
+
+
+def psrl_summary(psrl: np.ndarray, rl2_returns: np.ndarray) -> dict:
+    """PSRL's per-episode returns ``[M, E]`` summarized over tasks (95% CIs), and RL^2's mean
+    episode return of a trial minus PSRL's, paired over the same tasks."""
+    mean_ci = [stats.mean_ci95(psrl[:, i]) for i in range(psrl.shape[1])]
+    trial = stats.mean_ci95(psrl.sum(1))
+    diff, ci = stats.mean_ci95(rl2_returns.mean(1) - psrl.mean(1))
+    verdict = "tie" if abs(diff) <= ci else ("rl2 ahead" if diff > 0 else "psrl ahead")
+    return {"per_episode": [m for m, _ in mean_ci], "per_episode_ci95": [c for _, c in mean_ci],
+            "trial_return": trial[0], "trial_return_ci95": trial[1],
+            "rl2_minus_psrl": {"mean_episode_return": diff, "ci95": ci, "verdict": verdict}}
 
 
 if __name__ == "__main__":

@@ -310,6 +310,19 @@ def test_quick_preset_reports_returns_per_episode_of_a_trial(quick_run):
     assert per_episode["oracle"][0] > max(per_episode["rl2"])  # the task-aware bound
     assert results["trial_return"]["rl2"] == pytest.approx(sum(per_episode["rl2"]), rel=1e-5)
     assert summary["eval_tasks"] == config.eval_tasks
+    if module is rl2_mdp:  # PSRL on the same held-out MDPs (metarl_jax.baselines.psrl)
+        psrl = results["psrl"]
+        assert per_episode["psrl"] == psrl["per_episode"]
+        assert psrl["trial_return"] == pytest.approx(sum(psrl["per_episode"]), rel=1e-5)
+        # Posterior sampling learns the MDP: its last episode beats random actions (CI clear of
+        # the exact random value) and its first, and stays below the known-MDP value.
+        last, last_ci = psrl["per_episode"][-1], psrl["per_episode_ci95"][-1]
+        assert per_episode["random"][-1] < last - last_ci
+        assert psrl["per_episode"][0] < last < per_episode["oracle"][-1]
+        diff = psrl["rl2_minus_psrl"]
+        tie = abs(diff["mean_episode_return"]) <= diff["ci95"]
+        assert diff["verdict"] == ("tie" if tie else "rl2 ahead" if diff["mean_episode_return"] > 0
+                                   else "psrl ahead")
 
 
 @pytest.mark.slow
