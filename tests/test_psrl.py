@@ -1,7 +1,8 @@
 """PSRL (metarl_jax.baselines.psrl): on a 1-state MDP with 1-step episodes it *is* Thompson
 sampling on the Gaussian bandit (checked pull by pull against a Thompson sampler written here
-with the textbook conjugate update, on the same keys), and on small random MDPs it beats
-random actions and improves over the episodes of a trial, staying below the known-MDP value."""
+with the textbook conjugate update, on the same keys) and beats random arms. On random MDPs
+(beats random, learns within a trial, below the known-MDP value) it is checked by the rl2_mdp
+quick run's asserts in tests/test_rl2.py, which computes it anyway (one compile fewer in CI)."""
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +11,6 @@ import pytest
 
 from envs.tabular_mdp import (
     TabularMDP,
-    optimal_episode_return,
-    random_episode_return,
     tabular_mdp_task_space,
 )
 from metarl_jax import stats
@@ -42,7 +41,7 @@ def _gaussian_thompson(key, env, params, prior, pulls):
 
 
 def test_psrl_on_a_one_state_mdp_is_thompson_sampling_on_the_bandit():
-    arms, pulls, tasks_n = 4, 30, 16
+    arms, pulls, tasks_n = 4, 30, 64
     env = TabularMDP(num_states=1, num_actions=arms, max_steps=1)
     prior = tabular_mdp_task_space(1, arms, reward_prior_mean=0.5, reward_prior_std=2.0,
                                    reward_std=0.7)
@@ -55,23 +54,11 @@ def test_psrl_on_a_one_state_mdp_is_thompson_sampling_on_the_bandit():
     # The same rewards pull by pull: the same arms (a reward's mean is its arm's).
     np.testing.assert_allclose(psrl, thompson, rtol=1e-5, atol=1e-5)
     assert len(np.unique(np.round(psrl[:, -1] - psrl[:, 0], 3))) > 1  # not a degenerate case
-
-
-def test_psrl_beats_random_and_learns_within_the_trial_on_small_mdps():
-    S, A, H, episodes, tasks_n = 4, 3, 5, 8, 300
-    env = TabularMDP(S, A, H)
-    prior = tabular_mdp_task_space(S, A)
-    tasks = prior.sample(jax.random.PRNGKey(2), (tasks_n,))
-    returns = np.asarray(psrl_returns(jax.random.PRNGKey(3), env, tasks, prior, episodes))
-    assert returns.shape == (tasks_n, episodes)
-    random = np.asarray(jax.vmap(lambda p: random_episode_return(p, H))(tasks))
-    oracle = np.asarray(jax.vmap(lambda p: optimal_episode_return(p, H))(tasks))
-    gain, ci = stats.mean_ci95(returns.mean(1) - random)  # paired over tasks
+    # It learns: late pulls beat random arms (exact expectation: the mean of the arms' means),
+    # paired over tasks with a 95% CI.
+    random = np.asarray(tasks.reward_mean).mean(-1)[:, 0]
+    gain, ci = stats.mean_ci95(psrl[:, -10:].mean(1) - random)
     assert gain - ci > 0.0, (gain, ci)
-    late, ci = stats.mean_ci95(returns[:, -3:].mean(1) - returns[:, 0])
-    assert late - ci > 0.0, (late, ci)  # later episodes of a trial earn more than the first
-    regret, ci = stats.mean_ci95(oracle - returns[:, -1])
-    assert regret + ci > 0.0  # no learner beats the known-MDP policy in expectation
 
 
 def test_psrl_rejects_a_degenerate_prior():
