@@ -76,7 +76,7 @@ from metarl_jax.randomization.param_space import fixed_space, make_param_space
 from metarl_jax.transfer import ifs as ifs_lib
 from metarl_jax.transfer.dann import DANN, DANNConfig
 from metarl_jax.transfer.darc import DARC, DARCConfig
-from metarl_jax.transfer.evaluation import evaluate_seeds
+from metarl_jax.transfer.evaluation import evaluate_seeds, seed_evaluator
 
 NAME = "domain_adaptation"
 METHODS = ("dann", "darc", "ifs")
@@ -306,18 +306,21 @@ def run_ifs(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
                                   axis=-1).mean() / scale
         return ifs_lib.FeatureRewardParams(
             env=target, encoder=pair.g, targets=encode(pair.f, demo["source"]),
-            alpha=jnp.float32(alpha), scale=scale), aligned
+            alpha=alpha, scale=scale), aligned
 
+    reward_params_seeds = jax.jit(jax.vmap(reward_params, in_axes=(0, None)))  # compiles once
     runs = {"ifs": (trained, c.alpha), "no_transfer": (trained, 0.0),
             "random_features": (random, c.alpha)}
     ppo = PPO(ifs_lib.FeatureReward(target_env, c.encoder, sizes[1]))
     ppo_keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    eval_params = jax.tree.map(lambda x: x[None], target)
+    evaluate = seed_evaluator(lambda s: ppo.make_policy(s, c.ppo, True), target_env,
+                              jax.tree.map(lambda x: x[None], target), 1,
+                              jax.random.PRNGKey(seed + 8))  # built once: compiles once
     in_goal = lambda p, angles: float(jnp.sum(jnp.linalg.norm(
         forward_kinematics(angles[1:], p.link_lengths) - p.goal, axis=-1) < p.goal_radius))
     results = {}
     for method, (encoders, alpha) in runs.items():
-        params, aligned = jax.vmap(reward_params, in_axes=(0, None))(encoders, alpha)
+        params, aligned = reward_params_seeds(encoders, jnp.float32(alpha))
         states = train_phase(
             run_dir, method, init=lambda: jax.tree.map(lambda *xs: jnp.stack(xs), *[
                 ppo.init(k, c.ppo, fixed_space(select_seed(params, i)))
@@ -326,9 +329,7 @@ def run_ifs(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
             num_updates=c.num_updates // config.log_every,
             updates_per_chunk=config.updates_per_chunk,
             steps_per_update=c.ppo.batch_size * config.log_every * n, show=("episode_return",))
-        returns = evaluate_seeds(lambda s: ppo.make_policy(s, c.ppo, True), states, target_env,
-                                 eval_params, 1, jax.random.PRNGKey(seed + 8))[:, 0]
-        results[method] = summarize(returns, alpha=float(alpha),
+        results[method] = summarize(np.asarray(evaluate(states))[:, 0], alpha=float(alpha),
                                     new_skill_feature_distance=[float(a) for a in aligned])
     results["ifs"].update(
         compiles=ppo.traces.get("train_chunk_seeds", 0),

@@ -99,7 +99,7 @@ def test_paired_loss_against_hand_computed_terms():
     np.testing.assert_allclose(loss, similarity + 0.3 * reconstruction, rtol=1e-5)
 
 
-def test_proxy_pairs_are_time_aligned_and_encoders_learn_them():
+def test_proxy_pairs_are_time_aligned():
     source = PlanarArm(2, 20).default_params().replace(link_lengths=jnp.array([0.55, 0.45]),
                                                        start_angles=jnp.array([0.0, 1.2]))
     start = forward_kinematics(source.start_angles, source.link_lengths)
@@ -122,11 +122,8 @@ def test_proxy_pairs_are_time_aligned_and_encoders_learn_them():
         p.link_lengths)
     np.testing.assert_allclose(ee(src, source), ee(tgt, target), atol=0.02)
     np.testing.assert_allclose(joint_features(jnp.zeros(2)), [1.0, 1.0, 0.0, 0.0])
-    pair = init_encoders(jax.random.PRNGKey(5), CFG, 4, 6)
-    trained, history = jax.jit(ifs.train_encoders)(jax.random.PRNGKey(6), pair, CFG, src, tgt)
-    assert history["loss"].shape == (CFG.num_steps,)
-    before = paired_loss(pair, CFG, src, tgt)[0]
-    assert float(paired_loss(trained, CFG, src, tgt)[0]) < 0.7 * float(before)
+    # (That training f, g on such pairs aligns the new skill's states better than random
+    # encoders is asserted on the experiment's quick run, tests/test_domain_adaptation.py.)
 
 
 def test_feature_reward_is_task_reward_minus_scaled_feature_distance():
