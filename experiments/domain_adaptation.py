@@ -30,7 +30,8 @@ overdamped joints), both starting with the end effector at the same point. Proxy
 the same straight end-effector reaches to ``num_proxy_goals`` goals with a scripted IK controller;
 states at the same time step are pairs (time alignment; no DTW needed since both track one clock).
 Encoders f, g (+ decoders) are trained on the pairs, per seed. New skill: the source's scripted
-reach to ``NEW_GOAL``, a region no proxy goal comes within 0.3 of. The target learns it with PPO
+reach to ``NEW_GOAL`` (``experiments._ifs_arms``, which runs IFS), a region no proxy goal
+comes within 0.3 of. The target learns it with PPO
 on the sparse task reward (1 per step inside the goal region) plus ``-alpha ||g(s_T,t) -
 f(s_S,t)|| / scale``: ``ifs`` (trained f, g), ``random_features`` (untrained f, g of the same
 sizes), ``no_transfer`` (``alpha = 0``); one compiled PPO program for the three. ``target_return``
@@ -54,17 +55,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from envs.domain_nav import DomainNav2D
-from envs.planar_arm import (
-    PlanarArm,
-    forward_kinematics,
-    joint_features,
-    paired_states,
-    scripted_angles,
-    straight_reach,
-)
+from experiments._ifs_arms import train_ifs_methods
 from metarl_jax import stats
-from metarl_jax.algos.learner import select_seed
-from metarl_jax.algos.ppo import PPO, PPOConfig
+from metarl_jax.algos.ppo import PPOConfig
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
 from metarl_jax.io.config import check_at_least_one
@@ -72,11 +65,11 @@ from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
 from metarl_jax.randomization.distributions import truncated_normal, uniform
-from metarl_jax.randomization.param_space import fixed_space, make_param_space
+from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.transfer import ifs as ifs_lib
 from metarl_jax.transfer.dann import DANN, DANNConfig
 from metarl_jax.transfer.darc import DARC, DARCConfig
-from metarl_jax.transfer.evaluation import evaluate_seeds, seed_evaluator
+from metarl_jax.transfer.evaluation import evaluate_seeds
 
 NAME = "domain_adaptation"
 METHODS = ("dann", "darc", "ifs")
@@ -148,8 +141,7 @@ PRESETS = {
 def compare(results: dict, a: str, b: str) -> dict:
     """``a`` vs ``b`` on mean target return: "better"/"worse" only if the 95% CIs are apart."""
     (ma, ca), (mb, cb) = ((results[m]["target_return"], results[m]["ci95"]) for m in (a, b))
-    verdict = "better" if ma - ca > mb + cb else "worse" if ma + ca < mb - cb else "tie"
-    return dict(difference=ma - mb, verdict=verdict)
+    return dict(difference=ma - mb, verdict=stats.ci_verdict(ma, ca, mb, cb))
 
 
 def summarize(per_seed: np.ndarray, **extra) -> dict:
@@ -250,93 +242,12 @@ def run_darc(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
                      "darc_vs_target_only": compare(results, "darc", "target_only_same_budget")}
 
 
-# IFS: a 2-link source and a 3-link target arm, both starting with the end effector at the same
-# point; the new skill is reaching NEW_GOAL, which no proxy reach comes near (module doc).
-SOURCE_LINKS, TARGET_LINKS, NEW_GOAL = (0.55, 0.45), (0.4, 0.35, 0.25), (-0.52, 0.3)
-
-
-def ifs_arms(steps: int, radius: float):
-    """``(source env, target env, source params, target params, start end-effector [2])``."""
-    source_env, target_env = PlanarArm(2, steps), PlanarArm(3, steps)
-    goal, radius = jnp.asarray(NEW_GOAL), jnp.float32(radius)
-    source = source_env.default_params().replace(goal_radius=radius,
-        link_lengths=jnp.asarray(SOURCE_LINKS), start_angles=jnp.array([0.0, 1.2]), goal=goal)
-    start = forward_kinematics(source.start_angles, source.link_lengths)
-    target = target_env.default_params().replace(link_lengths=jnp.asarray(TARGET_LINKS),
-                                                 goal=goal, goal_radius=radius)
-    settle = scripted_angles(target, jnp.broadcast_to(start, (300, 2)))[-1]  # same start point
-    return source_env, target_env, source, target.replace(start_angles=settle), start
-
-
-def proxy_goals(seed: int, count: int) -> np.ndarray:
-    """``[count, 2]`` reach goals: radius in [0.35, 0.95], angle in [-30, 170] degrees, and at
-    least 0.3 from ``NEW_GOAL`` (the new skill's region is not in the proxy task)."""
-    rng, out = np.random.default_rng(seed), []
-    while len(out) < count:
-        r, a = rng.uniform(0.35, 0.95), np.deg2rad(rng.uniform(-30, 170))
-        g = np.array([r * np.cos(a), r * np.sin(a)])
-        if np.linalg.norm(g - np.asarray(NEW_GOAL)) >= 0.3:
-            out.append(g)
-    return np.stack(out).astype(np.float32)
-
-
 def run_ifs(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
-    c, n = config.ifs, config.ifs_seeds
-    steps = c.ppo.num_steps
-    source_env, target_env, source, target, start = ifs_arms(steps, config.skill_radius)
-    reach = lambda goal: straight_reach(start, goal, steps, c.reach_steps)
-    pairs = paired_states(source, target, jax.vmap(reach)(jnp.asarray(
-        proxy_goals(seed, c.num_proxy_goals))))
-    enc_keys = jax.random.split(jax.random.PRNGKey(seed + 11), n)
-    sizes = (pairs[0].shape[-1], pairs[1].shape[-1])
-    trained, history = jax.jit(jax.vmap(ifs_lib.train_encoders, in_axes=(0, 0, None, None, None)))(
-        enc_keys, ifs_lib.init_encoders_seeds(enc_keys, c.encoder, *sizes), c.encoder, *pairs)
-    random = ifs_lib.init_encoders_seeds(jax.random.split(jax.random.PRNGKey(seed + 12), n),
-                                         c.encoder, *sizes)
-    # The new skill: the source's scripted reach to NEW_GOAL; the target's own scripted reach
-    # along the same waypoints is only a reference (and a check of the features' alignment).
-    skill = reach(jnp.asarray(NEW_GOAL))
-    demo = {d: joint_features(scripted_angles(p, skill)[1:]) for d, p in
-            (("source", source), ("target", target))}
-    encode = lambda params, x: ifs_lib.encode(params, c.encoder, x)
-
-    def reward_params(pair, alpha):
-        scale = ifs_lib.feature_scale(encode(pair.f, pairs[0]))
-        aligned = jnp.linalg.norm(encode(pair.g, demo["target"]) - encode(pair.f, demo["source"]),
-                                  axis=-1).mean() / scale
-        return ifs_lib.FeatureRewardParams(
-            env=target, encoder=pair.g, targets=encode(pair.f, demo["source"]),
-            alpha=alpha, scale=scale), aligned
-
-    reward_params_seeds = jax.jit(jax.vmap(reward_params, in_axes=(0, None)))  # compiles once
-    runs = {"ifs": (trained, c.alpha), "no_transfer": (trained, 0.0),
-            "random_features": (random, c.alpha)}
-    ppo = PPO(ifs_lib.FeatureReward(target_env, c.encoder, sizes[1]))
-    ppo_keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    evaluate = seed_evaluator(lambda s: ppo.make_policy(s, c.ppo, True), target_env,
-                              jax.tree.map(lambda x: x[None], target), 1,
-                              jax.random.PRNGKey(seed + 8))  # built once: compiles once
-    in_goal = lambda p, angles: float(jnp.sum(jnp.linalg.norm(
-        forward_kinematics(angles[1:], p.link_lengths) - p.goal, axis=-1) < p.goal_radius))
-    results = {}
-    for method, (encoders, alpha) in runs.items():
-        params, aligned = reward_params_seeds(encoders, jnp.float32(alpha))
-        states = train_phase(
-            run_dir, method, init=lambda: jax.tree.map(lambda *xs: jnp.stack(xs), *[
-                ppo.init(k, c.ppo, fixed_space(select_seed(params, i)))
-                for i, k in enumerate(ppo_keys)]),
-            chunk=lambda s, u: ppo.train_chunk_seeds(s, c.ppo, u, log_every=config.log_every),
-            num_updates=c.num_updates // config.log_every,
-            updates_per_chunk=config.updates_per_chunk,
-            steps_per_update=c.ppo.batch_size * config.log_every * n, show=("episode_return",))
-        results[method] = summarize(np.asarray(evaluate(states))[:, 0], alpha=float(alpha),
-                                    new_skill_feature_distance=[float(a) for a in aligned])
-    results["ifs"].update(
-        compiles=ppo.traces.get("train_chunk_seeds", 0),
-        encoder_similarity_loss=[float(x) for x in history["similarity"][:, -1]],
-        encoder_reconstruction_loss=[float(x) for x in history["reconstruction"][:, -1]],
-        source_demo_return=in_goal(source, scripted_angles(source, skill)),
-        target_scripted_return=in_goal(target, scripted_angles(target, skill)))
+    runs, diagnostics = train_ifs_methods(run_dir, config.ifs, config.ifs_seeds,
+                                          config.skill_radius, config.log_every,
+                                          config.updates_per_chunk, seed)
+    results = {m: summarize(per_seed, **extra) for m, (per_seed, extra) in runs.items()}
+    results["ifs"].update(diagnostics)
     return results, {"ifs_vs_no_transfer": compare(results, "ifs", "no_transfer"),
                      "ifs_vs_random_features": compare(results, "ifs", "random_features")}
 

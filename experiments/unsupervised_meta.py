@@ -189,9 +189,8 @@ def meta_test(config: Config, learner: MAMLRL, states, spaces, key):
 def compare(a: dict, b: dict) -> dict:
     """``a`` vs ``b`` (``seed_summary`` dicts): the difference of means and a verdict that is
     "better"/"worse" only when the two 95% CIs do not overlap, else "tie"."""
-    ma, ca, mb, cb = a["mean"], a["ci95"], b["mean"], b["ci95"]
-    verdict = "better" if ma - ca > mb + cb else "worse" if ma + ca < mb - cb else "tie"
-    return dict(difference=ma - mb, verdict=verdict)
+    return dict(difference=a["mean"] - b["mean"],
+                verdict=stats.ci_verdict(a["mean"], a["ci95"], b["mean"], b["ci95"]))
 
 
 def summarize(returns: np.ndarray, config: Config) -> dict:

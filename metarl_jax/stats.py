@@ -95,6 +95,14 @@ def seed_summary(values) -> dict:
     return dict(mean=float(values.mean()), ci95=ci, per_seed=values.tolist())
 
 
+def ci_verdict(mean_a: float, ci_a: float, mean_b: float, ci_b: float) -> str:
+    """``a`` against ``b`` from their means and 95% half-widths: "better" / "worse" only when
+    the two intervals do not overlap, else "tie" (the verdict every method comparison reports)."""
+    if mean_a - ci_a > mean_b + ci_b:
+        return "better"
+    return "worse" if mean_a + ci_a < mean_b - ci_b else "tie"
+
+
 def _sample(values) -> np.ndarray:
     values = np.asarray(values, np.float64).reshape(-1)
     if values.size < 2:

@@ -75,3 +75,12 @@ def test_seed_summary_is_mean_t_interval_and_values():
     assert summary["mean"] == 2.0 and summary["per_seed"] == [1.0, 2.0, 3.0]
     assert summary["ci95"] == pytest.approx(float(ci95(np.array([1.0, 2.0, 3.0]))))
     assert seed_summary([4.0]) == {"mean": 4.0, "ci95": None, "per_seed": [4.0]}
+
+
+def test_ci_verdict_is_a_tie_whenever_the_intervals_overlap():
+    from metarl_jax.stats import ci_verdict
+
+    assert ci_verdict(10.0, 1.0, 7.0, 1.0) == "better"
+    assert ci_verdict(7.0, 1.0, 10.0, 1.0) == "worse"
+    assert ci_verdict(10.0, 1.0, 8.5, 1.0) == "tie"  # 9 < 9.5: the intervals overlap
+    assert ci_verdict(10.0, 0.0, 10.0, 0.0) == "tie"
