@@ -16,11 +16,15 @@ import time
 import jax
 import numpy as np
 
+from envs.bandits import BernoulliBandit, bernoulli_task_space
 from envs.pendulum import Pendulum
+from envs.point_nav import PointNav2D
+from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
 from metarl_jax.algos.ppo import PPO, PPOConfig
+from metarl_jax.algos.rl2 import RL2, RL2Config
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.scale import ShardedPPO, data_mesh
+from metarl_jax.scale import ShardedMAMLRL, ShardedPPO, ShardedRL2, data_mesh
 from metarl_jax.stats import mean_ci95
 
 CONFIG = PPOConfig(num_envs=8, num_steps=16, total_steps=8 * 16 * 4, num_epochs=2,
@@ -94,6 +98,37 @@ def check(meshes=(4,)) -> dict:
         out["indivisible_error"] = None
     except ValueError as err:
         out["indivisible_error"] = str(err)
+    out.update(check_meta_learners(key))
+    return out
+
+
+def check_meta_learners(key) -> dict:
+    """MAML-RL with its meta-batch of 4 tasks split over 4 devices, and RL² with its 8 envs
+    split, each against the same chunks on one device (two chunks: the sharded state goes back
+    in without a recompile)."""
+    out = {}
+    maml = MAMLRL(PointNav2D(max_steps=10))
+    mcfg = MAMLRLConfig(meta_batch_size=4, episodes_per_task=2, hidden_sizes=(8,))
+    mspace = make_param_space(PointNav2D().default_params(), {"goal": uniform(-0.5, 0.5)})
+    rl2 = RL2(BernoulliBandit(num_arms=3, max_steps=2), 2)
+    rcfg = RL2Config(num_envs=8, num_steps=8, total_steps=128, num_epochs=1, num_minibatches=2,
+                     hidden_size=8, seq_len=4)
+    for name, learner, wrapper, config, space, moving in (
+            ("maml", maml, ShardedMAMLRL, mcfg, mspace, lambda s: s.meta),
+            ("rl2", rl2, ShardedRL2, rcfg, bernoulli_task_space(3), lambda s: s.params)):
+        start = ref = learner.init(key, config, space)
+        sharded = wrapper(learner, data_mesh(4))
+        state = sharded.init(key, config, space)
+        for _ in range(2):
+            ref, ref_metrics = learner.train_chunk(ref, config, 1)
+            state, metrics = sharded.train_chunk(state, config, 1)
+        out[name] = {"moved": _max_diff(moving(start), moving(ref)),
+                     "state_diff": _max_diff(ref, state),
+                     "metrics_rel_diff": _rel_diff(ref_metrics, metrics),
+                     "traces": sharded.traces["train_chunk"]}
+    out["rl2"]["carry_sharded"] = all(_split_over(x, 4) for x in jax.tree.leaves(state.carry))
+    out["rl2"]["rest_replicated"] = all(_replicated_over(x, 4) for x in jax.tree.leaves(
+        (state.params, state.opt_state, state.key)))
     return out
 
 

@@ -192,8 +192,12 @@ class MAMLRL(Learner):
     ``make_policy`` is the meta-policy before adaptation (``pi_theta``).
     """
 
-    def __init__(self, env):
+    def __init__(self, env, task_sharding: Any = None):
+        """``task_sharding``: a ``jax.sharding.Sharding`` for the meta-batch axis of each
+        update's tasks and their rollouts (``metarl_jax.scale.ShardedMAMLRL`` sets it; None:
+        no constraint, one device)."""
         self.env = env
+        self.task_sharding = task_sharding
         super().__init__()
         self.evaluate = jax.jit(self._evaluate, static_argnames="num_steps")
 
@@ -374,8 +378,12 @@ class MAMLRL(Learner):
         key, task_key, sample_key = jax.random.split(state.key, 3)
         tasks = state.space.sample(task_key, (config.meta_batch_size,))
         keys = jax.random.split(sample_key, config.meta_batch_size)
+        if self.task_sharding is not None:  # each device samples and adapts its own tasks
+            tasks, keys = jax.lax.with_sharding_constraint((tasks, keys), self.task_sharding)
         chains = jax.vmap(lambda t, k: self.sample_chain(
             state.meta, config, t, k, config.num_inner_steps))(tasks, keys)
+        if self.task_sharding is not None:
+            chains = jax.lax.with_sharding_constraint(chains, self.task_sharding)
         outer = self._trpo if config.outer == "trpo" else self._promp
         state, stats = outer(state, config, chains)
         returns = chains.episode_return.mean(axis=(0, 2))  # [k+1]

@@ -1,7 +1,8 @@
 """Scaling out over devices with JAX's own machinery (``jax.sharding``).
 
 ``data_mesh`` builds a one-axis mesh over the local devices; ``ShardedPPO`` trains PPO with the
-env batch (or the seeds) sharded along it and everything else replicated
+env batch (or the seeds) sharded along it and everything else replicated, ``ShardedRL2`` RL² with
+its envs sharded, ``ShardedMAMLRL`` MAML-RL with each update's meta-batch of tasks sharded
 (``metarl_jax.scale.mesh``). ``metarl_jax.scale.distributed`` joins several processes (hosts) into
 one job (``initialize``), with a mesh over all of them (``global_mesh``), the rows each process
 owns (``process_slice``) and the one process that writes files (``is_primary``).
@@ -16,13 +17,16 @@ from metarl_jax.scale.distributed import (
 )
 from metarl_jax.scale.mesh import (
     DATA,
+    ShardedMAMLRL,
     ShardedPPO,
+    ShardedRL2,
     check_divisible,
     data_mesh,
     ppo_state_sharding,
     seed_sharding,
 )
 
-__all__ = ["DATA", "DistributedSpec", "ShardedPPO", "check_divisible", "data_mesh",
+__all__ = ["DATA", "DistributedSpec", "ShardedMAMLRL", "ShardedPPO", "ShardedRL2",
+           "check_divisible", "data_mesh",
            "global_mesh", "initialize", "is_primary", "ppo_state_sharding", "process_slice",
            "seed_sharding"]

@@ -34,6 +34,19 @@ Requirement: ``num_envs`` divisible by the number of devices on the data axis (`
 Seeds: ``init_seeds`` / ``train_chunk_seeds`` instead split a leading seed axis ``S`` (every leaf
 ``[S, ...]``) over the same mesh axis; seeds are independent, so each device trains its ``S / D``
 seeds with no communication at all (``S`` divisible by ``D``).
+
+The same wrapper for the other on-policy learners (``batch_fields``: the state's ``[N, ...]``
+parts):
+
+* ``ShardedRL2``: RL²'s acting carry (``state.carry``: trial states, observations, hidden
+  states of the ``N`` envs) split like PPO's env batch; the recurrent minibatch epochs run
+  replicated, as PPO's do.
+* ``ShardedMAMLRL``: MAML-RL's state has no batch (meta-parameters, the task distribution);
+  what is split is each update's meta-batch of tasks: ``MAMLRL(env, task_sharding=...)`` pins
+  the sampled tasks and their inner-loop rollouts to the data axis, so each device samples,
+  adapts and evaluates its ``B / D`` tasks, and the outer step (TRPO's conjugate gradient over
+  the tasks' mean, or ProMP's) reduces across devices (``B = meta_batch_size`` divisible by
+  ``D``).
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from metarl_jax.algos.maml_rl import MAMLRL
 from metarl_jax.algos.ppo import PPO, PPOConfig, PPOState
 
 DATA = "data"  # the mesh axis the env batch is split along
@@ -71,15 +85,22 @@ def check_divisible(num_envs: int, mesh: Mesh, axis: str = DATA) -> None:
                          f"axis '{axis}'")
 
 
-def ppo_state_sharding(state: PPOState, mesh: Mesh, axis: str = DATA) -> PPOState:
-    """A ``PPOState`` of ``NamedSharding``s: ``env_state`` and ``obs`` leaves (``[N, ...]``)
-    split along ``axis``, every other leaf replicated. Only shapes are read, so ``state`` may
-    hold tracers or ``jax.ShapeDtypeStruct``s."""
+def state_sharding(state: Any, mesh: Mesh, batch_fields: Sequence[str],
+                   axis: str = DATA) -> Any:
+    """``state`` (a flax struct dataclass) of ``NamedSharding``s: the leaves of its
+    ``batch_fields`` (``[N, ...]``) split along ``axis``, every other leaf replicated. Only
+    shapes are read, so ``state`` may hold tracers or ``jax.ShapeDtypeStruct``s."""
     batch = NamedSharding(mesh, P(axis))
     replicated = NamedSharding(mesh, P())
     everything = jax.tree.map(lambda _: replicated, state)
-    return everything.replace(env_state=jax.tree.map(lambda _: batch, state.env_state),
-                              obs=jax.tree.map(lambda _: batch, state.obs))
+    return everything.replace(**{f: jax.tree.map(lambda _: batch, getattr(state, f))
+                                 for f in batch_fields})
+
+
+def ppo_state_sharding(state: PPOState, mesh: Mesh, axis: str = DATA) -> PPOState:
+    """A ``PPOState`` of ``NamedSharding``s: ``env_state`` and ``obs`` leaves (``[N, ...]``)
+    split along ``axis``, every other leaf replicated."""
+    return state_sharding(state, mesh, ShardedPPO.batch_fields, axis)
 
 
 def seed_sharding(states: Any, mesh: Mesh, axis: str = DATA) -> Any:
@@ -93,10 +114,14 @@ class ShardedPPO:
     outside: the same ``_init`` / guarded update, the non-finite guard included.
 
     ``traces["train_chunk"]`` counts compilations of the sharded chunk (1 per set of sizes).
+    Subclasses name the state's batch (``batch_fields``) and the config's batch size
+    (``batch_size``) for another learner.
     """
 
+    batch_fields: Tuple[str, ...] = ("env_state", "obs")
+
     def __init__(self, ppo: PPO, mesh: Mesh, axis: str = DATA):
-        self.ppo, self.mesh, self.axis = ppo, mesh, axis
+        self.ppo, self.mesh, self.axis = ppo, mesh, axis  # ``ppo``: the wrapped learner
         self.traces: Dict[str, int] = {}
         # The state is donated: at scale it is mostly the env batch, and without donation the
         # chunk holds the old and the new copy at once. Callers pass a state they do not keep
@@ -112,17 +137,23 @@ class ShardedPPO:
     def num_devices(self) -> int:
         return int(self.mesh.shape[self.axis])
 
+    def batch_size(self, config: Any) -> int:
+        """The size the data axis splits (PPO: ``num_envs``)."""
+        return config.num_envs
+
     def state_sharding(self, state: PPOState) -> PPOState:
-        return ppo_state_sharding(state, self.mesh, self.axis)
+        return state_sharding(state, self.mesh, self.batch_fields, self.axis)
 
     def shard(self, state: PPOState) -> PPOState:
         """Place an (unsharded, e.g. restored) ``state`` on the mesh."""
-        check_divisible(state.obs.shape[0], self.mesh, self.axis)
+        for field in self.batch_fields:
+            check_divisible(jax.tree.leaves(getattr(state, field))[0].shape[0], self.mesh,
+                            self.axis)
         return jax.device_put(state, self.state_sharding(state))
 
     def init(self, key: jax.Array, config: PPOConfig, *init_args: Any) -> PPOState:
         """``PPO.init`` (the same state, bit for bit) placed on the mesh."""
-        check_divisible(config.num_envs, self.mesh, self.axis)
+        check_divisible(self.batch_size(config), self.mesh, self.axis)
         return self.shard(self.ppo.init(key, config, *init_args))
 
     def _train_chunk(self, state: PPOState, config: PPOConfig, num_updates: int,
@@ -138,7 +169,7 @@ class ShardedPPO:
         """``PPO.train_chunk`` on the mesh: ``num_updates * log_every`` updates in one compiled
         ``lax.scan``; the returned state keeps the shardings of ``state_sharding``. ``state`` is
         donated (its arrays are deleted): keep only the returned one."""
-        check_divisible(config.num_envs, self.mesh, self.axis)
+        check_divisible(self.batch_size(config), self.mesh, self.axis)
         return self._chunk(state, config, num_updates=num_updates, log_every=log_every)
 
     # ------------------------------------------------------------------ seeds as the split axis
@@ -170,3 +201,30 @@ class ShardedPPO:
         metrics ``[S, num_updates]``, both split along ``S``. ``states`` is donated."""
         self._check_seeds(states.update_step.shape[0])
         return self._chunk_seeds(states, config, num_updates=num_updates, log_every=log_every)
+
+
+class ShardedRL2(ShardedPPO):
+    """``RL2`` data-parallel over ``mesh``'s ``axis``: the ``N`` envs' acting carry split, the
+    rest replicated (module doc). Same methods as ``ShardedPPO``."""
+
+    batch_fields = ("carry",)
+
+
+class ShardedMAMLRL(ShardedPPO):
+    """``MAMLRL`` with each update's meta-batch of tasks split over ``mesh``'s ``axis`` (module
+    doc); the state (meta-parameters, task distribution, key) is replicated. Builds its own
+    ``MAMLRL(learner.env, task_sharding=...)``, so the wrapped learner's compiled programs stay
+    unconstrained. ``init_seeds`` / ``train_chunk_seeds`` are not supported (tasks, not seeds,
+    are the split axis)."""
+
+    batch_fields = ()
+
+    def __init__(self, learner: MAMLRL, mesh: Mesh, axis: str = DATA):
+        super().__init__(MAMLRL(learner.env, task_sharding=NamedSharding(mesh, P(axis))), mesh,
+                         axis)
+
+    def batch_size(self, config: Any) -> int:
+        return config.meta_batch_size
+
+    def _check_seeds(self, num_seeds: int) -> None:
+        raise NotImplementedError("ShardedMAMLRL splits the meta-batch of tasks, not seeds")
