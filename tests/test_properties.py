@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis): sampled params stay in their declared support, and the
 envs never produce NaN/inf for params inside the supports we randomize over."""
 
+import functools
 import math
 
 import jax
@@ -97,14 +98,15 @@ def test_non_finite_bounds_are_rejected(bad, other):
 
 # ---- envs never produce NaN/inf inside their physical supports --------------------------------
 
-def _rollout_finite(env, params, actions, seed):
-    """Every observation and reward of the episode is finite, up to and including the step
-    that ends it (after that a learner resets the env: an unterminated CartPole with a light,
-    short pole and a strong push does spin up to overflow, e.g. masscart 0.25, masspole 0.1,
-    length 0.0625, force 40, as the classic equations do in gymnasium too)."""
+@functools.lru_cache(maxsize=None)
+def _episode_program(env_type, max_steps):
+    """One compiled rollout per env type (params, actions and the reset key are arguments):
+    hypothesis's examples then cost one compile, not one each."""
+    env = env_type(max_steps=max_steps)
+
     @jax.jit
-    def run(params, actions):
-        state, obs = env.reset(jax.random.PRNGKey(seed), params)
+    def run(key, params, actions):
+        state, obs = env.reset(key, params)
 
         def step(state, action):
             state, obs, reward, done, _ = env.step(jax.random.PRNGKey(0), state, action, params)
@@ -112,7 +114,17 @@ def _rollout_finite(env, params, actions, seed):
 
         return jax.lax.scan(step, state, actions)[1]
 
-    obs, reward, done = run(params, actions)
+    return run
+
+
+def _rollout_finite(env, params, actions, seed):
+    """Every observation and reward of the episode is finite, up to and including the step
+    that ends it (after that a learner resets the env: an unterminated CartPole with a light,
+    short pole and a strong push does spin up to overflow, e.g. masscart 0.25, masspole 0.1,
+    length 0.0625, force 40, as the classic equations do in gymnasium too). ``env`` is rebuilt
+    as ``type(env)(max_steps=env.max_steps)``."""
+    obs, reward, done = _episode_program(type(env), env.max_steps)(
+        jax.random.PRNGKey(seed), params, actions)
     ended_before = jnp.cumsum(done) - done > 0  # [T]: an earlier step ended the episode
     in_episode = ~ended_before
     return bool(jnp.all(jnp.isfinite(obs) | ~in_episode[:, None])
