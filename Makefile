@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test test-mjx bench lint clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ run: install
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+
+# The MJX experiments end to end (marked mjx_e2e; minutes of compiles each, not in `make test`).
+test-mjx: install
+	$(PY) -m pytest -n 2 --dist loadfile -q -m mjx_e2e $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m benchmarks.run --preset quick

@@ -65,3 +65,18 @@ _env, _config = gpu_test_settings(os.environ, gpu_platform(os.environ))
 os.environ.update(_env)
 for _name, _value in _config.items():
     jax.config.update(_name, _value)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``mjx_e2e`` (an MJX experiment end to end: minutes of compiles on 2 cores)
+    are skipped unless selected: ``pytest -m mjx_e2e`` / ``make test-mjx``. The default suite
+    (CI) keeps one MJX training run end to end (sim2real_cheetah's quick preset) and the MJX
+    dynamics against MuJoCo C (tests/test_mjx_envs.py)."""
+    import pytest
+
+    if "mjx_e2e" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="MJX end-to-end run: select with -m mjx_e2e (make test-mjx)")
+    for item in items:
+        if "mjx_e2e" in item.keywords:
+            item.add_marker(skip)

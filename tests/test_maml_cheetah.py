@@ -15,6 +15,7 @@ from metarl_jax.io.run_dir import METRICS_FILE
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.mjx_e2e
 def test_quick_preset_writes_returns_before_and_after_adaptation(tmp_path):
     out = tmp_path / "run"
     code = cli(maml_cheetah.NAME, maml_cheetah.main, maml_cheetah.Config, maml_cheetah.PRESETS,

@@ -75,6 +75,7 @@ def test_robust_dr_rejects_a_rollout_that_is_not_one_episode(capsys):
     assert exit_info.value.code == 2 and "episode length" in capsys.readouterr().err
 
 
+@pytest.mark.mjx_e2e
 def test_robust_dr_runs_on_the_mjx_cheetah(tmp_path):
     """The MJX path: EPOpt's selection inside the compiled PPO update on HalfCheetah, with a
     scalar whole-robot mass factor and friction as the two axes (ADR's range updates are the
