@@ -2,6 +2,7 @@
 
     python -m experiments.dr_pendulum --preset quick|cpu|accel [--seed N] [--out DIR] [field=value]
     python -m experiments.dr_pendulum --resume runs/dr_pendulum/<timestamp>
+    python -m experiments.dr_pendulum --preset accel --devices all   # seeds / envs over devices
 
 Story: train PPO twice with the same seeds and budget -- once on the nominal pendulum, once with
 mass, length, gravity, max torque and action latency redrawn every episode inside the compiled
@@ -35,6 +36,7 @@ from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import int_uniform, uniform
 from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.scale import is_primary, run_mesh, sharded, to_host
 from metarl_jax.transfer.evaluation import (
     check_grid_axis,
     grid_params,
@@ -121,11 +123,17 @@ def main(args) -> dict:
     ppo = phases["dr"][0]
     env, nominal = ppo.env, ppo.env.default_params()
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
-    states = train_ppo_phases(run_dir, {p: (ppo, space) for p, (_, _, (space,)) in phases.items()},
+    # --devices N: the seeds (or each seed's envs) split over N devices; several processes:
+    # over all of theirs. The same numbers up to float reduction order (metarl_jax.scale).
+    learner = sharded(ppo, run_mesh(args.devices))
+    states = train_ppo_phases(run_dir, {p: (learner, space)
+                                        for p, (_, _, (space,)) in phases.items()},
                               config.ppo, seed_keys, config.updates_per_chunk)
-    export_policies(run_dir, states, config.ppo, env.action_space,
-                    metadata={"env": "Pendulum", "max_delay": config.max_delay,
-                              "experiment": NAME, "seed": seed})
+    states = to_host(states)  # several processes: each evaluates its own whole copy
+    if is_primary():  # the one process that writes the run folder
+        export_policies(run_dir, states, config.ppo, env.action_space,
+                        metadata={"env": "Pendulum", "max_delay": config.max_delay,
+                                  "experiment": NAME, "seed": seed})
 
     axes = {"m": config.eval_mass_scales, "l": config.eval_length_scales,
             "action_delay": config.eval_delays}
@@ -143,13 +151,15 @@ def main(args) -> dict:
             final_train_return=phase_metrics(run_dir, phase)[-1]["episode_return"])
         heatmaps[phase] = per_seed.mean(0).reshape(shape).mean(-1)  # average over latencies
 
-    plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps, x_values=config.eval_length_scales,
-                        y_values=config.eval_mass_scales, xlabel="length scale",
-                        ylabel="mass scale", title="held-out return (mean over latencies)",
-                        colorbar_label="episode return")
-    plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, phases),
-                      xlabel="env steps (all seeds)", ylabel="episode return",
-                      title="PPO on Pendulum")
+    if is_primary():
+        plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps,
+                            x_values=config.eval_length_scales, y_values=config.eval_mass_scales,
+                            xlabel="length scale", ylabel="mass scale",
+                            title="held-out return (mean over latencies)",
+                            colorbar_label="episode return")
+        plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, phases),
+                          xlabel="env steps (all seeds)", ylabel="episode return",
+                          title="PPO on Pendulum")
     grid_info = {name: values.tolist() for name, values in cells.items()}
     grid_info["relative"] = ["m", "l"]
     table = format_table([dict(policy=p, **{k: results[p][k] for k in (

@@ -21,6 +21,10 @@ environment variables ``METARL_JAX_COORDINATOR``, ``METARL_JAX_NUM_PROCESSES``,
 ``METARL_JAX_PROCESS_ID``; the flags win) start JAX's distributed runtime before the experiment
 runs (``metarl_jax.scale.distributed``). Every process is given the same command line except
 ``--process-id``, and ``--out`` (or ``--resume``) names a folder all of them see.
+
+Several devices: ``--devices N`` (or ``all``) asks an experiment that supports it to train with
+its env batch (or its seeds) split over ``N`` local devices (``metarl_jax.scale.run_mesh``); a
+multi-process run always trains over every device of every process. Without it, one device.
 """
 
 from __future__ import annotations
@@ -52,8 +56,8 @@ C = TypeVar("C")
 
 _WIDTH = 100  # of the config-field lines of --help
 
-_OPTIONS = ("--preset", "--seed", "--out", "--resume", "--coordinator", "--num-processes",
-            "--process-id", "--help")
+_OPTIONS = ("--preset", "--seed", "--out", "--resume", "--devices", "--coordinator",
+            "--num-processes", "--process-id", "--help")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +78,12 @@ class RunArgs:
         distributed: the multi-process job this process belongs to
             (``metarl_jax.scale.distributed.DistributedSpec``, from the flags or the
             environment), or None for a single-process run.
+        devices: ``--devices``: how many local devices to train on (an int >= 1), ``"all"``,
+            or None (not given: one device, or every device of a multi-process job).
+            Experiments that train through a mesh read it with
+            ``metarl_jax.scale.run_mesh(args.devices)``. Not part of the config: a run resumed
+            with another count continues on that many devices (the same numbers up to float
+            reduction order; the same count reproduces the run bit for bit).
     """
 
     config: Any
@@ -84,6 +94,7 @@ class RunArgs:
     overrides: tuple[str, ...] = ()
     given: frozenset[str] = frozenset()
     distributed: Any = None
+    devices: int | str | None = None
 
     @property
     def changes_config(self) -> bool:
@@ -204,6 +215,10 @@ def parse_args(
                         help="run folder (default: runs/<name>/<timestamp>)")
     parser.add_argument("--resume", default=None, metavar="DIR",
                         help="continue the run saved in DIR from its latest checkpoint")
+    parser.add_argument("--devices", default=None, metavar="N|all",
+                        help="train on N local devices (or all), the env batch or the seeds "
+                             "split across them, where the experiment supports it (default: 1; "
+                             "a multi-process run uses every device)")
     parser.add_argument("--coordinator", default=None, metavar="HOST:PORT",
                         help="multi-process run: address of process 0 (env "
                              "METARL_JAX_COORDINATOR)")
@@ -240,6 +255,7 @@ def parse_args(
         raise ConfigError("--out and --resume exclude each other: a resumed run writes into "
                           "its own folder.")
     config = apply_overrides(presets[preset], overrides)
+    devices = _devices(ns.devices)
     distributed = _distributed_spec(ns, environ)
     if (distributed is not None and distributed.num_processes > 1 and ns.out is None
             and ns.resume is None):
@@ -254,7 +270,22 @@ def parse_args(
         overrides=tuple(overrides),
         given=given,
         distributed=distributed,
+        devices=devices,
     )
+
+
+def _devices(text: str | None) -> int | str | None:
+    """``--devices``: None, ``"all"`` or an int >= 1; ``ConfigError`` otherwise."""
+    if text is None or text == "all":
+        return text
+    try:
+        n = int(text, 10)
+    except ValueError:
+        raise ConfigError(f"--devices expects a number of devices or 'all', got '{text}'.") \
+            from None
+    if n < 1:
+        raise ConfigError(f"--devices must be >= 1, got {n}.")
+    return n
 
 
 def _distributed_spec(ns: argparse.Namespace, environ: Mapping[str, str] | None) -> Any:

@@ -3,7 +3,9 @@
 ``data_mesh`` builds a one-axis mesh over the local devices; ``ShardedPPO`` trains PPO with the
 env batch (or the seeds) sharded along it and everything else replicated, ``ShardedRL2`` RL² with
 its envs sharded, ``ShardedMAMLRL`` MAML-RL with each update's meta-batch of tasks sharded
-(``metarl_jax.scale.mesh``). ``metarl_jax.scale.distributed`` joins several processes (hosts) into
+(``metarl_jax.scale.mesh``), ``ShardedSAC`` SAC with its envs, replay buffer and sampled batches
+sharded (``metarl_jax.scale.sharded_sac``); ``run_mesh`` / ``sharded`` are what an experiment's
+``--devices`` uses. ``metarl_jax.scale.distributed`` joins several processes (hosts) into
 one job (``initialize``), with a mesh over all of them (``global_mesh``), the rows each process
 owns (``process_slice``) and the one process that writes files (``is_primary``).
 """
@@ -14,6 +16,7 @@ from metarl_jax.scale.distributed import (
     initialize,
     is_primary,
     process_slice,
+    to_host,
 )
 from metarl_jax.scale.mesh import (
     DATA,
@@ -23,10 +26,12 @@ from metarl_jax.scale.mesh import (
     check_divisible,
     data_mesh,
     ppo_state_sharding,
+    run_mesh,
     seed_sharding,
+    sharded,
 )
+from metarl_jax.scale.sharded_sac import ShardedSAC
 
-__all__ = ["DATA", "DistributedSpec", "ShardedMAMLRL", "ShardedPPO", "ShardedRL2",
-           "check_divisible", "data_mesh",
-           "global_mesh", "initialize", "is_primary", "ppo_state_sharding", "process_slice",
-           "seed_sharding"]
+__all__ = ["DATA", "DistributedSpec", "ShardedMAMLRL", "ShardedPPO", "ShardedRL2", "ShardedSAC",
+           "check_divisible", "data_mesh", "global_mesh", "initialize", "is_primary",
+           "ppo_state_sharding", "process_slice", "run_mesh", "seed_sharding", "sharded", "to_host"]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
@@ -142,6 +142,19 @@ def process_slice(n: int, process_index: Optional[int] = None,
     return slice(i * per, (i + 1) * per)
 
 
+def to_host(tree: Any) -> Any:
+    """``tree`` readable by this process alone: unchanged in a one-process run (its arrays may be
+    sharded over local devices, which ``jit`` and ``numpy`` read directly); with several
+    processes, every array's global value gathered to every process as numpy
+    (``multihost_utils.process_allgather``), so what follows training -- evaluation, export --
+    runs on each process's own copy without collectives. A collective: every process calls it."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def global_mesh(axis: str = DATA) -> Mesh:
     """A one-axis mesh over every device of every process, ordered by process then local
     device, so that process ``i``'s devices hold the contiguous block ``process_slice``."""
@@ -151,4 +164,4 @@ def global_mesh(axis: str = DATA) -> Mesh:
 
 __all__ = ["COORDINATOR_VAR", "NUM_PROCESSES_VAR", "PROCESS_ID_VAR", "DistributedSpec",
            "global_mesh", "initialize", "is_primary", "make_spec", "process_slice",
-           "spec_from_env"]
+           "spec_from_env", "to_host"]

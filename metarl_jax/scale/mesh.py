@@ -51,7 +51,7 @@ parts):
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import jax
 import numpy as np
@@ -85,16 +85,32 @@ def check_divisible(num_envs: int, mesh: Mesh, axis: str = DATA) -> None:
                          f"axis '{axis}'")
 
 
+def _get(tree: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        tree = getattr(tree, name)
+    return tree
+
+
+def _replace(tree: Any, dotted: str, value: Any) -> Any:
+    """``tree`` (nested flax struct dataclasses) with the field at ``dotted`` set to ``value``."""
+    head, _, rest = dotted.partition(".")
+    return tree.replace(**{head: _replace(getattr(tree, head), rest, value) if rest else value})
+
+
 def state_sharding(state: Any, mesh: Mesh, batch_fields: Sequence[str],
-                   axis: str = DATA) -> Any:
+                   axis: str = DATA, seeds: bool = False) -> Any:
     """``state`` (a flax struct dataclass) of ``NamedSharding``s: the leaves of its
-    ``batch_fields`` (``[N, ...]``) split along ``axis``, every other leaf replicated. Only
-    shapes are read, so ``state`` may hold tracers or ``jax.ShapeDtypeStruct``s."""
-    batch = NamedSharding(mesh, P(axis))
+    ``batch_fields`` (``[N, ...]``; a dotted name such as ``"buffer.data"`` for a nested field)
+    split along ``axis``, every other leaf replicated. ``seeds=True``: ``state`` is stacked over
+    a leading seed axis (``[S, N, ...]``) and the batch is split along its second axis
+    (``P(None, axis)``), the seeds kept whole on every device. Only shapes are read, so
+    ``state`` may hold tracers or ``jax.ShapeDtypeStruct``s."""
+    batch = NamedSharding(mesh, P(None, axis) if seeds else P(axis))
     replicated = NamedSharding(mesh, P())
     everything = jax.tree.map(lambda _: replicated, state)
-    return everything.replace(**{f: jax.tree.map(lambda _: batch, getattr(state, f))
-                                 for f in batch_fields})
+    for f in batch_fields:
+        everything = _replace(everything, f, jax.tree.map(lambda _: batch, _get(state, f)))
+    return everything
 
 
 def ppo_state_sharding(state: PPOState, mesh: Mesh, axis: str = DATA) -> PPOState:
@@ -121,7 +137,7 @@ class ShardedPPO:
     batch_fields: Tuple[str, ...] = ("env_state", "obs")
 
     def __init__(self, ppo: PPO, mesh: Mesh, axis: str = DATA):
-        self.ppo, self.mesh, self.axis = ppo, mesh, axis  # ``ppo``: the wrapped learner
+        self.learner, self.mesh, self.axis = ppo, mesh, axis
         self.traces: Dict[str, int] = {}
         # The state is donated: at scale it is mostly the env batch, and without donation the
         # chunk holds the old and the new copy at once. Callers pass a state they do not keep
@@ -134,6 +150,19 @@ class ShardedPPO:
                                     donate_argnums=0)
 
     @property
+    def ppo(self) -> Any:
+        """The wrapped learner (``learner``; the name from when only PPO was wrapped)."""
+        return self.learner
+
+    @property
+    def env(self) -> Any:
+        return self.learner.env
+
+    def make_policy(self, state: Any, config: Any, deterministic: bool = False) -> Any:
+        """The wrapped learner's ``make_policy`` (one seed's state, sharded or not)."""
+        return self.learner.make_policy(state, config, deterministic=deterministic)
+
+    @property
     def num_devices(self) -> int:
         return int(self.mesh.shape[self.axis])
 
@@ -141,66 +170,106 @@ class ShardedPPO:
         """The size the data axis splits (PPO: ``num_envs``)."""
         return config.num_envs
 
+    def check_config(self, config: Any) -> None:
+        """``ValueError`` unless the config's batch (``batch_size``) splits over the devices."""
+        check_divisible(self.batch_size(config), self.mesh, self.axis)
+
     def state_sharding(self, state: PPOState) -> PPOState:
         return state_sharding(state, self.mesh, self.batch_fields, self.axis)
 
     def shard(self, state: PPOState) -> PPOState:
         """Place an (unsharded, e.g. restored) ``state`` on the mesh."""
         for field in self.batch_fields:
-            check_divisible(jax.tree.leaves(getattr(state, field))[0].shape[0], self.mesh,
+            check_divisible(jax.tree.leaves(_get(state, field))[0].shape[0], self.mesh,
                             self.axis)
         return jax.device_put(state, self.state_sharding(state))
 
     def init(self, key: jax.Array, config: PPOConfig, *init_args: Any) -> PPOState:
         """``PPO.init`` (the same state, bit for bit) placed on the mesh."""
-        check_divisible(self.batch_size(config), self.mesh, self.axis)
-        return self.shard(self.ppo.init(key, config, *init_args))
+        self.check_config(config)
+        return self.shard(self.learner.init(key, config, *init_args))
 
     def _train_chunk(self, state: PPOState, config: PPOConfig, num_updates: int,
                      log_every: int = 1) -> Tuple[PPOState, Dict[str, jax.Array]]:
         self.traces["train_chunk"] = self.traces.get("train_chunk", 0) + 1
         pin = jax.lax.with_sharding_constraint
         state = pin(state, self.state_sharding(state))
-        state, metrics = self.ppo._train_chunk(state, config, num_updates, log_every=log_every)
-        return pin(state, self.state_sharding(state)), metrics
+        state, metrics = self.learner._train_chunk(state, config, num_updates,
+                                                   log_every=log_every)
+        return pin(state, self.state_sharding(state)), pin(metrics, self._replicated(metrics))
 
     def train_chunk(self, state: PPOState, config: PPOConfig, num_updates: int,
                     log_every: int = 1) -> Tuple[PPOState, Dict[str, jax.Array]]:
         """``PPO.train_chunk`` on the mesh: ``num_updates * log_every`` updates in one compiled
         ``lax.scan``; the returned state keeps the shardings of ``state_sharding``. ``state`` is
         donated (its arrays are deleted): keep only the returned one."""
-        check_divisible(self.batch_size(config), self.mesh, self.axis)
+        self.check_config(config)
         return self._chunk(state, config, num_updates=num_updates, log_every=log_every)
 
-    # ------------------------------------------------------------------ seeds as the split axis
-    def _check_seeds(self, num_seeds: int) -> None:
+    # ------------------------------------------------------------------ several seeds
+    def seed_split(self, num_seeds: int, batch: int) -> str:
+        """How ``init_seeds`` / ``train_chunk_seeds`` place ``S = num_seeds`` seeds of ``batch``
+        envs each on the ``D`` devices: ``"seeds"`` (each device trains ``S / D`` whole seeds, no
+        communication) when ``D`` divides ``S``, else ``"envs"`` (every seed's env batch split
+        ``[S, N / D, ...]``, as ``train_chunk`` splits one seed's) when ``D`` divides ``N``.
+        ``ValueError`` when neither splits."""
         d = self.num_devices
-        if int(num_seeds) % d:
-            raise ValueError(f"{num_seeds} seeds are not divisible by the {d} devices on mesh "
-                             f"axis '{self.axis}'")
+        if int(num_seeds) % d == 0:
+            return "seeds"
+        if int(batch) % d == 0:
+            return "envs"
+        raise ValueError(f"neither {num_seeds} seeds nor a batch of {batch} is divisible by the "
+                         f"{d} devices on mesh axis '{self.axis}'")
 
-    def init_seeds(self, keys: jax.Array, config: PPOConfig, *init_args: Any) -> PPOState:
-        """``PPO.init_seeds`` for ``keys[S]``, every leaf ``[S, ...]`` split over the mesh."""
-        self._check_seeds(keys.shape[0])
-        states = self.ppo.init_seeds(keys, config, *init_args)
-        return jax.device_put(states, seed_sharding(states, self.mesh, self.axis))
+    def split_of(self, states: Any) -> str:
+        """``seed_split`` of ``states`` stacked ``[S, ...]``."""
+        num_seeds = jax.tree.leaves(states)[0].shape[0]
+        if not self.batch_fields:
+            return self.seed_split(num_seeds, 0)
+        return self.seed_split(num_seeds,
+                               jax.tree.leaves(_get(states, self.batch_fields[0]))[0].shape[1])
 
-    def _train_chunk_seeds(self, states: PPOState, config: PPOConfig, num_updates: int,
-                           log_every: int = 1) -> Tuple[PPOState, Dict[str, jax.Array]]:
+    def seeds_sharding(self, states: Any, split: Optional[str] = None) -> Any:
+        """The ``NamedSharding``s of ``states`` stacked ``[S, ...]`` (``seed_split``)."""
+        if (split or self.split_of(states)) == "seeds":
+            return seed_sharding(states, self.mesh, self.axis)
+        return state_sharding(states, self.mesh, self.batch_fields, self.axis, seeds=True)
+
+    def init_seeds(self, keys: jax.Array, config: Any, *init_args: Any) -> Any:
+        """``init_seeds`` of the wrapped learner for ``keys[S]`` (every leaf ``[S, ...]``) placed
+        on the mesh: the seeds split, or each seed's env batch (``seed_split``)."""
+        if self.seed_split(keys.shape[0], self.batch_size(config)) == "envs":
+            self.check_config(config)
+        states = self.learner.init_seeds(keys, config, *init_args)
+        return jax.device_put(states, self.seeds_sharding(states))
+
+    def _train_chunk_seeds(self, states: Any, config: Any, num_updates: int,
+                           log_every: int = 1) -> Tuple[Any, Dict[str, jax.Array]]:
         self.traces["train_chunk_seeds"] = self.traces.get("train_chunk_seeds", 0) + 1
         pin = jax.lax.with_sharding_constraint
-        states = pin(states, seed_sharding(states, self.mesh, self.axis))
-        states, metrics = self.ppo._train_chunk_seeds(states, config, num_updates,
-                                                      log_every=log_every)
-        return (pin(states, seed_sharding(states, self.mesh, self.axis)),
-                pin(metrics, seed_sharding(metrics, self.mesh, self.axis)))
+        split = self.split_of(states)
+        states = pin(states, self.seeds_sharding(states, split))
+        states, metrics = self._seeds_learner(split)._train_chunk_seeds(
+            states, config, num_updates, log_every=log_every)
+        return (pin(states, self.seeds_sharding(states, split)),
+                pin(metrics, self._replicated(metrics)))
 
-    def train_chunk_seeds(self, states: PPOState, config: PPOConfig, num_updates: int,
-                          log_every: int = 1) -> Tuple[PPOState, Dict[str, jax.Array]]:
-        """``PPO.train_chunk_seeds`` with the seed axis split over the mesh: states ``[S, ...]``,
-        metrics ``[S, num_updates]``, both split along ``S``. ``states`` is donated."""
-        self._check_seeds(states.update_step.shape[0])
+    def train_chunk_seeds(self, states: Any, config: Any, num_updates: int,
+                          log_every: int = 1) -> Tuple[Any, Dict[str, jax.Array]]:
+        """``train_chunk_seeds`` of the wrapped learner on the mesh: states ``[S, ...]`` keep
+        ``seeds_sharding``; metrics ``[S, num_updates]`` come back replicated (every process
+        can read them). ``states`` is donated."""
+        if self.split_of(states) == "envs":
+            self.check_config(config)
         return self._chunk_seeds(states, config, num_updates=num_updates, log_every=log_every)
+
+    def _seeds_learner(self, split: str) -> Any:
+        """The learner whose ``_train_chunk_seeds`` runs for this ``split`` (the wrapped one)."""
+        return self.learner
+
+    def _replicated(self, tree: Any) -> Any:
+        replicated = NamedSharding(self.mesh, P())
+        return jax.tree.map(lambda _: replicated, tree)
 
 
 class ShardedRL2(ShardedPPO):
@@ -226,5 +295,50 @@ class ShardedMAMLRL(ShardedPPO):
     def batch_size(self, config: Any) -> int:
         return config.meta_batch_size
 
-    def _check_seeds(self, num_seeds: int) -> None:
+    def seed_split(self, num_seeds: int, batch: int) -> str:
         raise NotImplementedError("ShardedMAMLRL splits the meta-batch of tasks, not seeds")
+
+
+def run_mesh(devices: Union[int, str, None] = None) -> Optional[Mesh]:
+    """The mesh an experiment trains on for ``--devices`` (``metarl_jax.io.cli``), or None for
+    the plain one-device run.
+
+    One process: ``None`` or ``1`` -> None (unsharded, exactly as before ``--devices``
+    existed); ``N`` -> the first ``N`` local devices; ``"all"`` -> every local device (None
+    when that is one). Several processes (``metarl_jax.scale.distributed``): always the mesh
+    over every device of every process (``distributed.global_mesh``) -- a state on one process
+    cannot be checkpointed by the job -- so ``devices`` must be None, ``"all"`` or that total.
+    """
+    if devices is not None and devices != "all":
+        devices = int(devices)
+        if devices < 1:
+            raise ValueError(f"--devices must be >= 1 or 'all', got {devices}")
+    if jax.process_count() > 1:
+        from metarl_jax.scale.distributed import global_mesh
+
+        if devices not in (None, "all", jax.device_count()):
+            raise ValueError(f"a {jax.process_count()}-process run trains on all "
+                             f"{jax.device_count()} devices of its processes; got --devices "
+                             f"{devices} (leave it out or give 'all')")
+        return global_mesh()
+    n = jax.local_device_count() if devices == "all" else (devices or 1)
+    return None if n == 1 else data_mesh(n)
+
+
+def sharded(learner: Any, mesh: Optional[Mesh]) -> Any:
+    """``learner`` wrapped to train on ``mesh`` (``ShardedPPO`` / ``ShardedRL2`` /
+    ``ShardedMAMLRL`` / ``ShardedSAC`` by its type), or ``learner`` itself when ``mesh`` is None.
+    The wrapper has the learner's ``init`` / ``init_seeds`` / ``train_chunk`` /
+    ``train_chunk_seeds`` / ``make_policy``, so an experiment swaps one for the other."""
+    if mesh is None:
+        return learner
+    from metarl_jax.algos.rl2 import RL2
+    from metarl_jax.algos.sac import SAC
+    from metarl_jax.scale.sharded_sac import ShardedSAC  # it builds on this module
+
+    for kind, wrapper in ((PPO, ShardedPPO), (RL2, ShardedRL2), (MAMLRL, ShardedMAMLRL),
+                          (SAC, ShardedSAC)):
+        if isinstance(learner, kind):
+            return wrapper(learner, mesh)
+    raise TypeError(f"no sharded wrapper for {type(learner).__name__}: PPO, RL2, MAMLRL and SAC "
+                    "(and their subclasses) train on a mesh")
