@@ -31,6 +31,7 @@ Writes: ``config.json``, ``metrics.jsonl`` (PPO phases), ``summary.json`` (``res
 ``results.calibration.<gradient|cem>``: ``param_error`` per field (relative: mean, max,
 per_element), ``estimate``, ``delay`` (and the screen's ``loss_per_delay``), ``loss`` (final,
 at nominal, at the truth), ``loss_history``, ``wall_s``; ``results.posterior``;
+``results.timing_s`` (wall seconds per stage);
 ``results.policy.<variant>.real_return`` (mean, ci95 over seeds, per_seed); ``results.comparison``),
 ``calibration.png`` (estimate / truth per element over iterations, both methods), ``curves.png``,
 ``policies/``, ``checkpoints/``.
@@ -136,7 +137,14 @@ PRESETS = {
                     num_seeds=2, updates_per_chunk=2, max_steps=50, record_episodes=2,
                     record_steps=24, horizon=4, grad_iterations=10, cem_iterations=3,
                     cem_population=8, particles=8, posterior_rounds=1, eval_episodes=1),
-    "cpu": Config(),
+    # Sized to finish in < 30 min on 2 idle cores (the defaults' 96 windows x 150 Adam
+    # iterations, 20 x 24 CEM, 3 x 48 particles and 163,840 PPO steps per policy did not finish
+    # in 37 min on the loaded machine): 64 windows (stride 12), 50 Adam iterations (the
+    # prototype's errors were within a few % after 40), 10 x 16 CEM, 2 x 32 particles, 98,304
+    # PPO steps per policy (24 updates); every MJX program still compiles once.
+    "cpu": Config(ppo=dataclasses.replace(Config.ppo, total_steps=98_304), stride=12,
+                  grad_iterations=50, cem_iterations=10, cem_population=16, particles=32,
+                  posterior_rounds=2),
     "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=64,
                                             total_steps=50_000_000),
                     num_seeds=8, record_episodes=32, grad_iterations=400, cem_iterations=60,
@@ -182,7 +190,9 @@ def calibrate(config: Config, robot, obs, actions, truth_theta):
     # than any of the continuous fields' errors (0.64 / 0.10 / 0.54 at nominal physics for
     # delays 0 / 1 / 2 with a hidden delay of 1, against 1e-4 at the truth): one forward pass
     # per candidate picks it; every method then fits at that delay.
+    start = time.time()
     screen = [float(loss_at(scale.init(), w)) for w in per_delay]
+    _stage("latency screen", start)
     delay = cal.select_delay(screen)
     windows = per_delay[delay]
     key = jax.random.PRNGKey(config.hidden_seed)
@@ -200,6 +210,7 @@ def calibrate(config: Config, robot, obs, actions, truth_theta):
                            loss=float(loss_at(theta, windows)),
                            loss_nominal=screen[delay],
                            loss_truth=float(loss_at(truth_theta, windows)))
+        _stage(f"{method} fit", start)
     # EPOpt: the wide DR space updated by the trajectories' likelihood (Gaussian, std
     # noise_std in units of each observation dimension's spread).
     n = windows.targets.size
@@ -213,7 +224,16 @@ def calibrate(config: Config, robot, obs, actions, truth_theta):
     out["posterior"] = dict(delay=delay, space=space, ess=np.asarray(info["ess"]).tolist(),
                             temperature=np.asarray(info["temperature"]).tolist(),
                             wall_s=time.time() - start)
+    _stage("posterior", start)
     return scale, out
+
+
+def _stage(name: str, start: float) -> float:
+    """Print that a stage ended (flushed: a run cut short still says how far it got and what
+    each stage cost) and return its wall time in seconds."""
+    seconds = time.time() - start
+    print(f"[{NAME}] {name}: {seconds:.0f} s", flush=True)
+    return seconds
 
 
 def plot_estimates(path, scale, fits, truth_theta):
@@ -260,13 +280,17 @@ def main(args) -> dict:
                              max_episode_steps=config.max_steps)
     scripted = cal.scripted_actions(seed, config.record_episodes, config.record_steps,
                                     robot.mj_model.nu)
+    timing, start = {}, time.time()
     obs, actions = world.record(scripted, seed)
+    timing["record"] = _stage("record real trajectories", start)
 
     nominal = robot.default_params()
     truth = nominal.replace(**{f: jnp.asarray(getattr(nominal, f)) * jnp.asarray(
         hidden[f], jnp.float32) for f in FIELDS})
+    start = time.time()
     scale, fits = calibrate(config, robot, obs, actions,
                             cal.LogScale(nominal, FIELDS).of_params(truth))
+    timing["calibration"] = time.time() - start
 
     env = ActionDelay(robot, config.max_delay)
     ones = {f: (1.0, 1.0) for f in FIELDS}
@@ -285,8 +309,11 @@ def main(args) -> dict:
     trained = policies(config, robot, spaces)
     ppo = trained["nominal"][0]
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    start = time.time()
     states = train_ppo_phases(run_dir, {v: (ppo, spaces[v]) for v in VARIANTS}, config.ppo,
                               seed_keys, config.updates_per_chunk)
+    timing["ppo"] = _stage("PPO, all variants (0 if resumed after it)", start)
+    start = time.time()
 
     returns = {}
     for variant in VARIANTS:
@@ -300,6 +327,7 @@ def main(args) -> dict:
             per_seed.append(float(cell.mean()))
         returns[variant] = seed_summary(per_seed)
     world.close()
+    timing["real_evaluation"] = _stage("export + real-engine evaluation", start)
 
     def verdict(a, b):
         ra, rb = returns[a], returns[b]
@@ -335,6 +363,9 @@ def main(args) -> dict:
         "policy": {v: {"real_return": returns[v]} for v in VARIANTS},
         "comparison": {f"calibrated_vs_{b}": verdict("calibrated", b)
                        for b in ("nominal", "wide_dr", "posterior")},
+        # Wall seconds per stage of this process (compiles included; a resumed run times only
+        # what it redid). The fits' own wall_s are under calibration.<method>.
+        "timing_s": timing,
     }
     table = format_table([dict(variant=v, real_return=returns[v]["mean"],
                                ci95=returns[v]["ci95"] or float("nan")) for v in VARIANTS]
