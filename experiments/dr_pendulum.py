@@ -15,7 +15,8 @@ and ``results.dr`` with ``heldout_mean`` / ``heldout_worst`` / ``heldout_cvar10`
 numbers and the per-cell returns; ``grid`` lists the cells), ``heatmap.png`` (return over mass x
 length, averaged over latencies), ``curves.png`` (training return), ``policies/nominal|dr.npz|json``
 (the deterministic policies, numpy forward pass; ``<phase>_seed<i>`` with several seeds) and
-``checkpoints/`` (``metarl_jax.load_run`` reads them back through ``policies(config)``).
+``checkpoints/`` (``metarl_jax.load_run`` reads them back through ``policies(config)``);
+``summary.json``'s ``devices`` is how many devices trained (``--devices``).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def main(args) -> dict:
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     # --devices N: the seeds (or each seed's envs) split over N devices; several processes:
     # over all of theirs. The same numbers up to float reduction order (metarl_jax.scale).
-    learner = sharded(ppo, run_mesh(args.devices))
+    mesh = run_mesh(args.devices)
+    learner = sharded(ppo, mesh)
     states = train_ppo_phases(run_dir, {p: (learner, space)
                                         for p, (_, _, (space,)) in phases.items()},
                               config.ppo, seed_keys, config.updates_per_chunk)
@@ -165,7 +167,8 @@ def main(args) -> dict:
     table = format_table([dict(policy=p, **{k: results[p][k] for k in (
         "heldout_mean", "heldout_worst", "heldout_cvar10", "final_train_return")})
         for p in phases])
-    return finish(run_dir, {"results": results, "grid": grid_info}, table)
+    return finish(run_dir, {"results": results, "grid": grid_info,
+                            "devices": 1 if mesh is None else int(mesh.size)}, table)
 
 
 if __name__ == "__main__":

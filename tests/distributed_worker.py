@@ -5,8 +5,10 @@
 Two processes (one CPU device each, gloo collectives) join through the command line of
 ``tests.toy_experiment`` (``--coordinator/--num-processes/--process-id``; its one-device state
 cannot be checkpointed by several processes, which must end in a clear error, exit status 1),
-then form one 2-device mesh and train PPO on Pendulum with the env batch split between them
-(``ShardedPPO`` over ``global_mesh``):
+run ``experiments.dr_pendulum`` (quick, shrunk as in ``tests/scale_worker.py``) through its
+command line -- it trains on the mesh over both processes' devices -- then form one 2-device
+mesh and train PPO on Pendulum with the env batch split between them (``ShardedPPO`` over
+``global_mesh``):
 
 * ``run``: ``start_run`` -> ``train_phase`` (4 updates, a checkpoint every 2) -> ``finish``:
   the uninterrupted run;
@@ -71,6 +73,15 @@ def main(port: int, process_id: int, root: Path) -> dict:
         "--num-processes", "2", "--process-id", str(process_id)])
     initialize(DistributedSpec(f"127.0.0.1:{port}", 2, process_id))  # the same job: a no-op
     t["initialized"] = time.perf_counter()
+    # An experiment wired for devices (--devices; here every device of both processes) trains
+    # through the 2-process mesh, checkpoints, evaluates, and process 0 writes the run.
+    from experiments import dr_pendulum as dr
+    from tests.scale_worker import DR_TINY
+
+    dr_rc = cli(dr.NAME, dr.main, dr.Config, dr.PRESETS, argv=[
+        "--preset", "quick", "--out", str(root / "dr"), "--coordinator", f"127.0.0.1:{port}",
+        "--num-processes", "2", "--process-id", str(process_id), *DR_TINY])
+    t["dr_pendulum"] = time.perf_counter()
     from envs.pendulum import Pendulum
     from metarl_jax.algos.ppo import PPO
     from metarl_jax.io import experiment
@@ -114,7 +125,7 @@ def main(port: int, process_id: int, root: Path) -> dict:
     t["resumed"] = time.perf_counter()
     n = CONFIG.num_envs
     return {
-        "cli_rc": cli_rc,
+        "cli_rc": cli_rc, "dr_rc": dr_rc,
         "process": jax.process_index(), "processes": jax.process_count(),
         "primary": is_primary(), "devices": jax.device_count(),
         "params_sha256": params, "env_sha256": _hash((state.env_state, state.obs)),

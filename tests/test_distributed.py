@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from metarl_jax.io.config import ConfigError
+from tests.scale_worker import FAST_COMPILE_FLAGS
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +35,8 @@ def two_processes(tmp_path_factory):
     import jax  # conftest has set the suite's persistent compilation cache; the workers share it
 
     root = tmp_path_factory.mktemp("distributed")
-    flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
-                     if "force_host_platform_device_count" not in f)
+    flags = " ".join([f for f in os.environ.get("XLA_FLAGS", "").split()
+                      if "force_host_platform_device_count" not in f] + [FAST_COMPILE_FLAGS])
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_PYTHON_CLIENT_PREALLOCATE="false",
                XLA_FLAGS=flags, JAX_COMPILATION_CACHE_DIR=str(jax.config.jax_compilation_cache_dir),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
@@ -123,6 +124,22 @@ def test_command_line_starts_the_job_and_one_process_state_is_refused_clearly(tw
                 "on one process only") in err
     assert json.loads((root / "toy" / "config.json").read_text())["name"] == "toy_experiment"
     assert not list((root / "toy" / "checkpoints" / "a").glob("[0-9]*"))
+
+
+def test_an_experiment_trains_on_both_processes_through_its_command_line(two_processes):
+    """dr_pendulum with ``--coordinator ...``: its env batch split over the two processes'
+    devices; the job checkpoints, evaluates and finishes (exit 0 on both), process 0 alone
+    writing the run folder."""
+    root = two_processes["root"] / "dr"
+    assert [r["dr_rc"] for r in two_processes["results"]] == [0, 0]
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["devices"] == 2
+    assert summary["results"]["dr"]["heldout_mean"] < 0  # Pendulum returns are costs
+    lines = [json.loads(x) for x in (root / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["phase"], x["update"]) for x in lines] == [
+        (p, u) for p in ("nominal", "dr") for u in (1, 2, 3, 4)]
+    assert sorted(p.name for p in (root / "checkpoints" / "dr").iterdir()) == ["2", "4"]
+    assert (root / "policies" / "dr.npz").is_file() and (root / "heatmap.png").is_file()
 
 
 def test_spec_from_flags_and_environment():
