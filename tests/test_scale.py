@@ -160,3 +160,29 @@ def test_seeds_split_when_they_divide_else_each_seeds_envs_in_process():
     assert spec.buffer.position.spec == P() and spec.buffer.size.spec == P()
     with pytest.raises(ValueError, match="SACConfig.buffer_size = 66 is not divisible by the 4"):
         ssac.check_config(scfg.replace(buffer_size=66))
+
+
+def test_devices_flag_and_run_mesh_in_process():
+    """``--devices`` parses to an int or ``"all"``; ``run_mesh`` gives None (the plain run) for
+    one device and refuses more devices than there are."""
+    import jax
+
+    from metarl_jax.io.cli import parse_args
+    from metarl_jax.io.config import ConfigError
+    from metarl_jax.scale import run_mesh
+    from tests.toy_experiment import PRESETS, Config
+
+    assert parse_args(Config, PRESETS, ["--devices", "4"], environ={}).devices == 4
+    assert parse_args(Config, PRESETS, ["--devices", "all"], environ={}).devices == "all"
+    assert parse_args(Config, PRESETS, [], environ={}).devices is None
+    resumed = parse_args(Config, PRESETS, ["--resume", "r", "--devices", "2"], environ={})
+    assert not resumed.changes_config  # a resume may move to another device count
+    with pytest.raises(ConfigError, match="--devices must be >= 1, got 0"):
+        parse_args(Config, PRESETS, ["--devices", "0"], environ={})
+    with pytest.raises(ConfigError, match="--devices expects a number of devices or 'all'"):
+        parse_args(Config, PRESETS, ["--devices", "four"], environ={})
+    n = jax.local_device_count()
+    assert run_mesh(None) is None and run_mesh(1) is None
+    assert (run_mesh("all") is None) == (n == 1)
+    with pytest.raises(ValueError, match="num_devices must be in"):
+        run_mesh(n + 1)
