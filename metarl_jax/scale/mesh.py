@@ -31,9 +31,16 @@ changes.
 
 Requirement: ``num_envs`` divisible by the number of devices on the data axis (``ValueError``).
 
-Seeds: ``init_seeds`` / ``train_chunk_seeds`` instead split a leading seed axis ``S`` (every leaf
-``[S, ...]``) over the same mesh axis; seeds are independent, so each device trains its ``S / D``
-seeds with no communication at all (``S`` divisible by ``D``).
+Seeds: ``init_seeds`` / ``train_chunk_seeds`` take states stacked over a leading seed axis ``S``
+(every leaf ``[S, ...]``). When ``D`` divides ``S`` the seed axis is split: seeds are independent,
+so each device trains its ``S / D`` seeds with no communication at all. Otherwise (one seed on 4
+devices, say) every seed's env batch is split, ``[S, N / D, ...]`` (``P(None, "data")``), as
+``train_chunk`` splits one seed's (``seed_split``).
+
+Experiments: ``run_mesh(args.devices)`` is the mesh ``--devices`` asks for (None: the plain
+one-device run; every device of every process in a multi-process job) and ``sharded(learner,
+mesh)`` the wrapper for a learner (itself when the mesh is None), so an experiment trains
+through either with the same calls.
 
 The same wrapper for the other on-policy learners (``batch_fields``: the state's ``[N, ...]``
 parts):
