@@ -4,16 +4,21 @@
     python -m experiments.robust_dr --preset cpu env=halfcheetah ...   # the MJX robot instead
     python -m experiments.robust_dr --resume runs/robust_dr/<timestamp>
 
-Story: four PPO learners with the same seeds, network and sample budget, differing only in how
+Story: five PPO arms with the same seeds, network and sample budget, differing only in how
 physics (pendulum mass and length) enter training. ``dr`` draws them uniformly from a box every
 episode; ``epopt`` (Rajeswaran et al. 2017) does the same but, after a warm start, updates only on
 the worst epsilon-fraction of episodes; ``mrpo`` (Jiang et al. 2021) keeps the worst 10% plus the
 episodes whose return beats them by more than a parameter-distance penalty; ``adr`` (OpenAI et
 al. 2019) starts from the nominal physics and widens each range while the policy copes at its
-boundary, up to the DR box. Every learner is one compiled program: the selection rules and range
-updates run inside it. All four are then evaluated, deterministically, on a held-out
-(mass x length) grid that reaches outside the training box; ``heldout_cvar10`` (mean of the
-worst 10% of cells) measures robustness.
+boundary, up to the DR box; ``epopt_adapt`` is EPOpt with the paper's source adaptation (its sec.
+3.2): after every chunk of ``updates_per_chunk`` updates (a round) the current policy plays
+``adapt_episodes`` episodes on the hidden target physics (``target_scale``) and the box becomes
+the posterior given them (``experiments/_robust_arms.py``), so later rounds train on physics
+consistent with the target. The arm is data (``_robust_arms``): all five train through ONE
+compiled program, and the selection rules and range updates run inside it. All are then
+evaluated, deterministically, on a held-out (mass x length) grid that reaches outside the
+training box (``heldout_cvar10``: mean of the worst 10% of cells, robustness) and on the target
+physics (``target_return``, what the adaptation is for).
 
 Envs (``env=``): ``pendulum`` (pure JAX; axes: the pendulum's mass ``m`` and length ``l``) and
 ``halfcheetah`` (MJX; axes: one mass factor on every body, ``body_mass_scale`` as a scalar, and
@@ -29,11 +34,14 @@ MJX path with EPOpt only, tiny; ADR's range updates are env-agnostic and tested 
 
 Writes: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.<method>`` with
 ``heldout_mean`` / ``heldout_worst`` / ``heldout_cvar10`` over the whole grid, the same numbers
-over the cells inside the training box (``inbox``), per-seed numbers, per-cell returns and
-the training ``curve``; ``grid``; ``compiles``), ``curves.png`` (training return, mean and worst
-10%), ``heatmap.png``, ``policies/<method>.npz|json`` (deterministic policies, numpy forward pass;
-``<method>_seed<i>`` with several seeds) and ``checkpoints/`` (``metarl_jax.load_run`` reads them
-back through ``policies(config)``).
+over the cells inside the training box (``inbox``), per-seed numbers, per-cell returns, the
+training ``curve`` and ``target_return`` (mean, ci95, per_seed); ``epopt_adapt.posterior``: the
+box after each round (seed means), the target and whether each seed's final box holds it;
+``target_comparison``: epopt_adapt's target return against epopt's and dr's (CI verdicts);
+``grid``; ``compiles``: traces of the one training program and its init), ``curves.png``
+(training return, mean and worst 10%), ``heatmap.png``, ``policies/<method>.npz|json``
+(deterministic policies, numpy forward pass; ``<method>_seed<i>`` with several seeds) and
+``checkpoints/`` (``metarl_jax.load_run`` reads them back through ``policies(config)``).
 """
 
 from __future__ import annotations
@@ -47,35 +55,36 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs.pendulum import Pendulum
-from metarl_jax.algos.epopt import EPOpt
+from experiments import _robust_arms as arms
+from metarl_jax import stats
+from metarl_jax.algos.epopt import EPOpt, SourceAdaptation
 from metarl_jax.algos.mrpo import MRPO
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.io import plots
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
-from metarl_jax.io.training_loop import phase_metrics
-from metarl_jax.randomization.adr import ADR, make_adr_space
+from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.randomization.adr import make_adr_space
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.randomization.robust import PlainDR
 from metarl_jax.transfer.evaluation import (
     check_grid_axis,
-    evaluate_seeds,
     grid_params,
+    seed_evaluator,
     summarize_grid,
     summarize_seeds,
 )
-from metarl_jax.transfer.phases import export_policies, train_ppo_phases
+from metarl_jax.transfer.phases import export_policies
 
 NAME = "robust_dr"
-METHODS = ("dr", "epopt", "mrpo", "adr")
+METHODS = arms.ARMS  # ("dr", "epopt", "mrpo", "adr", "epopt_adapt")
 ENVS = ("pendulum", "halfcheetah")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    env: str = "pendulum"  # or "halfcheetah" (MJX)
+    env: str = "pendulum"  # or "halfcheetah" (MJX; without epopt_adapt)
     methods: Tuple[str, ...] = METHODS
     # num_steps must be the episode length (200): every env plays one whole episode per update.
     # 256 envs = 256 sampled physics per iteration, close to EPOpt's N = 240, so that the
@@ -102,6 +111,14 @@ class Config:
     eval_length_scales: Tuple[float, ...] = (0.4, 0.8, 1.2, 1.5, 1.8)
     eval_friction_scales: Tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0)
     eval_episodes: int = 8
+    # EPOpt's source adaptation (epopt_adapt): one round per chunk of updates_per_chunk updates.
+    target_scale: Tuple[float, float] = (1.6, 0.8)  # the hidden target, x nominal, in the box
+    adapt_episodes: int = 4  # target episodes of the current policy per round and seed
+    adapt_particles: int = 256  # physics weighted per round
+    adapt_ess: float = 0.2  # tempering: effective sample size / particles
+    adapt_min_width: float = 0.02  # narrowest posterior range (x nominal)
+    adapt_horizon: int = 5  # prediction-loss windows (steps)
+    adapt_noise_std: float = 0.01  # likelihood std, x each observation dimension's spread
 
     def __post_init__(self):
         self.ppo.validate()
@@ -113,7 +130,22 @@ class Config:
         if self.env == "pendulum" and self.ppo.num_steps != Pendulum().max_steps:
             raise ValueError(f"ppo.num_steps must be the episode length {Pendulum().max_steps} "
                              f"(one episode per env per update), got {self.ppo.num_steps}")
-        check_at_least_one(self, ("num_seeds", "updates_per_chunk", "eval_episodes", "adr_buffer"))
+        check_at_least_one(self, ("num_seeds", "updates_per_chunk", "eval_episodes", "adr_buffer",
+                                  "adapt_episodes", "adapt_particles", "adapt_horizon"))
+        if "epopt_adapt" in self.methods:
+            if self.env != "pendulum":
+                raise ValueError("epopt_adapt's likelihood is the Pendulum's: env=pendulum")
+            if self.ppo.num_steps % self.adapt_horizon:
+                raise ValueError(f"adapt_horizon={self.adapt_horizon} must divide the "
+                                 f"episode's {self.ppo.num_steps} steps")
+            boxes = (self.mass_scale, self.length_scale)
+            if not all(lo <= t <= hi for t, (lo, hi) in zip(self.target_scale, boxes)):
+                raise ValueError(f"target_scale {self.target_scale} must lie in the training "
+                                 f"box {boxes} (the posterior lives in it)")
+            if not 0 < self.adapt_ess <= 1 or not self.adapt_noise_std > 0 \
+                    or not self.adapt_min_width >= 0:
+                raise ValueError("need 0 < adapt_ess <= 1, adapt_noise_std > 0 and "
+                                 "adapt_min_width >= 0")
         if self.ppo.num_updates % self.updates_per_chunk:
             raise ValueError(f"updates_per_chunk={self.updates_per_chunk} must divide the "
                              f"{self.ppo.num_updates} updates (one compile per method)")
@@ -134,13 +166,14 @@ PRESETS = {
     "quick": Config(ppo=dataclasses.replace(Config.ppo, num_envs=32, total_steps=32 * 200 * 8,
                                             num_minibatches=8),
                     num_seeds=1, updates_per_chunk=4, eval_mass_scales=(0.5, 2.5),
-                    eval_length_scales=(0.6, 1.8), eval_episodes=2),
+                    eval_length_scales=(0.6, 1.8), eval_episodes=2, adapt_episodes=2,
+                    adapt_particles=64),
     "cpu": Config(),
     "accel_pendulum": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048,
                                                      num_minibatches=32,
                                                      total_steps=2048 * 200 * 120),
                              num_seeds=8, updates_per_chunk=20, adr_buffer=64, eval_episodes=32),
-    "accel": Config(env="halfcheetah",
+    "accel": Config(env="halfcheetah", methods=METHODS[:4],
                     ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=250,
                                             total_steps=2048 * 250 * 120, num_minibatches=32,
                                             learning_rate=3e-4, init_log_std=-0.5),
@@ -177,7 +210,9 @@ def make_env(config: Config):
 
 
 def build(config: Config, nominal, axes):
-    """The methods: ``{name: (hook, space)}``; ADR's ranges are in value units."""
+    """``(hook, {method: ArmSpace})``: the one ``ArmHook`` every arm trains with and each arm's
+    training distribution (the DR box as a relative-uniform ``ParamSpace``, ADR's ranges in
+    value units, the arm's index)."""
     box = {f: training_box for f, (training_box, _) in axes.items()}
     space = make_param_space(nominal, {f: uniform(*box[f], relative=True) for f in box})
     base = {f: float(getattr(nominal, f)) for f in box}
@@ -187,22 +222,74 @@ def build(config: Config, nominal, axes):
         delta={f: config.adr_delta * base[f] for f in box}, p_boundary=config.adr_p_boundary,
         t_low=config.adr_t_low, t_high=config.adr_t_high, buffer_size=config.adr_buffer)
     warmup = int(round(config.epopt_warmup_frac * config.ppo.num_updates))
-    methods = {
-        "dr": (PlainDR(), space),
-        "epopt": (EPOpt(config.epopt_epsilon, warmup), space),
-        "mrpo": (MRPO(tuple(box), width, config.mrpo_kappa0, config.mrpo_growth), space),
-        "adr": (ADR(), adr_space),
-    }
-    return {m: methods[m] for m in config.methods}
+    hook = arms.ArmHook(epopt=EPOpt(config.epopt_epsilon, warmup),
+                        mrpo=MRPO(tuple(box), width, config.mrpo_kappa0, config.mrpo_growth))
+    spaces = {m: arms.ArmSpace(arm=jnp.int32(arms.ARMS.index(m)), box=space, adr=adr_space)
+              for m in config.methods}
+    return hook, spaces
 
 
 def policies(config: Config, env_nominal_axes=None):
-    """The trained policies, rebuilt from ``config``: ``{method: (PPO with the method's hook,
-    learner config, init args)}``. ``main`` trains exactly these; ``metarl_jax.load_run``
-    restores them. ``env_nominal_axes``: ``make_env(config)``'s result, if already built."""
+    """The trained policies, rebuilt from ``config``: ``{method: (the one PPO, learner config,
+    init args)}``. ``main`` trains exactly these; ``metarl_jax.load_run`` restores them.
+    ``env_nominal_axes``: ``make_env(config)``'s result, if already built."""
     env, nominal, env_axes = env_nominal_axes or make_env(config)
-    return {m: (PPO(env, robust=hook), config.ppo, (space,))
-            for m, (hook, space) in build(config, nominal, env_axes).items()}
+    hook, spaces = build(config, nominal, env_axes)
+    ppo = PPO(env, robust=hook)
+    return {m: (ppo, config.ppo, (space,)) for m, space in spaces.items()}
+
+
+def train_methods(run_dir, config: Config, trained, seed_keys, target, env_nominal_axes):
+    """Every method as a resumable phase of the run: ``{method: final state [S, ...]}``. One
+    PPO program for all; ``epopt_adapt``'s chunks end with its adaptation round."""
+    env, nominal, env_axes = env_nominal_axes
+    fields = tuple(env_axes)
+    adapt = None
+    if "epopt_adapt" in trained:
+        ppo = trained["epopt_adapt"][0]
+        adaptation = SourceAdaptation(config.adapt_episodes, config.ppo.num_steps,
+                                      config.adapt_particles, config.adapt_ess,
+                                      config.adapt_min_width)
+        likelihood = arms.pendulum_log_likelihood(env, nominal, fields, config.adapt_horizon,
+                                                  config.adapt_noise_std)
+        adapt = arms.make_adapt_seeds(ppo, config.ppo, adaptation, target, likelihood, fields)
+
+    def chunk_of(method, ppo):
+        def chunk(states, n):
+            states, metrics = ppo.train_chunk_seeds(states, config.ppo, n)
+            metrics = arms.own_metrics(method, metrics)
+            if method == "epopt_adapt":  # the round's end: data from the target, posterior
+                states, info = adapt(states)
+                metrics.update({k: jnp.broadcast_to(v[:, None], (len(seed_keys), n))
+                                for k, v in info.items()})  # the box after the round
+            return states, metrics
+        return chunk
+
+    show = ("train_return_mean", "train_return_cvar10")
+    return {m: train_phase(run_dir, m, init=lambda: ppo.init_seeds(seed_keys, config.ppo, space),
+                           chunk=chunk_of(m, ppo), num_updates=config.ppo.num_updates,
+                           updates_per_chunk=config.updates_per_chunk,
+                           steps_per_update=config.ppo.batch_size * len(seed_keys), show=show)
+            for m, (ppo, _, (space,)) in trained.items()}
+
+
+def posterior_rounds(run_dir, config: Config, state, fields, target) -> dict:
+    """epopt_adapt's box after each round (seed means, from ``metrics.jsonl``), the target, and
+    whether each seed's final box holds it."""
+    lines = [line for line in phase_metrics(run_dir, "epopt_adapt")
+             if line["update"] % config.updates_per_chunk == 0]
+    support = jax.vmap(lambda s: s.box.support())(state.space)  # {f: ([S], [S])}
+    holds = np.ones(np.shape(state.update_step), bool)
+    for f in fields:
+        low, high = (np.asarray(x) for x in support[f])
+        value = float(getattr(target, f))
+        holds &= (low <= value + 1e-6) & (value - 1e-6 <= high)
+    return {"update": [line["update"] for line in lines],
+            "low": {f: [line[f"posterior_low_{f}"] for line in lines] for f in fields},
+            "high": {f: [line[f"posterior_high_{f}"] for line in lines] for f in fields},
+            "ess": [line["posterior_ess"] for line in lines],
+            "target": {f: float(getattr(target, f)) for f in fields},
+            "target_in_final_box_per_seed": holds.tolist()}
 
 
 def main(args) -> dict:
@@ -212,36 +299,52 @@ def main(args) -> dict:
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     axes = {name1: values1, name2: values2}
     grid, cells = grid_params(nominal, axes, relative=(name1, name2))
+    target = nominal.replace(**{f: jnp.asarray(getattr(nominal, f) * t, jnp.float32)
+                                for f, t in zip((name1, name2), config.target_scale)})
+    # The target physics is one more evaluation cell (one evaluation program for all).
+    cells_and_target = jax.tree.map(lambda g, t: jnp.concatenate([g, t[None]]), grid, target)
     eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
     inbox = ((cells[name1] >= box1[0]) & (cells[name1] <= box1[1])
              & (cells[name2] >= box2[0]) & (cells[name2] <= box2[1]))
 
-    phases = {m: (ppo, space) for m, (ppo, _, (space,))
-              in policies(config, (env, nominal, env_axes)).items()}
-    states = train_ppo_phases(run_dir, phases, config.ppo, seed_keys, config.updates_per_chunk,
-                              show=("train_return_mean", "train_return_cvar10"))
+    trained = policies(config, (env, nominal, env_axes))
+    states = train_methods(run_dir, config, trained, seed_keys, target, (env, nominal, env_axes))
+    ppo = next(iter(trained.values()))[0]
     export_policies(run_dir, states, config.ppo, env.action_space,
                     metadata={"env": config.env, "experiment": NAME, "seed": seed})
-    results, heatmaps, compiles, curves = {}, {}, {}, {}
-    for method, (ppo, _) in phases.items():
+    evaluator = seed_evaluator(lambda s: ppo.make_policy(s, config.ppo, deterministic=True), env,
+                               cells_and_target, config.eval_episodes, eval_key)
+    results, heatmaps, curves = {}, {}, {}
+    for method in config.methods:
         state = states[method]
-        compiles[method] = ppo.traces.get("train_chunk_seeds", 0)  # 0: finished before a resume
-        policy_of = lambda s: ppo.make_policy(s, config.ppo, deterministic=True)
-        per_seed = evaluate_seeds(policy_of, state, env, grid, config.eval_episodes, eval_key)
-        cell_mean = per_seed.mean(0)  # per_seed: [S, C]
+        returns = np.asarray(jax.device_get(evaluator(state)))  # [S, C + 1]
+        per_seed, on_target = returns[:, :-1], returns[:, -1]
+        cell_mean = per_seed.mean(0)
         lines = phase_metrics(run_dir, method)
         curve = {k: [line[k] for line in lines] for k in ("step", "train_return_mean",
                                                     "train_return_cvar10")}
         results[method] = dict(summarize_seeds(per_seed), inbox=summarize_grid(cell_mean[inbox]),
-                               curve=curve, final_train_return=curve["train_return_mean"][-1])
+                               curve=curve, final_train_return=curve["train_return_mean"][-1],
+                               target_return=stats.seed_summary(on_target))
         if method == "adr":  # the ranges ADR reached, mean over seeds (value units)
-            low, high = np.asarray(state.space.low), np.asarray(state.space.high)  # [S, D]
+            low, high = np.asarray(state.space.adr.low), np.asarray(state.space.adr.high)
             results[method]["final_ranges"] = {
                 f: [float(low[:, i].mean()), float(high[:, i].mean())]
-                for i, f in enumerate(state.space.fields)}
+                for i, f in enumerate(state.space.adr.fields)}
+        if method == "epopt_adapt":
+            results[method]["posterior"] = posterior_rounds(run_dir, config, state,
+                                                            (name1, name2), target)
         heatmaps[method] = cell_mean.reshape(len(values1), len(values2))
         curves[method] = (curve["step"], curve["train_return_mean"])
         curves[f"{method} worst 10%"] = (curve["step"], curve["train_return_cvar10"])
+    target_comparison = {}
+    adapted = results.get("epopt_adapt", {}).get("target_return")
+    for other in ("epopt", "dr"):
+        if adapted is None or other not in results or adapted["ci95"] is None:
+            continue
+        theirs = results[other]["target_return"]
+        target_comparison[f"epopt_adapt_vs_{other}"] = stats.ci_verdict(
+            adapted["mean"], adapted["ci95"], theirs["mean"], theirs["ci95"])
 
     title = "Pendulum" if config.env == "pendulum" else "HalfCheetah (MJX)"
     plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps, x_values=values2, y_values=values1,
@@ -250,18 +353,22 @@ def main(args) -> dict:
                         colorbar_label="episode return")
     # A method's worst-10% curve: its mean curve's colour, dashed.
     styles = {f"{m} worst 10%": {"color": f"C{i}", "linestyle": "--"}
-              for i, m in enumerate(phases)}
-    styles.update({m: {"color": f"C{i}"} for i, m in enumerate(phases)})
+              for i, m in enumerate(config.methods)}
+    styles.update({m: {"color": f"C{i}"} for i, m in enumerate(config.methods)})
     plots.plot_curves(run_dir / "curves.png", curves, xlabel="env steps (all seeds)",
                       ylabel="training episode return",
                       title=f"{title}: mean and worst-10% training return", styles=styles)
     grid_info = {name: values.tolist() for name, values in cells.items()}
     grid_info["relative"] = [name1, name2]
+    # Traces of the one program every method trains through (0: finished before a resume).
+    compiles = {k: ppo.traces.get(k, 0) for k in ("train_chunk_seeds", "init")}
     table = format_table([dict(method=m, **{k: results[m][k] for k in (
         "heldout_mean", "heldout_worst", "heldout_cvar10")}, inbox_mean=results[m]["inbox"][
         "heldout_mean"], inbox_cvar10=results[m]["inbox"]["heldout_cvar10"],
+        target=results[m]["target_return"]["mean"],
         final_train_return=results[m]["final_train_return"]) for m in config.methods])
-    return finish(run_dir, {"results": results, "grid": grid_info, "compiles": compiles}, table)
+    return finish(run_dir, {"results": results, "grid": grid_info, "compiles": compiles,
+                            "target_comparison": target_comparison}, table)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from metarl_jax.sim2real.calibrate import (
     LogScale,
     cem_fit,
     cheetah_state_from_obs,
+    cut_windows,
     delayed_actions,
     gradient_fit,
     make_windows,
@@ -79,6 +80,14 @@ def test_windows_cut_the_trajectories_and_shift_actions_by_the_delay():
     np.testing.assert_array_equal(np.asarray(w.targets[1, :, 0]), [3, 4, 5])
     np.testing.assert_array_equal(np.asarray(w.actions[0, :, 0]), [0, 100, 101])  # delayed
     np.testing.assert_array_equal(delayed_actions(actions, 0), actions)
+    # The jnp cutter (data recorded inside jit) gives make_windows' windows at stride = horizon.
+    whole = make_windows(obs, actions, horizon=3, stride=3)
+    cut = cut_windows(jnp.asarray(obs), jnp.asarray(actions), 3)
+    for name in ("start_obs", "actions", "targets"):
+        np.testing.assert_array_equal(np.asarray(getattr(cut, name)),
+                                      np.asarray(getattr(whole, name)))
+    with pytest.raises(ValueError, match="multiple of horizon"):
+        cut_windows(jnp.asarray(obs), jnp.asarray(actions), 4)
     with pytest.raises(ValueError, match="horizon"):
         make_windows(obs, actions, horizon=7, stride=1)
     with pytest.raises(ValueError, match="delay"):

@@ -13,7 +13,7 @@ from metarl_jax.algos.ppo_loss import normalize_advantages, weighted_mean
 from metarl_jax.randomization.adr import ADR, adr_update, make_adr_space
 from metarl_jax.randomization.distributions import SpecError, uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.randomization.robust import PlainDR
+from metarl_jax.randomization.robust import EpisodeBatch, PlainDR
 
 # ----------------------------------------------------------------------------- EPOpt
 
@@ -242,3 +242,80 @@ def test_a_hooks_coefficients_are_data_another_epsilon_reuses_the_compiled_progr
     assert ppo.traces["update"] == 1
     with pytest.raises(ValueError, match="built with robust=EPOpt"):
         ppo.init(key, config, space, PlainDR())
+
+
+# ----------------------------------------------------------------------------- robust_dr's arms
+
+
+def test_arm_hook_and_space_reproduce_each_arms_own_rule():
+    """robust_dr trains every arm through one program (``experiments/_robust_arms.py``): for
+    each arm index the weights, the space update and the draws must be that arm's own hook's."""
+    from experiments import _robust_arms as arms
+
+    nominal = Pendulum().default_params()
+    box = make_param_space(nominal, {"m": uniform(0.5, 2.0, relative=True),
+                                     "l": uniform(0.6, 1.5, relative=True)})
+    adr_space = make_adr_space(nominal, {"m": (0.5, 2.0), "l": (0.6, 1.5)},
+                               delta={"m": 0.05, "l": 0.05}, t_low=-800.0, t_high=-400.0,
+                               buffer_size=1)
+    epopt, mrpo = EPOpt(0.25, 0), MRPO(("m", "l"), (1.5, 0.9), 100.0, 1.0)
+    hook = arms.ArmHook(epopt=epopt, mrpo=mrpo)
+    key = jax.random.PRNGKey(3)
+
+    @jax.jit
+    def both(arm):  # (the arm's results through ArmHook/ArmSpace, its own hook's), jitted once
+        params = box.sample(key, (16,))
+        returns = -jnp.abs(jax.random.normal(key, (16,))) * 500
+        batch = EpisodeBatch(returns=returns, params=params, aligned=jnp.bool_(True))
+        step = jnp.int32(5)
+        space = arms.ArmSpace(arm=arm, box=box, adr=adr_space)
+        moved, _ = hook.update_space(space, batch, step)
+        drawn = space.sample(key, (8,))
+        got = (hook.weights(batch, space, step)[0], moved.adr.low, moved.adr.high, drawn.m,
+               drawn.l)
+        ones = jnp.ones(16)
+        own_weights = jnp.stack([ones, epopt.weights(batch, box, step)[0],
+                                 mrpo.weights(batch, box, step)[0], ones,
+                                 epopt.weights(batch, box, step)[0]])[arm]
+        is_adr = arm == arms.ADR_ARM
+        adr_new, _ = ADR().update_space(adr_space, batch, step)
+        pick = lambda a, b: jnp.where(is_adr, a, b)
+        reference = pick(adr_space.sample(key, (8,)).m, box.sample(key, (8,)).m), pick(
+            adr_space.sample(key, (8,)).l, box.sample(key, (8,)).l)
+        want = (own_weights, pick(adr_new.low, adr_space.low), pick(adr_new.high, adr_space.high),
+                *reference)
+        return got, want
+
+    own = {}
+    for i, name in enumerate(arms.ARMS):
+        got, want = both(jnp.int32(i))
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=name)
+        own[name] = np.asarray(got[0])
+    assert float(np.asarray(own["epopt"]).sum()) == 4  # the rules differ: the test can fail
+
+
+def test_epopt_source_adaptation_rounds_concentrate_on_the_true_mass():
+    """EPOpt's alternation (sec. 3.2) on a 1-D case: Pendulum mass unknown (prior U[0.5, 2] x
+    nominal, length known), target mass 1.3; each round a policy plays 2 fresh target episodes
+    and the space becomes the posterior given them. The range shrinks every round, holds the
+    truth, and after 4 rounds is < 5% of the prior's width."""
+    from experiments import _robust_arms as arms
+    from metarl_jax.algos.epopt import SourceAdaptation
+
+    env = Pendulum()
+    nominal = env.default_params()
+    target = nominal.replace(m=jnp.float32(1.3))
+    space = make_param_space(nominal, {"m": uniform(0.5, 2.0, relative=True)})
+    likelihood = arms.pendulum_log_likelihood(env, nominal, ("m",), 5, 0.01)
+    adaptation = SourceAdaptation(num_episodes=2, num_steps=50, num_particles=256)
+    act = lambda key, obs: jax.random.uniform(key, (obs.shape[0], 1), minval=-2.0, maxval=2.0)
+    one_round = jax.jit(lambda key, space: adaptation(key, space, env, act, target, likelihood))
+    widths = [1.5]
+    for r in range(4):
+        space, info = one_round(jax.random.PRNGKey(r), space)
+        low, high = float(space.dists["m"].low), float(space.dists["m"].high)
+        assert low <= 1.3 <= high, (r, low, high)
+        widths.append(high - low)
+    assert np.all(np.diff(widths) < 0), widths
+    assert widths[-1] < 0.05 * 1.5, widths

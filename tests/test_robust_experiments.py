@@ -37,36 +37,58 @@ def test_robust_dr_quick_preset_writes_the_contract(robust_run):
         assert len(curve["train_return_mean"]) == config.ppo.num_updates
         cvar, mean = np.array(curve["train_return_cvar10"]), np.array(curve["train_return_mean"])
         assert np.all(cvar <= mean)
-    # Each method's training is one compiled program, whatever the number of chunks.
-    assert summary["compiles"] == {m: 1 for m in robust_dr.METHODS}
+    # Every method trains through ONE compiled program (the arm is data), whatever the chunks.
+    assert summary["compiles"] == {"train_chunk_seeds": 1, "init": 1}
     # ADR's ranges stay inside the DR box (its hard limits) and contain the nominal value.
     for field, (low, high) in summary["results"]["adr"]["final_ranges"].items():
         box = config.mass_scale if field == "m" else config.length_scale
         assert box[0] - 1e-6 <= low <= 1.0 <= high <= box[1] + 1e-6
     lines = read_metrics(robust_run / METRICS_FILE)
-    epopt = [line for line in lines if line["phase"] == "epopt"]
     warmup = round(config.epopt_warmup_frac * config.ppo.num_updates)
-    # Warm start: every episode; then exactly ceil(0.1 * 32) = 4 of the 32 episodes.
-    selected = [line["selected_frac"] for line in epopt]
-    assert selected == [1.0] * warmup + [4 / 32] * (len(epopt) - warmup)
+    for arm in ("epopt", "epopt_adapt"):
+        epopt = [line for line in lines if line["phase"] == arm]
+        # Warm start: every episode; then exactly ceil(0.1 * 32) = 4 of the 32 episodes.
+        selected = [line["selected_frac"] for line in epopt]
+        assert selected == [1.0] * warmup + [4 / 32] * (len(epopt) - warmup)
+    # An arm logs its own rule's metrics only (the others' run in the shared program, unused).
+    assert not any(k.startswith(("selected", "epopt", "mrpo", "posterior"))
+                   for line in lines if line["phase"] in ("dr", "adr") for k in line)
     assert all(line["episodes_aligned"] == 1.0 for line in lines)
+    # EPOpt's source adaptation: after each round (chunk) the box is the posterior given the
+    # current policy's target episodes; it shrinks round after round around the target.
+    post = summary["results"]["epopt_adapt"]["posterior"]
+    assert post["update"] == list(range(config.updates_per_chunk, config.ppo.num_updates + 1,
+                                        config.updates_per_chunk))
+    for field, box in (("m", config.mass_scale), ("l", config.length_scale)):
+        widths = np.subtract(post["high"][field], post["low"][field])
+        assert np.all(np.diff(np.r_[box[1] - box[0], widths]) < 0), (field, widths)
+    assert post["target_in_final_box_per_seed"] == [True] * config.num_seeds
+    for result in summary["results"].values():
+        assert len(result["target_return"]["per_seed"]) == config.num_seeds
+        assert np.isfinite(result["target_return"]["mean"])
     for png in ("curves.png", "heatmap.png"):
         assert (robust_run / png).stat().st_size > 5000
 
 
-def test_robust_dr_resumes_adr_from_its_checkpoint_exactly(robust_run, tmp_path):
-    """Drop the last ADR checkpoint and the summary: the resumed run restores the ADR range state
-    from the mid-run checkpoint and reproduces the same metrics and results."""
+def test_robust_dr_resumes_adr_and_the_adaptation_from_checkpoints_exactly(robust_run, tmp_path):
+    """Drop the last ADR and epopt_adapt checkpoints and the summary: the resumed run restores
+    ADR's range state and the adapted posterior box from the mid-run checkpoints, redoes the
+    last round (training and adaptation) and reproduces the same metrics and results."""
     out = tmp_path / "run"
     shutil.copytree(robust_run, out)
     (out / "summary.json").unlink()
-    last = max(int(p.name) for p in (out / CHECKPOINT_DIR / "adr").iterdir() if p.name.isdigit())
-    shutil.rmtree(out / CHECKPOINT_DIR / "adr" / str(last))
+    for arm in ("adr", "epopt_adapt"):
+        folder = out / CHECKPOINT_DIR / arm
+        shutil.rmtree(folder / str(max(int(p.name) for p in folder.iterdir()
+                                       if p.name.isdigit())))
     assert _run(robust_dr, "--resume", str(out)) == 0
     expected = json.loads((robust_run / "summary.json").read_text())["results"]
     got = json.loads((out / "summary.json").read_text())["results"]
-    assert got["adr"] == expected["adr"]
-    assert read_metrics(out / METRICS_FILE) == read_metrics(robust_run / METRICS_FILE)
+    assert got["adr"] == expected["adr"] and got["epopt_adapt"] == expected["epopt_adapt"]
+    # Two phases redo their last chunk: adr's lines now follow epopt_adapt's in the file.
+    order = lambda lines: sorted(lines, key=lambda line: (line["phase"], line["update"]))
+    assert order(read_metrics(out / METRICS_FILE)) == order(read_metrics(robust_run /
+                                                                          METRICS_FILE))
 
 
 def test_robust_dr_rejects_a_rollout_that_is_not_one_episode(capsys):
@@ -86,7 +108,7 @@ def test_robust_dr_runs_on_the_mjx_cheetah(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     config = robust_dr.PRESETS["quick_mjx"]
     assert set(summary["results"]) == {"epopt"} == set(config.methods)
-    assert summary["compiles"] == {"epopt": 1}
+    assert summary["compiles"] == {"train_chunk_seeds": 1, "init": 1}
     assert summary["grid"]["relative"] == ["body_mass_scale", "friction_scale"]
     num_cells = len(config.eval_mass_scales) * len(config.eval_friction_scales)
     for result in summary["results"].values():

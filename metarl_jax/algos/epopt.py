@@ -19,17 +19,33 @@ returns tie; a fixed count keeps the effective batch size (and the gradient's sc
 Deviation from the paper: the selected trajectories enter PPO's loss through 0/1 weights on the
 full rollout (``weighted_mean``) rather than by building a smaller batch, so shapes stay static
 under ``jit``; the value function is fitted on the selected trajectories only, as in the paper.
+
+**Source-distribution adaptation** (the paper's sec. 3.2, ``SourceAdaptation``): EPOpt alternates
+robust training on the source ensemble with a Bayesian update of the source distribution from a
+little target-domain data collected *by the current policy*::
+
+    for round in 1..M:
+        train the policy on the source space for K updates   (CVaR as above)
+        data  = a few episodes of the current policy in the target   (``collect_target``)
+        space = posterior of the space given data       (``randomization.posterior``)
+
+``SourceAdaptation(...)(key, space, env, act, target_params, log_likelihood_of)`` is one such
+data + posterior step, pure and jit-able; the experiment calls it after every compiled training
+round (``experiments.robust_dr``'s ``epopt_adapt`` arm), so the rounds' policies differ and so do
+the data they collect.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Dict, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from metarl_jax import stats
+from metarl_jax.core.rollout import rollout
+from metarl_jax.randomization.posterior import posterior_update
 from metarl_jax.randomization.robust import EpisodeBatch
 
 
@@ -83,3 +99,62 @@ class EPOpt:
 
     def update_space(self, space, batch, update_step):
         return space, {}
+
+
+# ----------------------------------------------------------------- source-distribution adaptation
+class TargetData(NamedTuple):
+    """Episodes recorded in the target domain.
+
+    Attributes:
+        obs: [E, T + 1, obs_size] the observations, the reset observation first.
+        actions: [E, T, action_size] the actions the policy took.
+    """
+
+    obs: jax.Array
+    actions: jax.Array
+
+
+def collect_target(key: jax.Array, env, act: Callable[[jax.Array, jax.Array], jax.Array],
+                   target_params: Any, num_episodes: int, num_steps: int) -> TargetData:
+    """``num_episodes`` episodes of ``num_steps`` steps of the bare ``env`` (no auto-reset) at
+    the one physics ``target_params`` (unbatched), actions from ``act(key, obs[E, obs_size]) ->
+    [E, action_size]`` (the current, stochastic policy: EPOpt's data come from it)."""
+    reset_key, key = jax.random.split(key)
+    state, obs = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(reset_key, num_episodes), target_params)
+    carry, traj = rollout(lambda k, o: (act(k, o), {}), env, key, state, obs, target_params,
+                          num_steps)
+    all_obs = jnp.concatenate([traj.obs, carry.obs[None]])  # [T + 1, E, obs_size]
+    return TargetData(obs=jnp.swapaxes(all_obs, 0, 1), actions=jnp.swapaxes(traj.action, 0, 1))
+
+
+@struct.dataclass
+class SourceAdaptation:
+    """One round of EPOpt's source adaptation (module doc): target data from the current policy,
+    then a tempered importance-weighted posterior over the space's uniform fields
+    (``randomization.posterior.posterior_update``).
+
+    Args:
+        num_episodes, num_steps: target episodes per round and their length (static).
+        num_particles: physics samples of the space weighted per round (static).
+        ess_fraction: the tempering's effective sample size, a fraction of ``num_particles``.
+        min_width: the posterior ranges' smallest width (the distribution's units).
+    """
+
+    num_episodes: int = struct.field(pytree_node=False, default=4)
+    num_steps: int = struct.field(pytree_node=False, default=200)
+    num_particles: int = struct.field(pytree_node=False, default=256)
+    ess_fraction: float = struct.field(pytree_node=False, default=0.2)
+    min_width: Any = 0.0
+
+    def __call__(self, key: jax.Array, space, env, act, target_params: Any,
+                 log_likelihood_of: Callable[[TargetData], Callable[[Any], jax.Array]]
+                 ) -> Tuple[Any, Dict[str, Any]]:
+        """``(new space, info)``: ``log_likelihood_of(data)`` turns the round's ``TargetData``
+        into ``log p(data | params[N]) -> [N]``; ``info`` is ``posterior_update``'s (``ess``,
+        ``temperature``, ``log_evidence``, ``best``)."""
+        data_key, particle_key = jax.random.split(key)
+        data = collect_target(data_key, env, act, target_params, self.num_episodes,
+                              self.num_steps)
+        return posterior_update(particle_key, space, log_likelihood_of(data), self.num_particles,
+                                self.ess_fraction, min_width=self.min_width)

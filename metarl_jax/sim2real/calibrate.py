@@ -110,6 +110,21 @@ def make_windows(obs: np.ndarray, actions: np.ndarray, horizon: int, stride: int
                    targets=jnp.asarray(obs[:, idx + 1].reshape(-1, horizon, obs.shape[-1])))
 
 
+def cut_windows(obs: jax.Array, actions: jax.Array, horizon: int) -> Windows:
+    """``make_windows`` with ``stride = horizon`` and no delay, in ``jax.numpy`` (jit-able, for
+    data recorded inside a compiled program): ``obs [K, T + 1, obs_dim]``, ``actions [K, T,
+    act_dim]``, ``T`` a multiple of ``horizon``; ``W = K * T / horizon`` windows,
+    trajectory-major (the same windows as ``make_windows(obs, actions, horizon, horizon)``)."""
+    episodes, steps = actions.shape[:2]
+    if obs.shape[:2] != (episodes, steps + 1) or steps % horizon:
+        raise ValueError(f"need obs [K, T+1, d], actions [K, T, a] and T a multiple of "
+                         f"horizon={horizon}, got {obs.shape}, {actions.shape}")
+    n = steps // horizon
+    return Windows(start_obs=obs[:, :steps:horizon].reshape(episodes * n, -1),
+                   actions=actions.reshape(episodes * n, horizon, actions.shape[-1]),
+                   targets=obs[:, 1:].reshape(episodes * n, horizon, obs.shape[-1]))
+
+
 def obs_scale(windows: Windows, floor: float = 1e-3) -> jax.Array:
     """``[obs_dim]`` spread of each observation dimension over the targets (std, floored)."""
     flat = windows.targets.reshape(-1, windows.targets.shape[-1])
