@@ -21,11 +21,12 @@ distributions (one compiled program):
 
 and evaluate every exported policy (numpy forward pass) in the hidden real world.
 
-Identifiability: the masked elements (the world body's mass, the root joints' damping: nominal 0)
-do not exist in the dynamics. Scaling every mass, damping and gear by one factor leaves the
-accelerations unchanged except through what is not scaled (joint stiffness, armature): that
-common factor, and trades such as less friction against more damping, are weakly identified by
-short windows, so each field's error is reported per element.
+Identifiability: the masked elements (the world body's mass, the root joints' damping: 0 in the
+model, ``calibrate.acting_elements``; ``results.not_identifiable``) do not exist in the
+dynamics, are not fitted and are left out of ``param_error``. Scaling every mass, damping and
+gear by one factor leaves the accelerations unchanged except through what is not scaled
+(joint stiffness, armature): that common factor, and trades such as less friction against more
+damping, are weakly identified by short windows, so each field's error is reported per element.
 
 Writes: ``config.json``, ``metrics.jsonl`` (PPO phases), ``summary.json`` (``results.hidden``,
 ``results.calibration.<gradient|cem>``: ``param_error`` per field (relative: mean, max,
@@ -180,7 +181,7 @@ def wide_ranges(config: Config) -> dict:
 
 def calibrate(config: Config, robot, obs, actions, truth_theta):
     """Latency screen, then gradient and CEM fits and EPOpt's posterior at the chosen latency."""
-    scale = cal.LogScale(robot.default_params(), FIELDS)
+    scale = log_scale(robot)
     per_delay = [cal.make_windows(obs, actions, config.horizon, config.stride, d)
                  for d in range(config.max_delay + 1)]
     std = cal.obs_scale(per_delay[0])
@@ -236,6 +237,12 @@ def _stage(name: str, start: float) -> float:
     return seconds
 
 
+def log_scale(robot) -> cal.LogScale:
+    """The fitted fields in log-scale, the elements that do nothing in the model frozen."""
+    return cal.LogScale(robot.default_params(), FIELDS,
+                        active=cal.acting_elements(robot.mj_model))
+
+
 def plot_estimates(path, scale, fits, truth_theta):
     fig = Figure(figsize=(4.2 * len(FIELDS), 3.6))
     for i, f in enumerate(FIELDS):
@@ -289,7 +296,7 @@ def main(args) -> dict:
         hidden[f], jnp.float32) for f in FIELDS})
     start = time.time()
     scale, fits = calibrate(config, robot, obs, actions,
-                            cal.LogScale(nominal, FIELDS).of_params(truth))
+                            log_scale(robot).of_params(truth))
     timing["calibration"] = time.time() - start
 
     env = ActionDelay(robot, config.max_delay)
@@ -340,7 +347,7 @@ def main(args) -> dict:
         return f"tie: {a} and {b} 95% CIs overlap"
 
     plot_estimates(run_dir / "calibration.png", scale, fits,
-                   cal.LogScale(nominal, FIELDS).of_params(truth))
+                   log_scale(robot).of_params(truth))
     plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, VARIANTS),
                       xlabel="env steps (all seeds)", ylabel="episode return (MJX)",
                       title="PPO on HalfCheetah: training distributions")
@@ -355,6 +362,9 @@ def main(args) -> dict:
         "hidden": {k: np.asarray(v).tolist() for k, v in hidden.items()}
         | {"action_delay": config.hidden_delay},
         "calibration": calibration,
+        # Elements no data can identify (their model quantity is 0), excluded from param_error.
+        "not_identifiable": {f: np.flatnonzero(np.asarray(scale.mask()[f]).reshape(-1) == 0)
+                             .tolist() for f in FIELDS},
         "posterior": {"delay": post["delay"], "ess": post["ess"],
                       "temperature": post["temperature"], "wall_s": post["wall_s"],
                       "ranges": {f: [np.asarray(post_space.dists[f].low).tolist(),

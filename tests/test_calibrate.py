@@ -2,6 +2,8 @@
 (``randomization/posterior.py``): finite-difference gradients through MJX, exact recovery on the
 pure-JAX Pendulum, and posterior concentration against a closed form."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -220,3 +222,32 @@ def test_posterior_rounds_concentrate_on_the_true_pendulum_mass(pendulum_problem
     assert low <= TRUE_PENDULUM["m"] <= high and high - low < 0.05 * 1.5, (low, high)
     widths = np.asarray(info["high"]["m"] - info["low"]["m"])
     assert np.all(np.diff(widths) <= 1e-6) and info["ess"].shape == (4,)
+
+
+def test_scale_elements_that_do_nothing_in_the_model_are_frozen_and_not_scored():
+    """A scale field is 1 everywhere, also on a model quantity that is 0 (the world body's mass,
+    the root joints' damping): ``acting_elements`` reads the model, the fit leaves those elements
+    at nominal and ``relative_error`` leaves them out."""
+    from types import SimpleNamespace
+
+    from metarl_jax.sim2real.calibrate import acting_elements
+
+    model = SimpleNamespace(body_mass=np.array([0.0, 2.0, 1.0]),
+                            dof_damping=np.array([0.0, 3.0]),
+                            actuator_gear=np.array([[50.0, 0, 0, 0, 0, 0]]))
+    active = acting_elements(model)
+    np.testing.assert_array_equal(active["body_mass_scale"], [0, 1, 1])
+    np.testing.assert_array_equal(active["damping_scale"], [0, 1])
+    Params = dataclasses.make_dataclass("Params", [("body_mass_scale", object)])
+    Params.replace = lambda self, **kw: dataclasses.replace(self, **kw)  # as flax's Params
+    params = Params(body_mass_scale=jnp.ones(3))
+    scale = LogScale(params, ("body_mass_scale",), active=active)
+    theta = {"body_mass_scale": jnp.log(jnp.array([5.0, 2.0, 1.0]))}
+    np.testing.assert_allclose(np.asarray(scale.to_params(theta).body_mass_scale), [1, 2, 1],
+                               rtol=1e-6)
+    truth = {"body_mass_scale": jnp.log(jnp.array([1.0, 1.0, 1.0]))}
+    error = relative_error(scale, theta, truth)["body_mass_scale"]
+    assert error["per_element"] == pytest.approx([1.0, 0.0]) and error["max"] == pytest.approx(1.0)
+    # Without ``active`` the nominal decides (all 1 here): every element is scored.
+    assert len(relative_error(LogScale(params, ("body_mass_scale",)), theta,
+                              truth)["body_mass_scale"]["per_element"]) == 3

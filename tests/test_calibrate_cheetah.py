@@ -41,6 +41,12 @@ def test_quick_preset_writes_the_contract(quick_run):
         assert len(fit["loss_per_delay"]) == config.max_delay + 1
         # The latency is the clearest signal in the data: every fit finds it.
         assert fit["delay"] == config.hidden_delay, fit["loss_per_delay"]
+    # The world body's mass and the root joints' damping are 0 in the model: not fitted, not
+    # scored (7 of 8 masses, 6 of 9 dampings).
+    assert results["not_identifiable"] == {"body_mass_scale": [0], "friction_scale": [],
+                                           "damping_scale": [0, 1, 2], "gear_scale": []}
+    assert len(results["calibration"]["gradient"]["param_error"]["damping_scale"][
+        "per_element"]) == 6
     gradient = results["calibration"]["gradient"]
     assert gradient["loss"] < gradient["loss_nominal"]
     for variant in calibrate_cheetah.VARIANTS:

@@ -21,9 +21,10 @@ measure chaos, not physics. The step is wrapped in ``jax.checkpoint`` so the bac
 one state per step, not every intermediate of MJX's solver.
 
 **Parameterisation.** ``theta`` holds ``log(value / nominal)`` per fitted field (``LogScale``):
-scale factors stay positive, and a relative error is a distance in theta. Elements whose nominal
-value is 0 (the world body's mass, the root joints' damping) have no effect on the dynamics and
-are frozen at nominal (``LogScale.mask``).
+scale factors stay positive, and a relative error is a distance in theta. Elements that have no
+effect on the dynamics are frozen at nominal (``LogScale.mask``): those whose nominal value is 0,
+and, for scale fields (nominal 1 everywhere), those named by ``active`` -- for MuJoCo models
+``acting_elements``: the world body's mass and the root joints' damping are 0 in the model.
 
 **Latency** is discrete: it shifts which recorded action is applied (``delayed_actions``); a
 calibration enumerates the candidate delays, fits the continuous fields for each (the windows
@@ -44,7 +45,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import types
-from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -134,10 +135,15 @@ def obs_scale(windows: Windows, floor: float = 1e-3) -> jax.Array:
 # --------------------------------------------------------------------------------- parameters
 @dataclasses.dataclass(frozen=True, eq=False)
 class LogScale:
-    """``theta = log(value / nominal)`` for ``fields`` of ``nominal`` (an env's ``Params``)."""
+    """``theta = log(value / nominal)`` for ``fields`` of ``nominal`` (an env's ``Params``).
+
+    ``active``: ``{field: 0/1 per element}``, the elements that act on the dynamics, where the
+    nominal value cannot tell (a *scale* field is 1 everywhere, also on a model quantity that is
+    0: ``acting_elements``); fields not named use ``nominal != 0``."""
 
     nominal: Any
     fields: Tuple[str, ...]
+    active: Optional[Mapping[str, Any]] = None
 
     def __post_init__(self):
         names = [f.name for f in dataclasses.fields(self.nominal)]
@@ -151,9 +157,12 @@ class LogScale:
                 for f in self.fields}
 
     def mask(self) -> Theta:
-        """1 where the element moves the dynamics (nominal != 0), else 0 (frozen)."""
-        return {f: (jnp.asarray(getattr(self.nominal, f)) != 0).astype(jnp.float32)
-                for f in self.fields}
+        """1 where the element moves the dynamics (``active``, else nominal != 0), else 0
+        (frozen)."""
+        active = dict(self.active or {})
+        return {f: jnp.broadcast_to(jnp.asarray(active[f], jnp.float32) if f in active else (
+                    jnp.asarray(getattr(self.nominal, f)) != 0).astype(jnp.float32),
+                    jnp.shape(getattr(self.nominal, f))) for f in self.fields}
 
     def to_params(self, theta: Theta) -> Params:
         """``nominal`` with ``field = nominal * exp(theta * mask)`` for the fitted fields."""
@@ -172,6 +181,16 @@ class LogScale:
                               jnp.where(nominal == 0, 1.0, nominal), 1.0)
             out[f] = jnp.log(ratio).astype(jnp.float32)
         return out
+
+
+def acting_elements(mj_model) -> Dict[str, np.ndarray]:
+    """``{field: 0/1}`` for ``PhysicsParams``' scale fields: which elements change a MuJoCo
+    model's dynamics. A scale on a quantity the model sets to 0 -- the world body's mass, the
+    root (free) joints' damping -- does nothing in any engine, so no data can identify it."""
+    return {"body_mass_scale": (np.asarray(mj_model.body_mass) > 0).astype(np.float32),
+            "damping_scale": (np.asarray(mj_model.dof_damping) > 0).astype(np.float32),
+            "gear_scale": (np.asarray(mj_model.actuator_gear)[:, 0] != 0).astype(np.float32),
+            "friction_scale": np.float32(1.0)}
 
 
 def relative_error(scale: LogScale, theta: Theta, true_theta: Theta) -> Dict[str, dict]:
