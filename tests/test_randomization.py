@@ -149,3 +149,34 @@ def test_invalid_spaces_raise_clear_errors():
         make_param_space(goal_nominal, {"goal": uniform([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])})
     with pytest.raises(SpecError, match="expected a distribution"):
         make_param_space(NOMINAL, {"m": (0.5, 2.0)})
+
+
+# ------------------------------------------------------------------------------ unrolled keys
+def _draws(keys):
+    """The hash's uses, from [n] keys in one program: split, fold_in, 32-bit (uniform; normal
+    and the rest transform the same bits), 8-bit and two-draw (randint) bits."""
+    def one(k):
+        return {"split": jax.random.key_data(jax.random.split(k, (2, 3))),
+                "fold_in": jax.random.key_data(jax.random.fold_in(k, 0x7FFF1234)),
+                "uniform": jax.random.uniform(k, (5, 3), minval=-2.0, maxval=3.0),
+                "randint": jax.random.randint(k, (9,), 0, 7),
+                "bits8": jax.random.bits(k, (9,), jnp.uint8)}
+    return jax.vmap(one)(keys)
+
+
+def test_unrolled_keys_give_bit_identical_draws_without_a_loop():
+    from metarl_jax.randomization.keys import unrolled
+
+    keys = jax.random.split(jax.random.key(42), 5)
+    fast = unrolled(keys)
+    assert str(jax.random.key_impl(fast)) != str(jax.random.key_impl(keys))
+    draws = jax.jit(_draws)
+    chex.assert_trees_all_equal(draws(keys), draws(fast))
+    # The point of it: no rolled hash loop in the compiled draws (JAX's CPU lowering has one).
+    assert "while" not in draws.lower(fast).as_text()
+    # Other keys pass through unchanged: already unrolled, another implementation, raw uint32.
+    assert unrolled(fast) is fast
+    rbg = jax.random.key(0, impl="rbg")
+    assert unrolled(rbg) is rbg
+    raw = jax.random.PRNGKey(0)
+    assert unrolled(raw) is raw

@@ -25,6 +25,7 @@ from jax import custom_batching
 
 from metarl_jax.core.env import Env, is_discrete
 from metarl_jax.randomization.distributions import SpecError
+from metarl_jax.randomization.keys import unrolled
 from metarl_jax.randomization.param_space import ParamDistribution, ParamSpace, fixed_space
 
 
@@ -166,12 +167,13 @@ class AutoReset(Wrapper):
 
     def reset(self, key, space: ParamDistribution):
         validate_space(self.env, space)  # once per trace: no cost in the compiled program
-        param_key, reset_key = jax.random.split(key)
+        param_key, reset_key = jax.random.split(unrolled(key))
         params = space.sample(param_key)
         inner, obs = self.env.reset(reset_key, params)
         return AutoResetState(inner, params, jnp.int32(0)), obs
 
     def step(self, key, state, action, space: ParamDistribution):
+        key = unrolled(key)  # the same draws, hashed in straight-line code (randomization.keys)
         inner, obs, reward, done, info, since, resample = self._advance(key, state, action)
         info = dict(info, final_obs=obs)
         inner, obs, params, since = self._redraw(key, inner, obs, state.params, since, done,
@@ -237,6 +239,7 @@ class AutoReset(Wrapper):
         return inner, obs, params, since
 
     def _step_batch(self, keys, state, action, space, space_axis):
+        keys = unrolled(keys)  # the same draws, hashed in straight-line code (randomization.keys)
         inner, obs, reward, done, info, since, resample = jax.vmap(self._advance)(
             keys, state, action)
         info = dict(info, final_obs=obs)
