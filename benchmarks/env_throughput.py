@@ -97,7 +97,9 @@ class Config:
 
 
 PRESETS = {
-    "smoke": Config(env_counts=(1, 8), steps_per_call=2_000, max_scan_length=2_000, rounds=2,
+    # The test suite's run: one small cell per env, one round (CI time is compile time: two
+    # compiled programs per cell).
+    "smoke": Config(env_counts=(8,), steps_per_call=256, max_scan_length=256, rounds=1,
                     seconds=0.01, include_vmap=False, include_batched=False),
     "quick": Config(env_counts=(1024, 4096), steps_per_call=400_000, rounds=5, seconds=0.25,
                     include_vmap=False),

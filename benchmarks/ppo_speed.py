@@ -206,12 +206,14 @@ def bench_env_count(p: Preset, num_envs: int) -> dict:
     summary = rounds.summary(baseline="brax", work=work)
     steps = (p.rounds + BRAX_COMPILE_EPOCHS) * work
     ret = {side: _mean_ci(v) for side, v in returns.items()}
-    tie = abs(ret["ours"]["mean"] - ret["brax"]["mean"]) <= (ret["ours"]["ci95"]
-                                                             + ret["brax"]["ci95"])
+    tie = None  # one seed: no CI, no verdict
+    if p.seeds >= 2:
+        tie = bool(abs(ret["ours"]["mean"] - ret["brax"]["mean"])
+                   <= ret["ours"]["ci95"] + ret["brax"]["ci95"])
     return {"num_envs": num_envs, "timing": summary, "ours_compile_s": ours_compile_s,
             "brax_compile_epochs_s": spread(brax_compile_epochs_s),
             "rounds_dropped_for_compiles": dropped, "env_steps_per_seed": steps,
-            "return": ret, "return_ci_overlap": bool(tie)}
+            "return": ret, "return_ci_overlap": tie}
 
 
 def _mean_ci(values) -> dict:
@@ -264,8 +266,8 @@ def markdown(result: dict) -> str:
             f"{c['env_steps_per_seed']} |")
     lines.append("")
     for c in result["cells"]:
-        verdict = ("the 95% CIs overlap: a tie" if c["return_ci_overlap"] else
-                   "the 95% CIs do not overlap")
+        verdict = {None: "one seed, no CI: no verdict", True: "the 95% CIs overlap: a tie",
+                   False: "the 95% CIs do not overlap"}[c["return_ci_overlap"]]
         lines.append(f"- {c['num_envs']} envs: return (mean +- 95% CI over {p['seeds']} seeds, "
                      f"deterministic policy, {p['eval_envs']} episodes each): {verdict}. "
                      f"Compile: ours {c['ours_compile_s']:.1f} s once; brax's epochs that "
