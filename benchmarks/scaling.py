@@ -13,9 +13,9 @@ donated arguments), ``temp`` (scratch: the ``[T, N]`` rollout, advantages, minib
 ``peak = argument + output - alias + temp`` (XLA's own accounting; nothing runs, so a 64k-env
 cell costs a compile, not a run).
 
-* ``envs``: 1k -> 64k envs on one device, the state donated (``ShardedPPO`` on a one-device
-  mesh, as ``--devices`` trains) and, beside it, not donated (``PPO.train_chunk``): what
-  donation saves.
+* ``envs``: 1k -> 64k envs on one device, two programs: ``ShardedPPO``'s chunk on a one-device
+  mesh (the state donated, shardings pinned: the program ``--devices N`` runs, per device) and
+  ``PPO.train_chunk`` (not donated: the program a run without ``--devices`` runs).
 * ``devices``: at a fixed env count, the env batch split over 1, 2, 4 devices (``ShardedPPO``);
   run in a subprocess with ``--xla_force_host_platform_device_count=4`` (host devices share the
   CPU's memory, but XLA's per-device accounting is the same as on accelerators).
@@ -40,6 +40,7 @@ from benchmarks.cli import preset_parser, save_and_print
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MIB = 2.0 ** 20
+PROGRAMS = {True: "ShardedPPO chunk (donated)", False: "PPO.train_chunk"}  # by ``donated``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,10 +120,10 @@ def markdown(result: dict) -> str:
     lines = ["dr_pendulum's accel-preset PPO chunk (200 steps x N envs per update, one seed), "
              "XLA's `memory_analysis()` per device, MiB (peak = argument + output - alias + "
              "temp; compile only, nothing run).", "",
-             "| envs | devices | donated | argument | output | alias | temp | peak | compile s |",
+             "| envs | devices | program | argument | output | alias | temp | peak | compile s |",
              "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in result["envs"] + result["devices"]:
-        lines.append(f"| {r['envs']} | {r['devices']} | {'yes' if r['donated'] else 'no'} | "
+        lines.append(f"| {r['envs']} | {r['devices']} | {PROGRAMS[r['donated']]} | "
                      f"{r['argument']:.1f} | {r['output']:.1f} | {r['alias']:.1f} | "
                      f"{r['temp']:.1f} | {r['peak']:.1f} | {r['compile_s']:.1f} |")
     return "\n".join(lines)
@@ -136,7 +137,7 @@ def plot(result: dict, path) -> None:
     for donated, style in ((True, "o-"), (False, "s--")):
         rows = [r for r in result["envs"] if r["donated"] == donated]
         left.loglog([r["envs"] for r in rows], [r["peak"] for r in rows], style,
-                    label="state donated" if donated else "not donated")
+                    label=PROGRAMS[donated])
     left.set(xlabel="envs (one device)", ylabel="peak MiB per device",
              title="memory vs envs")
     left.legend()
@@ -149,7 +150,7 @@ def plot(result: dict, path) -> None:
 
 
 def main(argv=None) -> dict:
-    parser = preset_parser(__doc__, PRESETS, "benchmarks/results/scaling.json")
+    parser = preset_parser(__doc__, PRESETS, "benchmarks/results/scaling_cli.json")
     parser.add_argument("--devices-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.devices_worker:
