@@ -109,6 +109,10 @@ def check_dr_pendulum(root: Path) -> dict:
     shutil.rmtree(dr_ckpts / str(steps[-1]))
     run("--resume", str(resumed), "--devices", "4")
     p1, p4, pr = policies(one), policies(four), policies(resumed)
+    # load_run reads the 4-device checkpoints back onto one device (templates without shardings)
+    from metarl_jax import load_run
+
+    loaded = [load_run(d).policies["dr"].state.params for d in (one, four)]
     summaries = [json.loads((d / "summary.json").read_text()) for d in (one, four, resumed)]
     weights = lambda p: {k: v for k, v in p.items() if k.startswith(("kernel", "bias"))}
     stats = lambda p: {k: v for k, v in p.items() if k.startswith("obs_")}
@@ -120,6 +124,7 @@ def check_dr_pendulum(root: Path) -> dict:
         "phases_apart": _max_diff(p1["nominal"], p1["dr"]),
         "heldout_diff": abs(summaries[0]["results"]["dr"]["heldout_mean"]
                             - summaries[1]["results"]["dr"]["heldout_mean"]),
+        "loaded_params_diff": _max_diff(*loaded),
         "resumed_from": steps[-2],
         "resumed_params_equal": _max_diff(p4, pr) == 0.0,
         "resumed_metrics_equal": lines(four) == lines(resumed),

@@ -43,14 +43,16 @@ def test_dr_pendulum_on_four_devices_equals_one_device_and_resumes(sharded_run):
     """``--devices 4`` splits the one seed's 8 envs 2 per device. The exported policies agree to
     float reduction order: weights within 1e-5 (6e-8 observed on the 2-core CPU, against 0.64
     between the two phases' weights after 4 updates), observation statistics (means over the
-    batch, reduced in another order) within 1e-4 relative (7e-6 observed). Resuming the
-    4-device run from its next-to-last checkpoint reproduces it bit for bit."""
+    batch, reduced in another order) within 1e-4 relative (7e-6 observed); ``load_run`` reads
+    the 4-device checkpoints back on one device. Resuming the 4-device run from its
+    next-to-last checkpoint reproduces it bit for bit."""
     run = sharded_run["dr_pendulum"]
     assert sharded_run["devices"] == 4
     assert run["devices"] == [1, 4, 4]  # the summaries say how many devices trained
     assert run["phases_apart"] > 1e-2  # training moved the parameters: a difference to compare
     assert run["weights_diff"] <= STATE_ATOL, run
     assert run["obs_stats_rel_diff"] <= 1e-4, run
+    assert run["loaded_params_diff"] <= STATE_ATOL, run  # load_run reads a 4-device run
     assert run["heldout_diff"] <= 1e-3, run
     assert run["resumed_from"] == 2
     assert run["resumed_params_equal"] and run["resumed_metrics_equal"], run

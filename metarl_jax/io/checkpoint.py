@@ -100,6 +100,17 @@ def sharded_like(tree: Any) -> Any:
     return jax.tree.map(leaf, tree)
 
 
+def _on_first_local_device(x: Any) -> Any:
+    """A ``like`` leaf without a sharding (``jax.eval_shape``'s) as one on this process's first
+    device: otherwise orbax places it as it was saved, which fails for a state saved from a mesh
+    of another size ("Topology mismatch")."""
+    if isinstance(x, jax.ShapeDtypeStruct) and x.sharding is None:
+        return jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                    sharding=jax.sharding.SingleDeviceSharding(
+                                        jax.local_devices()[0]))
+    return x
+
+
 class Checkpointer:
     """Save and restore ``(state pytree, extra dict)`` pairs by step in one directory.
 
@@ -236,7 +247,9 @@ class Checkpointer:
                 ``like`` leaf where that has one (a ``jax.Array``, or a ``ShapeDtypeStruct``
                 with ``sharding``; ``jax.eval_shape`` gives none): a state sharded over a mesh,
                 over several processes included, comes back sharded the same way, each process
-                reading only the shards it owns.
+                reading only the shards it owns. A leaf without a sharding comes back on this
+                process's first device, whatever mesh it was saved from (a ``--devices 4``
+                run read back by ``load_run`` on one device).
             shardings: a pytree of ``jax.sharding.Sharding`` with ``like``'s structure that
                 overrides ``like``'s shardings; None keeps them.
 
@@ -268,6 +281,7 @@ class Checkpointer:
         if shardings is not None:
             like = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                 like, shardings)
+        like = jax.tree.map(_on_first_local_device, like)
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         try:
             restored = self._manager.restore(
