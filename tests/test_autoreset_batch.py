@@ -178,3 +178,16 @@ def test_batched_draws_opt_in_keeps_per_episode_semantics():
     assert fresh.size > 100 and fresh.min() >= 0.5 and fresh.max() <= 2.0
     assert abs(fresh.mean() - 1.25) < 0.1  # U[0.5, 2.0]: mean 1.25, std error ~0.03
     assert np.unique(fresh).size == fresh.size  # independent across envs, steps and seeds
+
+
+def test_first_true_indices_equals_nonzero():
+    from metarl_jax.core.wrappers import first_true_indices
+
+    rng = np.random.default_rng(0)
+    masks = [rng.random(n) < p for n in (1, 5, 64, 1000) for p in (0.0, 0.05, 0.5, 1.0)]
+    for mask in masks:
+        for size in sorted({1, max(1, mask.size // 4), mask.size}):
+            want = np.nonzero(mask)[0][:size]
+            want = np.concatenate([want, np.full(size - want.size, mask.size)])
+            got = first_true_indices(jnp.asarray(mask), size, mask.size)
+            np.testing.assert_array_equal(np.asarray(got), want)

@@ -260,7 +260,7 @@ class AutoReset(Wrapper):
         def redraw_some(capacity):
             # Indices of the envs to redraw, padded with num_envs: gathers clip the padding to a
             # real env (computed, then dropped by the scatter).
-            idx = jnp.nonzero(resample, size=capacity, fill_value=num_envs)[0]
+            idx = first_true_indices(resample, capacity, num_envs)
             take = functools.partial(jax.tree.map, lambda x: jnp.take(x, idx, axis=0,
                                                                       mode="clip"))
             sub_space = space if space_axis is None else take(space)
@@ -277,6 +277,33 @@ class AutoReset(Wrapper):
                     + [redraw_all])
         inner, obs, params, since = jax.lax.switch(branch, branches)
         return AutoResetState(inner, params, since), obs, reward, done, info
+
+
+def _prefix_count(mask: jax.Array, block: int = 32) -> jax.Array:
+    """Inclusive running count of ``mask`` [n] (bool) -> [n] int32, as two small triangular
+    matmuls over blocks of ``block`` entries: exact (0/1 products, sums < 2**24 in float32) and
+    ~3x faster than ``jnp.cumsum`` on a CPU, whose lowering is a ``reduce_window``."""
+    n = mask.shape[0]
+    nb = -(-n // block)
+    x = jnp.pad(mask.astype(jnp.float32), (0, nb * block - n)).reshape(nb, block)
+    hi = jax.lax.Precision.HIGHEST
+    within = jnp.matmul(x, jnp.triu(jnp.ones((block, block), jnp.float32)), precision=hi)
+    offsets = jnp.matmul(within[:, -1], jnp.triu(jnp.ones((nb, nb), jnp.float32), 1),
+                         precision=hi)
+    return (within + offsets[:, None]).reshape(-1)[:n].astype(jnp.int32)
+
+
+def first_true_indices(mask: jax.Array, size: int, fill_value: int) -> jax.Array:
+    """``jnp.nonzero(mask, size=size, fill_value=fill_value)[0]`` for a bool ``mask`` [n]: the
+    first ``size`` indices where it is true, ascending, padded with ``fill_value`` -> [size]
+    int32. The same result for a fraction of the cost on a CPU (``_prefix_count`` and one
+    scatter instead of two cumsums and a bincount)."""
+    n = mask.shape[0]
+    if n >= 2**24:  # beyond float32's exact integers
+        return jnp.nonzero(mask, size=size, fill_value=fill_value)[0].astype(jnp.int32)
+    slot = jnp.where(mask, _prefix_count(mask) - 1, size)
+    return jnp.full((size,), fill_value, jnp.int32).at[slot].set(
+        jnp.arange(n, dtype=jnp.int32), mode="drop")
 
 
 def redraw_capacities(num_envs: int) -> Tuple[int, ...]:
