@@ -15,8 +15,8 @@ round and summarized by its median and min-max:
 * ``jax_randomized``: ``AutoReset(env)`` with a ``ParamSpace`` that draws four physics fields
   (relative uniform ranges in ``CASES``) at every episode start; the batch-level
   ``AutoReset.step_batch`` (what ``rollout`` and the learners use). One jitted call is a
-  ``lax.scan`` over T steps, random actions drawn inside the scan. Compile time is reported
-  separately.
+  ``lax.scan`` over T steps; env keys are split per step and env inside it (as ``rollout``
+  does). Compile time is reported separately.
 * ``jax_fixed``: the same program under ``fixed_space(nominal)``.
 * ``jax_randomized_vmap`` (``full`` only): the randomized program as ``vmap(AutoReset.step)``,
   the per-env step that ``step_batch`` replaces (same bits, for the speed-up).
@@ -28,6 +28,11 @@ round and summarized by its median and min-max:
 * ``gymnasium``: gymnasium's fastest vectorization of the env: ``vector_entry_point`` (numpy
   ``CartPoleVectorEnv``) for CartPole, ``sync`` for Pendulum (it has no vector entry point; no
   randomization). Actions pre-sampled.
+
+Every side steps the same pre-sampled uniform random actions (a block of ``ACTION_BLOCK`` steps
+drawn before timing, reused cyclically): the comparison is of env stepping, not of action
+sampling. (Until 2026-12-02 the JAX programs drew their actions inside the scan with threefry
+while the peers' were pre-sampled: ``RESULTS.md`` figures before then include that cost.)
 
 Each program is sized by a probe to last about ``seconds`` per round. Reading: ``rand / fixed``
 is the cost of randomization (1.0 = free); ``rand / numpy`` and ``rand / gym`` > 1 mean the
@@ -119,33 +124,39 @@ class Carry(NamedTuple):
     reward_sum: jax.Array  # [N]; consumed so XLA cannot drop the reward computation
 
 
+ACTION_BLOCK = 64  # steps of pre-sampled actions, reused cyclically (every side)
+
+
 def make_random_rollout(env: AutoReset, num_envs: int, num_steps: int,
                         per_env_vmap: bool = False) -> Callable:
-    """``run(carry, space) -> carry``: ``num_steps`` steps of ``num_envs`` envs, random actions,
-    through ``env.step_batch`` (or ``vmap(env.step)`` with ``per_env_vmap``)."""
+    """``run(carry, space, actions) -> carry``: ``num_steps`` steps of ``num_envs`` envs through
+    ``env.step_batch`` (or ``vmap(env.step)`` with ``per_env_vmap``), step ``t`` taking
+    ``actions[t % ACTION_BLOCK]`` (pre-sampled, as the numpy and gymnasium peers' are). Env keys
+    are split per step and env from the carry's key, as ``core.rollout.rollout`` does."""
     if per_env_vmap:
         step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     else:
         step = env.step_batch
-    space = env.action_space
 
-    def random_actions(key):
-        if is_discrete(space):
-            return jax.random.randint(key, (num_envs,), 0, space.n)
-        return jax.random.uniform(key, (num_envs,) + tuple(space.shape), minval=space.low,
-                                  maxval=space.high)
-
-    def run(carry: Carry, param_space: ParamSpace) -> Carry:
-        def one_step(carry: Carry, _):
-            key, action_key, step_key = jax.random.split(carry.key, 3)
+    def run(carry: Carry, param_space: ParamSpace, actions: jax.Array) -> Carry:
+        def one_step(carry: Carry, t):
+            key, step_key = jax.random.split(carry.key)
             env_keys = jax.random.split(step_key, num_envs)
-            actions = random_actions(action_key)
-            env_state, obs, reward, _, _ = step(env_keys, carry.env_state, actions, param_space)
+            action = actions[t % actions.shape[0]]
+            env_state, obs, reward, _, _ = step(env_keys, carry.env_state, action, param_space)
             return Carry(key, env_state, obs, carry.reward_sum + reward), None
 
-        return jax.lax.scan(one_step, carry, None, length=num_steps)[0]
+        return jax.lax.scan(one_step, carry, jnp.arange(num_steps))[0]
 
     return jax.jit(run)
+
+
+def jax_actions(space, num_envs: int, key: jax.Array) -> jax.Array:
+    """``[ACTION_BLOCK, num_envs, *action_shape]`` uniform random actions of ``space``."""
+    if is_discrete(space):
+        return jax.random.randint(key, (ACTION_BLOCK, num_envs), 0, space.n)
+    return jax.random.uniform(key, (ACTION_BLOCK, num_envs) + tuple(space.shape),
+                              minval=space.low, maxval=space.high)
 
 
 class Program(NamedTuple):
@@ -174,17 +185,18 @@ def _sized(step_once: Callable[[], None], steps_once: int, seconds: float) -> Pr
 def jax_program(env: AutoReset, space: ParamSpace, num_envs: int, cfg: Config,
                 per_env_vmap: bool = False, seed: int = 0) -> Program:
     num_steps = int(np.clip(cfg.steps_per_call // num_envs, 1, cfg.max_scan_length))
-    reset_key, run_key = jax.random.split(jax.random.key(seed))
+    reset_key, run_key, action_key = jax.random.split(jax.random.key(seed), 3)
     reset_keys = jax.random.split(reset_key, num_envs)
     env_state, obs = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(reset_keys, space)
     carry = [Carry(run_key, env_state, obs, jnp.zeros((num_envs,), jnp.float32))]
+    actions = jax.block_until_ready(jax_actions(env.action_space, num_envs, action_key))
     start = time.perf_counter()
     run = make_random_rollout(env, num_envs, num_steps, per_env_vmap).lower(
-        carry[0], space).compile()
+        carry[0], space, actions).compile()
     compile_s = time.perf_counter() - start
 
     def step_once():
-        carry[0] = jax.block_until_ready(run(carry[0], space))
+        carry[0] = jax.block_until_ready(run(carry[0], space, actions))
 
     program = _sized(step_once, num_steps * num_envs, cfg.seconds)
     program.info.update(compile_s=compile_s, scan_length=num_steps)
@@ -194,7 +206,7 @@ def jax_program(env: AutoReset, space: ParamSpace, num_envs: int, cfg: Config,
 def numpy_program(case: Case, num_envs: int, cfg: Config, seed: int = 0) -> Program:
     rng = np.random.default_rng(seed)
     env = case.make_numpy(num_envs, case.randomized, rng)
-    block = 64  # pre-sampled actions, reused cyclically
+    block = ACTION_BLOCK  # pre-sampled actions, reused cyclically
     if case.name == "CartPole":
         actions = rng.integers(0, 2, (block, num_envs))
     else:
@@ -221,6 +233,7 @@ def gym_program(case: Case, num_envs: int, cfg: Config, seed: int = 0) -> Tuple[
     envs = gym.make_vec(case.gym_id, num_envs=num_envs, vectorization_mode=case.gym_mode)
     rng = np.random.default_rng(seed)
     envs.reset(seed=seed)
+    # 8 steps per call (sync-mode Pendulum steps ~60k env-steps/s: a call must stay short).
     actions = numpy_actions(envs.single_action_space, (8, num_envs), rng)
 
     def step_once():
