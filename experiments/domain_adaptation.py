@@ -20,10 +20,16 @@ on source, encoder not aligned), ``dann`` (SAC on source + adversarial alignment
 target observations), ``target_oracle`` (SAC trained on the target with its rewards).
 
 **DARC** -- the target has a wall across the straight path (``x = 0.5, |y| <= wall_half``) that
-the source simulator lacks. Methods at the same target-data budget: ``source_only`` (DARC's
-program with ``delta_r_coef = 0``: the target data is collected but unused), ``darc`` and
-``target_only_same_budget`` (SAC on the target with only that budget, and as many gradient steps
-as DARC's SAC).
+the source simulator lacks: the source-optimal policy steers straight and gets stuck on it in the
+target, so source-only fails there and a policy that goes around is needed. Methods at the same
+target-data budget: ``source_only`` (DARC's program with ``delta_r_coef = 0``: the target data is
+collected but unused), ``darc`` and ``target_only_same_budget`` (SAC on the target with only that
+budget, and as many gradient steps as DARC's SAC). Target data (DARC's and target-only's) is
+collected by the current policy from starts anywhere in the arena (``x in [-0.1, collect_x]``),
+not only from the task's starts: a policy that is stuck at the wall in the target never shows the
+classifiers the target beyond it, and there DARC's Δr was measured at -4 (the policy then stops
+short of the wall in the source too). The classifiers train once per SAC gradient step and use
+``transfer.darc``'s shared noise (the wall changes a step's displacement by at most 0.1).
 
 **IFS** (Gupta et al. 2017) -- a 2-link source arm and a 3-link target arm (``envs.PlanarArm``,
 overdamped joints), both starting with the end effector at the same point. Proxy task: both track
@@ -69,7 +75,7 @@ from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.transfer import ifs as ifs_lib
 from metarl_jax.transfer.dann import DANN, DANNConfig
 from metarl_jax.transfer.darc import DARC, DARCConfig
-from metarl_jax.transfer.evaluation import evaluate_seeds
+from metarl_jax.transfer.evaluation import seed_evaluator
 
 NAME = "domain_adaptation"
 METHODS = ("dann", "darc", "ifs")
@@ -81,7 +87,8 @@ _SAC = SACConfig(num_envs=8, total_steps=8000, hidden_sizes=(64, 64), batch_size
 class Config:
     method: str = "all"  # dann | darc | ifs | all (also --method)
     dann: DANNConfig = DANNConfig(sac=_SAC, domain_steps=16)
-    darc: DARCConfig = DARCConfig(sac=_SAC.replace(total_steps=16_000), target_envs=1)
+    darc: DARCConfig = DARCConfig(sac=_SAC.replace(total_steps=16_000), target_envs=1,
+                                  classifier_steps=8, classifier_lr=1e-3, shared_noise=True)
     ifs: ifs_lib.IFSConfig = ifs_lib.IFSConfig()
     target_gain: Tuple[float, float] = (1.6, 0.6)  # DANN's target sensor: obs = G p + b
     target_bias: Tuple[float, float] = (0.6, -0.5)
@@ -89,6 +96,7 @@ class Config:
     start_skew: float = 0.5  # DANN's starts: N(-start_skew, 0.6^2) per axis, truncated to +-1
     wall_half: float = 0.25  # DARC's target wall: x = 0.5, |y| <= wall_half
     start_spread: float = 0.8  # DARC's starts: x in +-0.1, y in +-start_spread; goal (1, 0)
+    collect_x: float = 1.0  # DARC's target data starts: x in [-0.1, collect_x], same y
     skill_radius: float = 0.05  # IFS's new skill: reach within this of NEW_GOAL (sparse reward)
     ifs_seeds: int = 8  # IFS's seeds (cheap runs, bimodal no-transfer returns: more seeds)
     num_seeds: int = 3
@@ -117,18 +125,24 @@ class Config:
         return METHODS if self.method == "all" else (self.method,)
 
 
-_QUICK_SAC = _SAC.replace(total_steps=800, learning_starts=200, batch_size=32)
+# quick: compile-bound (tests/CI); small buffers keep the per-phase checkpoint cheap, one chunk
+# per phase saves once, and every method's programs compile once (shared evaluators).
+_QUICK_SAC = _SAC.replace(total_steps=400, learning_starts=100, batch_size=32, buffer_size=800,
+                          hidden_sizes=(32, 32))
 PRESETS = {
-    "quick": Config(dann=Config.dann.replace(sac=_QUICK_SAC, domain_steps=2, domain_batch=32),
+    "quick": Config(dann=Config.dann.replace(sac=_QUICK_SAC, domain_steps=4, domain_batch=32,
+                                             obs_buffer_size=800),
                     darc=Config.darc.replace(sac=_QUICK_SAC, classifier_batch=32,
-                                             delta_r_warmup=400),
+                                             classifier_steps=2, target_buffer_size=400,
+                                             delta_r_warmup=200),
                     ifs=ifs_lib.IFSConfig(
                         encoder=ifs_lib.EncoderConfig(hidden_sizes=(16,), num_steps=50,
                                                       batch_size=32),
                         ppo=PPOConfig(num_envs=4, num_steps=40, total_steps=4 * 40 * 10,
                                       num_epochs=1, num_minibatches=1, hidden_sizes=(16,)),
                         num_proxy_goals=4),
-                    num_seeds=2, ifs_seeds=2, log_every=10, updates_per_chunk=5, eval_episodes=8),
+                    num_seeds=2, ifs_seeds=2, log_every=10, updates_per_chunk=10,
+                    eval_episodes=8),
     "cpu": Config(),
     "accel": Config(dann=Config.dann.replace(sac=_SAC.replace(num_envs=64, total_steps=204_800)),
                     darc=Config.darc.replace(sac=_SAC.replace(num_envs=64, total_steps=409_600),
@@ -172,14 +186,16 @@ def run_dann(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
     runs = {"no_adaptation": (0.0, "source"), "dann": (None, "source"),
             "target_oracle": (0.0, "target")}
     eval_params = spaces["target"].sample(jax.random.PRNGKey(seed + 7), (config.eval_episodes,))
+    # One evaluator (one compile) for the three runs: the policy reads only static config.
+    evaluate = seed_evaluator(lambda s: dann.make_policy(s, config.dann, True), env,
+                              eval_params, 1, jax.random.PRNGKey(seed + 8))
     results, states = {}, {}
     for method, (coef, train_on) in runs.items():
         cfg = config.dann if coef is None else config.dann.replace(domain_coef=coef)
         states[method] = train(run_dir, method, dann, cfg, config,
                                (spaces[train_on], spaces["target"]), keys,
                                cfg.sac.steps_per_update, ("episode_return", "domain_accuracy"))
-        returns = evaluate_seeds(lambda s: dann.make_policy(s, cfg, True), states[method], env,
-                                 eval_params, 1, jax.random.PRNGKey(seed + 8)).mean(-1)
+        returns = np.asarray(evaluate(states[method])).mean(-1)
         accuracy = [line["domain_accuracy"] for line in phase_metrics(run_dir, method)]
         results[method] = summarize(returns, domain_accuracy_curve=accuracy,
                                     final_domain_accuracy=float(np.mean(accuracy[-3:])))
@@ -215,28 +231,32 @@ def run_darc(run_dir, config: Config, seed: int) -> Tuple[dict, dict]:
     start = uniform((-0.1, -config.start_spread), (0.1, config.start_spread))
     spaces = {d: make_param_space(p, {"start": start})
               for d, p in (("source", source), ("target", target))}
+    # Target data (DARC's and target-only's) starts anywhere in the arena: see the module doc.
+    collect = make_param_space(target, {"start": uniform(
+        (-0.1, -config.start_spread), (config.collect_x, config.start_spread))})
     darc, keys = DARC(env), jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     eval_params = spaces["target"].sample(jax.random.PRNGKey(seed + 7), (config.eval_episodes,))
-    evaluate = lambda policy_of, states: evaluate_seeds(
-        policy_of, states, env, eval_params, 1, jax.random.PRNGKey(seed + 8)).mean(-1)
+    # One evaluator (one compile) for the three runs, on the SAC actor's (params, obs stats).
+    act = lambda p: (lambda k, obs: darc.sac.act(p[0], p[1], config.darc.sac, k, obs, True))
+    evaluator = seed_evaluator(act, env, eval_params, 1, jax.random.PRNGKey(seed + 8))
+    evaluate = lambda sac_states: np.asarray(evaluator(
+        (sac_states.params["actor"], sac_states.obs_stats))).mean(-1)
     cfg, results = config.darc, {}
     budget = cfg.target_budget
     for method, coef in (("source_only", 0.0), ("darc", cfg.delta_r_coef)):
         c = cfg.replace(delta_r_coef=coef)
-        states = train(run_dir, method, darc, c, config, (spaces["source"], spaces["target"]),
+        states = train(run_dir, method, darc, c, config, (spaces["source"], collect),
                        keys, c.sac.steps_per_update, ("episode_return",
                                                       "target_episode_return"))
-        results[method] = summarize(evaluate(lambda s: darc.make_policy(s, c, True), states),
-                                    target_steps=budget)
+        results[method] = summarize(evaluate(states.sac), target_steps=budget)
     ratio = cfg.sac.num_envs / cfg.target_envs  # same data, same gradient steps as DARC's SAC
     target_sac = cfg.sac.replace(num_envs=cfg.target_envs, total_steps=budget,
                                  utd=cfg.sac.utd * ratio,
                                  learning_starts=int(cfg.sac.learning_starts / ratio))
     sac = SAC(env)
     states = train(run_dir, "target_only_same_budget", sac, target_sac, config,
-                   (spaces["target"],), keys, target_sac.steps_per_update, ("episode_return",))
-    results["target_only_same_budget"] = summarize(
-        evaluate(lambda s: sac.make_policy(s, target_sac, True), states), target_steps=budget)
+                   (collect,), keys, target_sac.steps_per_update, ("episode_return",))
+    results["target_only_same_budget"] = summarize(evaluate(states), target_steps=budget)
     results["darc"]["compiles"] = darc.traces.get("train_chunk_seeds", 0)
     return results, {"darc_vs_source_only": compare(results, "darc", "source_only"),
                      "darc_vs_target_only": compare(results, "darc", "target_only_same_budget")}

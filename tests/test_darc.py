@@ -4,6 +4,7 @@ the classifiers are exact, and the learned classifiers recover it on a synthetic
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats as scipy_stats
 
 from envs.domain_nav import DomainNav2D
@@ -92,3 +93,19 @@ def test_trained_classifiers_recover_the_log_ratio():
     want = _log_p_next("target", s, a, s_next) - _log_p_next("source", s, a, s_next)
     assert np.corrcoef(got, want)[0, 1] > 0.9
     assert np.median(np.abs(got - want)) < 0.3, (np.median(np.abs(got - want)), np.ptp(want))
+
+
+def test_balanced_residual_loss_weights_source_samples_by_the_sa_density_ratio():
+    # Source half: z_sa = log p_t(s,a)/p_s(s,a) -> weight exp(z_sa), clipped at max_weight and
+    # normalized to mean 1 over the source half; target samples keep weight 1.
+    z_sa = jnp.array([np.log(0.5), np.log(2.0), np.log(100.0), 0.3, -1.0])
+    labels = jnp.array([0.0, 0.0, 0.0, 1.0, 1.0])
+    losses = jnp.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    got = np.asarray(DARC._balanced(losses, z_sa, labels, 20.0))
+    w = np.array([0.5, 2.0, 20.0])
+    w = w / w.sum() * 3
+    np.testing.assert_allclose(got, [w[0] * 1, w[1] * 2, w[2] * 3, 4.0, 5.0], rtol=1e-5)
+    # Where only the source visits (z_sa -> -inf) the residual gets (almost) no gradient.
+    far = np.asarray(DARC._balanced(jnp.ones(4), jnp.array([-30.0, 0.0, 0.0, 0.0]),
+                                    jnp.array([0.0, 0.0, 1.0, 1.0]), 20.0))
+    assert far[0] < 1e-12 and far[1] == pytest.approx(2.0)

@@ -1,8 +1,10 @@
-"""The domain-adaptation experiment end to end (quick preset, all three methods) and its command
-line.
+"""The domain-adaptation experiment end to end (quick preset, all three methods in one run
+folder) and its command line.
 
-No resume test here: every phase is an ordinary ``train_phase`` (the contract's resume is tested
-with other experiments), and a second compile of both programs would double this file's cost."""
+Cost: the quick run is compile-bound, so it is sized for that: one compiled training program per
+learner (DANN, DARC, SAC, PPO), one evaluator per method family, one chunk (one checkpoint) per
+phase and small replay buffers. No resume test: every phase is an ordinary ``train_phase`` (the
+contract's resume is tested with other experiments), and it would compile every program again."""
 
 import json
 

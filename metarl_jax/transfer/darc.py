@@ -7,12 +7,28 @@ SAC trains in the **source** simulator on ``r + Δr``, where the reward correcti
 
 penalizes transitions the target's physics would not produce. Two binary classifiers learn it from
 source transitions (SAC's replay buffer) and a small budget of **target** transitions gathered by
-the current policy (``target_envs`` envs, ``sac.num_steps`` steps each per update):
-``q(t|s,a) = σ(z_sa)`` and ``q(t|s,a,s') = σ(z_sa + z_sas)`` (the paper's parameterization, so
-``Δr = z_sas``; ``z_sa`` is held fixed in the second loss), trained by cross-entropy on inputs
-with Gaussian noise ``classifier_noise`` (the paper's regularizer). Δr enters SAC's sampled
-batches after ``delta_r_warmup`` source env steps, scaled by ``delta_r_coef`` (``0``: the
-source-only ablation, same compiled program).
+the current policy (``target_envs`` envs, ``sac.num_steps`` steps each per update, from the
+``target_space`` given to ``init``): ``q(t|s,a) = σ(z_sa)`` and ``q(t|s,a,s') = σ(z_sa + r)`` (the
+paper's parameterization, so ``Δr = r``; ``z_sa`` is held fixed in the second loss), trained
+``classifier_steps`` times per update by cross-entropy on inputs with Gaussian noise
+``classifier_noise`` (the paper's regularizer). Δr enters SAC's sampled batches after
+``delta_r_warmup`` source env steps, scaled by ``delta_r_coef`` (``0``: the source-only ablation,
+same compiled program).
+
+Two departures from the paper, both switchable, both for localized shifts (a wall that blocks a
+thin band of transitions; ``experiments.domain_adaptation`` measured why):
+
+* ``balance_sa`` (default on): the paper trains ``z_sa + r`` with the plain cross-entropy. Where
+  only the source visits (s,a), ``z_sa`` is finite and that loss keeps pushing ``r`` down, so Δr
+  drifts to large negative values exactly where the target data says nothing (measured: -4 beside
+  and beyond a wall the target policy never passed, and the policy stopped short of it). Here
+  ``r`` alone is trained on samples reweighted so both domains' (s,a) follow the target's (source
+  weight ``exp(z_sa) = p_t(s,a)/p_s(s,a)``, ``_balanced``): the same minimizer ``log p_t(s'|s,a) -
+  log p_s(s'|s,a)`` wherever the target has data, and no push where it has none.
+* ``shared_noise`` (default off): the noise on ``s'`` is the noise on ``s`` plus
+  ``displacement_noise``, so the regularizer smooths over *where* a transition happened but keeps
+  *what it did* (the displacement ``s' - s``, which is all that tells a blocked step from a free
+  one when the shift is a fraction of a step).
 
     darc = DARC(env)
     state = darc.init(key, config, source_space, target_space)
@@ -95,6 +111,10 @@ class DARCConfig(SACBasedConfig):
     classifier_noise: float = 0.05  # std of the Gaussian noise on classifier inputs
     classifier_lr: float = 3e-4
     delta_r_coef: float = 1.0
+    shared_noise: bool = struct.field(default=False, **static)  # s' noise = s noise + own
+    displacement_noise: float = 0.01  # std of s' noise beyond s's (with shared_noise)
+    balance_sa: bool = struct.field(default=True, **static)  # s,a,s' loss on the target's (s,a)
+    max_sa_weight: float = 20.0  # clip of the source samples' weight p_t(s,a) / p_s(s,a)
 
     @property
     def target_budget(self) -> int:
@@ -162,6 +182,21 @@ class DARC(SACBased):
         z_sa, z_sas = self.classifiers.apply(classifier, obs, action, next_obs)
         return delta_r_from_logits(z_sa, z_sas)
 
+    @staticmethod
+    def _balanced(sas_loss: jax.Array, z_sa: jax.Array, labels: jax.Array,
+                  max_weight: float) -> jax.Array:
+        """Per-sample losses ``[2B]`` of the residual logit ``r = Δr`` reweighted so that both
+        domains' (s,a) follow the target's: a source sample gets ``w = p_t(s,a) / p_s(s,a) =
+        exp(z_sa)`` (clipped at ``max_weight``, normalized to mean 1 over the source half), a
+        target sample 1. Then ``r`` is a classifier of s' given (s,a) and its minimizer is
+        ``log p_t(s'|s,a) - log p_s(s'|s,a)``, the paper's optimum, wherever the target has
+        data; at (s,a) only the source visits the weight is ~0, so the confidence-seeking
+        cross-entropy no longer drives Δr towards -inf there (module doc)."""
+        source = 1.0 - labels
+        w = jnp.minimum(jnp.exp(z_sa), max_weight) * source
+        w = w / jnp.maximum(jnp.sum(w), 1e-8) * jnp.sum(source)
+        return sas_loss * (w + labels)
+
     def _classifier_step(self, config: DARCConfig, source_buffer, target_buffer, carry, key):
         classifier, opt_state = carry
         source_key, target_key, noise_key = jax.random.split(key, 3)
@@ -170,15 +205,26 @@ class DARC(SACBased):
         inputs = [jnp.concatenate([getattr(source, f), getattr(target, f)])
                   for f in ("obs", "action", "next_obs")]
         noise_keys = jax.random.split(noise_key, 3)
-        inputs = [x + config.classifier_noise * jax.random.normal(k, x.shape, x.dtype)
-                  for x, k in zip(inputs, noise_keys)]
+        noise = [config.classifier_noise * jax.random.normal(k, x.shape, x.dtype)
+                 for x, k in zip(inputs, noise_keys)]
+        if config.shared_noise:  # s' moves with s: smooth over where, keep what the step did
+            noise[2] = noise[0] + config.displacement_noise * noise[2] / jnp.maximum(
+                config.classifier_noise, 1e-12)
+        inputs = [x + n for x, n in zip(inputs, noise)]
         labels = jnp.concatenate([jnp.zeros(config.classifier_batch),
                                   jnp.ones(config.classifier_batch)])
 
         def loss_fn(params):
             z_sa, z_sas = self.classifiers.apply(params, *inputs)
+            if config.balance_sa:  # the residual alone, on balanced (s,a): see _balanced
+                z_sa_fixed = jax.lax.stop_gradient(z_sa)
+                sas_loss = self._balanced(
+                    optax.sigmoid_binary_cross_entropy(z_sas - z_sa_fixed, labels), z_sa_fixed,
+                    labels, config.max_sa_weight)
+            else:
+                sas_loss = optax.sigmoid_binary_cross_entropy(z_sas, labels)
             loss = (jnp.mean(optax.sigmoid_binary_cross_entropy(z_sa, labels))
-                    + jnp.mean(optax.sigmoid_binary_cross_entropy(z_sas, labels)))
+                    + jnp.mean(sas_loss))
             return loss, jnp.mean((z_sas > 0) == (labels > 0.5))
 
         (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(classifier)
