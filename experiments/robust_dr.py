@@ -26,7 +26,8 @@ the global friction factor ``friction_scale``; one episode = ``ppo.num_steps`` s
 still plays exactly one episode per update, as the selection hooks need).
 
 Presets: ``quick`` (tests, ~1 min), ``cpu`` (Pendulum, 2 seeds x 2.56M steps per method, 256
-envs x 50 updates, about 13 minutes on a shared 2-core CPU), ``accel`` (MJX HalfCheetah for a
+envs x 50 updates, 5 adaptation rounds; about 13 minutes on a shared 2-core CPU for the four arms
+before epopt_adapt, ~16 expected with it), ``accel`` (MJX HalfCheetah for a
 GPU: 2048 envs x 250-step episodes, 4 seeds, 61M steps per method; its ADR thresholds and MRPO
 coefficient are scaled to HalfCheetah's returns but untuned; not run yet), ``accel_pendulum``
 (the large pure-JAX run: 2048 envs, 8 seeds, 49M steps per method), ``quick_mjx`` (tests: the
