@@ -74,10 +74,12 @@ class Config:
 
 
 PRESETS = {
-    "quick": Config(rl2=dataclasses.replace(Config.rl2, num_envs=64, total_steps=64 * 100 * 60,
-                                            hidden_size=32, encoder_sizes=(32,),
-                                            head_sizes=(32,)),
-                    episodes_per_trial=5, updates_per_chunk=20, eval_tasks=500),
+    # A smoke test of the whole pipeline (tests/test_rl2.py): 20 updates in two checkpointed
+    # chunks (the resume test cuts one), no encoder / head layers (a smaller program compiles
+    # faster), 300 held-out MDPs (PSRL's learning is still clear of random there).
+    "quick": Config(rl2=dataclasses.replace(Config.rl2, num_envs=32, total_steps=32 * 100 * 20,
+                                            hidden_size=32, encoder_sizes=(), head_sizes=()),
+                    episodes_per_trial=5, updates_per_chunk=10, eval_tasks=300),
     "cpu": Config(),
     "accel": Config(rl2=dataclasses.replace(Config.rl2, num_envs=2048, num_minibatches=16,
                                             total_steps=1_000_000_000, hidden_size=256,
