@@ -217,7 +217,7 @@ def test_env_throughput_quick_writes_every_cell(tmp_path):
 
     report = json.loads(out.read_text())
     cells = {(row["env"], row["num_envs"]): row for row in report["results"]}
-    expected = {(case.name, n) for case in env_throughput.CASES
+    expected = {(name, n) for name in env_throughput.QUICK.envs
                 for n in env_throughput.QUICK.env_counts}
     assert set(cells) == expected
     for key, row in cells.items():
@@ -226,4 +226,8 @@ def test_env_throughput_quick_writes_every_cell(tmp_path):
                        row["randomization_overhead"]]
         assert all(math.isfinite(x) and x > 0 for x in throughputs), (key, throughputs)
         assert row["jax_randomized"]["compile_s"] >= 0 and row["jax_fixed"]["compile_s"] >= 0
+        assert all(math.isfinite(r["median"]) and r["min"] > 0 for r in row["ratios"].values())
+        assert set(row["ratios"]) == {"rand/fixed", "rand/numpy", "rand/gym"}
     assert report["machine"]["jax"] and report["machine"]["cpu_count"] >= 1
+    table = env_throughput.markdown_table(report["results"])
+    assert all(f"| {env} | {n} |" in table for env, n in expected)
