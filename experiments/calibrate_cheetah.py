@@ -2,6 +2,7 @@
 
     python -m experiments.calibrate_cheetah --preset quick|cpu|accel [--seed N] [--out DIR] [f=v]
     python -m experiments.calibrate_cheetah --resume runs/calibrate_cheetah/<timestamp>
+    python -m experiments.calibrate_cheetah --devices all   # PPO's seeds/envs split (fits: 1)
 
 Story: "the real world" is gymnasium's HalfCheetah-v5 (MuJoCo C, float64, full solver) with
 hidden physics drawn once from ``hidden_seed``: a mass scale per body, a friction scale, a
@@ -55,11 +56,13 @@ from metarl_jax.algos.learner import select_seed
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.core.wrappers import ActionDelay
 from metarl_jax.io import plots
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.randomization.distributions import int_uniform, uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.randomization.posterior import posterior_rounds
+from metarl_jax.scale import is_primary, mesh_size, run_mesh, sync
 from metarl_jax.sim2real import calibrate as cal
 from metarl_jax.sim2real.export import export_ppo, load_policy
 from metarl_jax.stats import seed_summary
@@ -279,6 +282,7 @@ def make_robot(config: Config):
                      ls_iterations=8)
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     robot = make_robot(config)
@@ -317,19 +321,23 @@ def main(args) -> dict:
     ppo = trained["nominal"][0]
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     start = time.time()
+    mesh = run_mesh(args.devices)  # --devices N: the PPO phases' seeds (or envs) split over N
     states = train_ppo_phases(run_dir, {v: (ppo, spaces[v]) for v in VARIANTS}, config.ppo,
-                              seed_keys, config.updates_per_chunk)
+                              seed_keys, config.updates_per_chunk, mesh=mesh)
     timing["ppo"] = _stage("PPO, all variants (0 if resumed after it)", start)
     start = time.time()
 
     returns = {}
     for variant in VARIANTS:
         per_seed = []
-        for s in range(config.num_seeds):
-            path = run_dir / "policies" / f"{variant}_seed{s}"
-            export_ppo(path, select_seed(states[variant], s), config.ppo, robot.action_space,
-                       obs_layout=robot.observation_structure,
-                       metadata={"experiment": NAME, "variant": variant, "seed": seed + s})
+        paths = [run_dir / "policies" / f"{variant}_seed{s}" for s in range(config.num_seeds)]
+        for s, path in enumerate(paths):
+            if is_primary():  # one writer; every process evaluates what was written
+                export_ppo(path, select_seed(states[variant], s), config.ppo, robot.action_space,
+                           obs_layout=robot.observation_structure,
+                           metadata={"experiment": NAME, "variant": variant, "seed": seed + s})
+        sync(f"{NAME}/{variant}/policies")
+        for path in paths:
             cell = world.evaluate(load_policy(path), [world.real()], config.eval_episodes, seed)
             per_seed.append(float(cell.mean()))
         returns[variant] = seed_summary(per_seed)
@@ -383,7 +391,7 @@ def main(args) -> dict:
                                  ci95=float("nan"), delay=fits[m]["delay"],
                                  **{f: fits[m]["param_error"][f]["mean"] for f in FIELDS})
                             for m in ("gradient", "cem")])
-    return finish(run_dir, {"results": results}, table)
+    return finish(run_dir, {"results": results, "devices": mesh_size(mesh)}, table)
 
 
 if __name__ == "__main__":

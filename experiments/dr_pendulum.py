@@ -31,13 +31,14 @@ from envs.pendulum import Pendulum
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.core.wrappers import ActionDelay
 from metarl_jax.io import plots
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import int_uniform, uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.scale import is_primary, run_mesh, sharded, to_host
+from metarl_jax.scale import mesh_size, run_mesh
 from metarl_jax.transfer.evaluation import (
     check_grid_axis,
     grid_params,
@@ -118,6 +119,7 @@ def policies(config: Config):
             "dr": (ppo, config.ppo, (randomized_space(config, nominal),))}
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     phases = policies(config)
@@ -126,16 +128,13 @@ def main(args) -> dict:
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     # --devices N: the seeds (or each seed's envs) split over N devices; several processes:
     # over all of theirs. The same numbers up to float reduction order (metarl_jax.scale).
+    # Several processes: each gets (and evaluates) its own whole copy of the states.
     mesh = run_mesh(args.devices)
-    learner = sharded(ppo, mesh)
-    states = train_ppo_phases(run_dir, {p: (learner, space)
-                                        for p, (_, _, (space,)) in phases.items()},
-                              config.ppo, seed_keys, config.updates_per_chunk)
-    states = to_host(states)  # several processes: each evaluates its own whole copy
-    if is_primary():  # the one process that writes the run folder
-        export_policies(run_dir, states, config.ppo, env.action_space,
-                        metadata={"env": "Pendulum", "max_delay": config.max_delay,
-                                  "experiment": NAME, "seed": seed})
+    states = train_ppo_phases(run_dir, {p: (ppo, space) for p, (_, _, (space,)) in phases.items()},
+                              config.ppo, seed_keys, config.updates_per_chunk, mesh=mesh)
+    export_policies(run_dir, states, config.ppo, env.action_space,  # process 0 writes
+                    metadata={"env": "Pendulum", "max_delay": config.max_delay,
+                              "experiment": NAME, "seed": seed})
 
     axes = {"m": config.eval_mass_scales, "l": config.eval_length_scales,
             "action_delay": config.eval_delays}
@@ -153,22 +152,21 @@ def main(args) -> dict:
             final_train_return=phase_metrics(run_dir, phase)[-1]["episode_return"])
         heatmaps[phase] = per_seed.mean(0).reshape(shape).mean(-1)  # average over latencies
 
-    if is_primary():
-        plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps,
-                            x_values=config.eval_length_scales, y_values=config.eval_mass_scales,
-                            xlabel="length scale", ylabel="mass scale",
-                            title="held-out return (mean over latencies)",
-                            colorbar_label="episode return")
-        plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, phases),
-                          xlabel="env steps (all seeds)", ylabel="episode return",
-                          title="PPO on Pendulum")
+    plots.plot_heatmaps(run_dir / "heatmap.png", heatmaps,  # plots: process 0 writes
+                        x_values=config.eval_length_scales, y_values=config.eval_mass_scales,
+                        xlabel="length scale", ylabel="mass scale",
+                        title="held-out return (mean over latencies)",
+                        colorbar_label="episode return")
+    plots.plot_curves(run_dir / "curves.png", phase_curves(run_dir, phases),
+                      xlabel="env steps (all seeds)", ylabel="episode return",
+                      title="PPO on Pendulum")
     grid_info = {name: values.tolist() for name, values in cells.items()}
     grid_info["relative"] = ["m", "l"]
     table = format_table([dict(policy=p, **{k: results[p][k] for k in (
         "heldout_mean", "heldout_worst", "heldout_cvar10", "final_train_return")})
         for p in phases])
     return finish(run_dir, {"results": results, "grid": grid_info,
-                            "devices": 1 if mesh is None else int(mesh.size)}, table)
+                            "devices": mesh_size(mesh)}, table)
 
 
 if __name__ == "__main__":

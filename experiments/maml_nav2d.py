@@ -2,6 +2,7 @@
 
     python -m experiments.maml_nav2d --preset quick|cpu|accel [--seed N] [--out DIR] [field=value]
     python -m experiments.maml_nav2d --resume runs/maml_nav2d/<timestamp>
+    python -m experiments.maml_nav2d --preset accel --devices all   # meta-batch over devices
 
 Story: a point starts at the origin and must reach a hidden goal ``~ U[-0.5, 0.5]^2`` (velocity
 actions clipped to +-0.1, reward = -distance, 100 steps; staying still scores about -38). Three
@@ -34,12 +35,14 @@ from matplotlib.figure import Figure
 
 from envs.point_nav import PointNav2D
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.scale import mesh_size, run_mesh
 from metarl_jax.transfer.few_shot import (
     meta_phases,
     plot_meta_training,
@@ -144,12 +147,15 @@ def policies(config: Config):
     return meta_phases(MAMLRL(env), config, space, METHODS)
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     phases = policies(config)
     learner, _, (space,) = phases[METHODS[0]][:3]
     base_key = jax.random.PRNGKey(seed)
-    states = train_meta_phases(run_dir, phases, base_key, config.updates_per_chunk)
+    # --devices N: each update's meta-batch of tasks split over N devices (metarl_jax.scale).
+    mesh = run_mesh(args.devices)
+    states = train_meta_phases(run_dir, phases, base_key, config.updates_per_chunk, mesh=mesh)
 
     eval_key = jax.random.fold_in(base_key, 10_000)
     goals = space.sample(jax.random.fold_in(eval_key, 0), (config.eval_goals,))
@@ -168,8 +174,8 @@ def main(args) -> dict:
                        title="training on PointNav2D goals")
     rows = steps_table_rows({m: by_steps[m] for m in METHODS})
     results = {"returns_by_steps": by_steps, "returns_ci95": ci95, "final_train": final}
-    return finish(run_dir, {"results": results, "eval_goals": config.eval_goals},
-                  format_table(rows))
+    return finish(run_dir, {"results": results, "eval_goals": config.eval_goals,
+                            "devices": mesh_size(mesh)}, format_table(rows))
 
 
 if __name__ == "__main__":

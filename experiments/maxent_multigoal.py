@@ -2,6 +2,7 @@
 
     python -m experiments.maxent_multigoal --preset quick|cpu|accel [--seed N] [--out DIR]
     python -m experiments.maxent_multigoal --resume runs/maxent_multigoal/<timestamp>
+    python -m experiments.maxent_multigoal --preset accel --devices all   # SAC over devices
 
 Story: the soft Q-learning paper's 2-D point mass (Haarnoja et al. 2017; ``envs.MultiGoal2D``)
 starts at the origin with four equally rewarding goals at (+-5, 0) and (0, +-5). Train SAC with
@@ -33,12 +34,14 @@ from matplotlib.patches import Circle
 from envs.multigoal import MultiGoal2D
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.load import Phase
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
 from metarl_jax.randomization.param_space import fixed_space
+from metarl_jax.scale import mesh_size, run_mesh, sharded, to_host
 
 NAME = "maxent_multigoal"
 METHODS = ("sac_auto", "sac_fixed", "low_entropy")
@@ -151,6 +154,7 @@ def policies(config: Config):
             for m in config.methods}
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     sac, _, (space,) = policies(config)[config.methods[0]][:3]
@@ -158,17 +162,20 @@ def main(args) -> dict:
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     num_lines = config.sac.num_updates // config.log_every
 
-    states = {}
+    # --devices N: the seeds, or each seed's envs, replay buffer and batches, split over N
+    # devices (metarl_jax.scale.ShardedSAC); one wrapper, so the methods share its programs.
+    mesh = run_mesh(args.devices)
+    trainer, states = sharded(sac, mesh), {}
     for method in config.methods:
         cfg = method_config(config, method)
-        states[method] = train_phase(
+        states[method] = to_host(train_phase(
             run_dir, method,
-            init=lambda: sac.init_seeds(seed_keys, cfg, space),
-            chunk=lambda s, n: sac.train_chunk_seeds(s, cfg, n, log_every=config.log_every),
+            init=lambda: trainer.init_seeds(seed_keys, cfg, space),
+            chunk=lambda s, n: trainer.train_chunk_seeds(s, cfg, n, log_every=config.log_every),
             num_updates=num_lines, updates_per_chunk=config.updates_per_chunk,
             steps_per_update=cfg.steps_per_update * config.log_every * config.num_seeds,
             show=("episode_return", "entropy"),
-        )
+        ))
 
     eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
     results, plot_paths, plot_goals = {}, {}, {}
@@ -201,7 +208,8 @@ def main(args) -> dict:
                                final_alpha=results[m]["final_alpha"],
                                final_return=results[m]["final_train_return"])
                           for m in config.methods])
-    return finish(run_dir, {"results": results, "min_rollouts_per_goal": min_count}, table)
+    return finish(run_dir, {"results": results, "min_rollouts_per_goal": min_count,
+                            "devices": mesh_size(mesh)}, table)
 
 
 if __name__ == "__main__":

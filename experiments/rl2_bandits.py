@@ -2,6 +2,7 @@
 
     python -m experiments.rl2_bandits --preset quick|cpu|accel [--seed N] [--out DIR] [field=value]
     python -m experiments.rl2_bandits --resume runs/rl2_bandits/<timestamp>
+    python -m experiments.rl2_bandits --preset accel --devices all   # seeds/envs over devices
 
 Story (Duan et al. 2016, sec. 3.1, Table 1): for each setting ``n`` pulls x ``k`` arms, train a
 GRU policy with recurrent PPO on trials of tasks ``p_i ~ U[0, 1]`` -- it sees only its previous
@@ -38,9 +39,11 @@ from metarl_jax import stats
 from metarl_jax.algos.rl2 import RL2, RL2Config
 from metarl_jax.baselines import bandits as bl
 from metarl_jax.io import plots
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.scale import mesh_size, run_mesh, sharded, to_host
 
 NAME = "rl2_bandits"
 METHODS = ("random", "bayes_optimal", "thompson", "ucb1", "eps_greedy", "greedy", "rl2")
@@ -143,9 +146,11 @@ def policies(config: Config):
     return phases
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     table, stderr, details, curves = {}, {}, {}, {}
+    mesh = run_mesh(args.devices)  # --devices N: the seeds (or each seed's envs) split over N
     for i, text in enumerate(config.settings):
         n, k = parse_setting(text)
         label, phase = f"n={n},k={k}", f"n{n}_k{k}"
@@ -153,13 +158,13 @@ def main(args) -> dict:
         rl2, space = RL2(BernoulliBandit(k, n), episodes_per_trial=1), bernoulli_task_space(k)
         seed_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), i),
                                      config.num_seeds)
-        start = time.time()
-        states = train_phase(
+        start, trainer = time.time(), sharded(rl2, mesh)
+        states = to_host(train_phase(
             run_dir, phase,
-            init=lambda: rl2.init_seeds(seed_keys, rl2_config, space),
-            chunk=lambda s, m: rl2.train_chunk_seeds(s, rl2_config, m),
+            init=lambda: trainer.init_seeds(seed_keys, rl2_config, space),
+            chunk=lambda s, m: trainer.train_chunk_seeds(s, rl2_config, m),
             num_updates=rl2_config.num_updates, updates_per_chunk=config.updates_per_chunk,
-            steps_per_update=rl2_config.batch_size * config.num_seeds, show=("trial_return",))
+            steps_per_update=rl2_config.batch_size * config.num_seeds, show=("trial_return",)))
         train_seconds = time.time() - start
 
         # Held-out tasks (shared by every method), tuning tasks, evaluation noise: own keys.
@@ -191,7 +196,7 @@ def main(args) -> dict:
                       ylabel="reward per pull (latest trials)", title="RL^2 training on bandits")
     paper = [f"n={n},k={k}" for n in (10, 100, 500) for k in (5, 10, 50)]
     return finish(run_dir, {"results": {"table": table, "stderr": stderr, "details": details},
-                            "eval_tasks": config.eval_tasks,
+                            "eval_tasks": config.eval_tasks, "devices": mesh_size(mesh),
                             "paper_settings_not_run": [s for s in paper if s not in table]},
                   markdown_table(table, stderr))
 

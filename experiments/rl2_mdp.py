@@ -2,6 +2,7 @@
 
     python -m experiments.rl2_mdp --preset quick|cpu|accel [--seed N] [--out DIR] [field=value]
     python -m experiments.rl2_mdp --resume runs/rl2_mdp/<timestamp>
+    python -m experiments.rl2_mdp --preset accel --devices all   # seeds/envs over devices
 
 Story (Duan et al. 2016, sec. 3.2): every trial is a fresh MDP (10 states, 5 actions, mean
 rewards ~ N(1, 1), transitions ~ Dirichlet(1)) played for ``episodes_per_trial`` episodes of 10
@@ -38,8 +39,10 @@ from envs.tabular_mdp import (
 from metarl_jax import stats
 from metarl_jax.algos.rl2 import RL2, RL2Config
 from metarl_jax.baselines.psrl import psrl_returns
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
+from metarl_jax.scale import mesh_size, run_mesh
 from metarl_jax.transfer.trials import (
     episode_returns_over_seeds,
     per_episode_rows,
@@ -96,12 +99,14 @@ def policies(config: Config):
     return {"rl2": (RL2(env, config.episodes_per_trial), config.rl2, (space,))}
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     rl2, _, (space,) = policies(config)["rl2"]
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    mesh = run_mesh(args.devices)  # --devices N: the seeds (or each seed's envs) split over N
     states = train_rl2_phase(run_dir, rl2, config.rl2, space, seed_keys,
-                             config.updates_per_chunk)
+                             config.updates_per_chunk, mesh=mesh)
 
     # Held-out MDPs, drawn with a key training never uses.
     task_key, eval_key = jax.random.split(jax.random.PRNGKey(seed + 1_000_003))
@@ -123,7 +128,8 @@ def main(args) -> dict:
                      dict(labels, psrl="PSRL (posterior sampling)"),
                      ylabel="mean episode return (held-out MDPs)", title=title)
     table = format_table(per_episode_rows(results["per_episode"], ("psrl", *exact)))
-    return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks}, table)
+    return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks,
+                            "devices": mesh_size(mesh)}, table)
 
 
 def psrl_summary(psrl: np.ndarray, rl2_returns: np.ndarray) -> dict:

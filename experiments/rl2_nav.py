@@ -2,6 +2,7 @@
 
     python -m experiments.rl2_nav --preset quick|cpu|accel [--seed N] [--out DIR] [field=value]
     python -m experiments.rl2_nav --resume runs/rl2_nav/<timestamp>
+    python -m experiments.rl2_nav --preset accel --devices all   # seeds/envs over devices
 
 Story: every trial hides a goal ``~ U[-goal_range, goal_range]^2`` in ``PointNav2D`` (the MAML
 navigation task: reward = minus the distance to the goal, which the policy never observes) and
@@ -27,10 +28,12 @@ import jax.numpy as jnp
 
 from envs.point_nav import PointNav2D
 from metarl_jax.algos.rl2 import RL2, RL2Config
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.scale import mesh_size, run_mesh
 from metarl_jax.transfer.evaluation import evaluate_on_params
 from metarl_jax.transfer.trials import (
     episode_returns_over_seeds,
@@ -87,12 +90,14 @@ def policies(config: Config):
                     (goal_space(env, config.goal_range),))}
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     rl2, _, (space,) = policies(config)["rl2"]
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    mesh = run_mesh(args.devices)  # --devices N: the seeds (or each seed's envs) split over N
     states = train_rl2_phase(run_dir, rl2, config.rl2, space, seed_keys,
-                             config.updates_per_chunk)
+                             config.updates_per_chunk, mesh=mesh)
 
     # Held-out goals, drawn with a key training never uses.
     task_key, eval_key = jax.random.split(jax.random.PRNGKey(seed + 1_000_003))
@@ -114,7 +119,8 @@ def main(args) -> dict:
         later=min(1, config.episodes_per_trial - 1), gain_name="second_minus_first",
         ylabel="mean episode return (held-out goals)",
         title=f"RL^2 on PointNav2D, hidden goals ({config.eval_tasks} held-out)")
-    return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks}, table)
+    return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks,
+                            "devices": mesh_size(mesh)}, table)
 
 
 if __name__ == "__main__":

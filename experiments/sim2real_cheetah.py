@@ -3,6 +3,7 @@
     python -m experiments.sim2real_cheetah --preset quick|cpu|accel [--seed N] [--out DIR] [f=v ...]
     python -m experiments.sim2real_cheetah env=hopper          # Hopper-v5 instead of HalfCheetah-v5
     python -m experiments.sim2real_cheetah --resume runs/sim2real_cheetah/<timestamp>
+    python -m experiments.sim2real_cheetah --preset accel --devices all   # seeds/envs split
 
 Story: train PPO twice in MJX with the same seeds and budget -- once on nominal physics, once
 with per-body masses, friction, joint damping, actuator strength, action latency and sensor noise
@@ -37,12 +38,14 @@ from metarl_jax.algos.learner import select_seed
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.core.wrappers import ActionDelay, ObservationNoise
 from metarl_jax.io import plots
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.randomization.distributions import int_uniform, uniform
 from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.scale import is_primary, mesh_size, run_mesh, sync
 from metarl_jax.sim2real.deploy import RealWorld, summarize_real, sweep_grid
 from metarl_jax.sim2real.export import export_ppo, load_policy
 from metarl_jax.sim2real.report import plot_sweeps
@@ -158,6 +161,7 @@ def make_robot(config: Config):
                      ls_iterations=config.ls_iterations)
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     robot = make_robot(config)
@@ -166,8 +170,9 @@ def main(args) -> dict:
     env, nominal = ppo.env, ppo.env.default_params()
     spaces = {phase: space for phase, (_, _, (space,)) in trained.items()}
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    mesh = run_mesh(args.devices)  # --devices N: seeds (or each seed's envs) split over N
     states = train_ppo_phases(run_dir, {p: (ppo, space) for p, space in spaces.items()},
-                              config.ppo, seed_keys, config.updates_per_chunk)
+                              config.ppo, seed_keys, config.updates_per_chunk, mesh=mesh)
 
     # MJX return at nominal physics, all seeds at once (one compiled program for both phases).
     sim_returns = seed_evaluator(lambda s: ppo.make_policy(s, config.ppo, deterministic=True),
@@ -180,13 +185,17 @@ def main(args) -> dict:
     results, per_cell = {}, {}
     for phase in spaces:
         sim = np.asarray(sim_returns(states[phase]))[:, 0]  # [S]
+        names = [phase if config.num_seeds == 1 else f"{phase}_seed{s}"
+                 for s in range(config.num_seeds)]
+        for s, name in enumerate(names):
+            if is_primary():  # one writer; every process evaluates what was written
+                export_ppo(run_dir / "policies" / name, select_seed(states[phase], s),
+                           config.ppo, robot.action_space, obs_layout=robot.observation_structure,
+                           metadata={"env": ROBOTS[config.env], "real_env": robot.gym_id,
+                                     "phase": phase, "seed": seed + s, "experiment": NAME})
+        sync(f"{NAME}/{phase}/policies")
         seed_cells = []
-        for s in range(config.num_seeds):
-            name = phase if config.num_seeds == 1 else f"{phase}_seed{s}"
-            export_ppo(run_dir / "policies" / name, select_seed(states[phase], s), config.ppo,
-                       robot.action_space, obs_layout=robot.observation_structure,
-                       metadata={"env": ROBOTS[config.env], "real_env": robot.gym_id,
-                                 "phase": phase, "seed": seed + s, "experiment": NAME})
+        for name in names:
             policy = load_policy(run_dir / "policies" / name)  # evaluate what was written
             seed_cells.append(world.evaluate(policy, cells, config.eval_episodes, seed).mean(-1))
         seed_cells = np.asarray(seed_cells)  # [S, C]
@@ -210,7 +219,7 @@ def main(args) -> dict:
     table = format_table([dict(policy=p, **{k: results[p][k] for k in (
         "sim_return", "real_nominal", "real_mean", "real_worst", "final_train_return")})
         for p in spaces])
-    return finish(run_dir, {"results": results, "grid": grid}, table)
+    return finish(run_dir, {"results": results, "grid": grid, "devices": mesh_size(mesh)}, table)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python -m experiments.uposi --preset quick|cpu|accel [--seed N] [--out DIR] [field=value]
     python -m experiments.uposi --resume runs/uposi/<timestamp>
+    python -m experiments.uposi --devices all    # the PPO phases' seeds/envs split (OSI: 1 device)
 
 Story (Yu et al. 2017): the pendulum's mass and length are drawn from a prior every episode.
 ``up``: PPO whose observation also holds the true, normalized (m, l) -- the universal policy.
@@ -40,12 +41,14 @@ from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.algos.uposi import OSIConfig, OSILearner, deployment_trace
 from metarl_jax.core.context_wrappers import ParamObservation, TransitionHistory, denormalize_params
 from metarl_jax.io import plots
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import train_phase
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
+from metarl_jax.scale import mesh_size, run_mesh
 from metarl_jax.transfer.evaluation import (
     check_grid_axis,
     evaluate_seeds,
@@ -135,6 +138,7 @@ def policies(config: Config):
     return {p: (ppo, config.ppo, (space,)) for p, ppo in ppos.items()}
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     trained = policies(config)
@@ -144,8 +148,11 @@ def main(args) -> dict:
     space, low, high = prior(config, nominal)
     context_env = ParamObservation(TransitionHistory(base, config.history), FIELDS, low, high)
     keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
+    # --devices N: the PPO phases' seeds (or envs) split over N devices; the OSI phase and the
+    # evaluation run on one device.
+    mesh = run_mesh(args.devices)
     states = train_ppo_phases(run_dir, {p: (ppo, space) for p, ppo in ppos.items()}, config.ppo,
-                              keys, config.updates_per_chunk)
+                              keys, config.updates_per_chunk, mesh=mesh)
     for p, ppo in ppos.items():
         export_policies(run_dir, {p: states[p]}, config.ppo, ppo.env.action_space,
                         metadata={"env": "Pendulum", "experiment": NAME, "seed": seed,
@@ -155,9 +162,13 @@ def main(args) -> dict:
     up_ppo, dr_ppo = ppos["up"], ppos["dr"]
     up_act = lambda up, k, o, det: up_ppo.make_policy(up, config.ppo, det)(k, o)
     osi = OSILearner(context_env, up_act)
-    up = states["up"]  # the UP's train state: what up_act reads
+    # The UP's train state: what up_act reads; OSI trains on one device, so a mesh-sharded
+    # state comes to the host first.
+    up = states["up"] if mesh is None else jax.device_get(states["up"])
     osi_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 2), config.num_seeds)
-    compiles = {p: ppo.traces.get("train_chunk_seeds", 0) for p, ppo in ppos.items()}
+    # PPO compiles are counted on one device (on a mesh they are the wrappers', not seen here).
+    compiles = ({p: ppo.traces.get("train_chunk_seeds", 0) for p, ppo in ppos.items()}
+                if mesh is None else {})
     osi_state = train_phase(
         run_dir, "osi", init=lambda: osi.init_seeds(osi_keys, config.osi, space),
         chunk=lambda s, n: osi.train_chunk_seeds(s, config.osi, n, up),
@@ -227,7 +238,8 @@ def main(args) -> dict:
                                        ratio=results["osi_rmse"][f] / results["prior_std"][f])
                                   for f in FIELDS])
     grid_info = {name: values.tolist() for name, values in cells.items()}
-    return finish(run_dir, {"results": results, "grid": grid_info, "compiles": compiles}, table)
+    return finish(run_dir, {"results": results, "grid": grid_info, "compiles": compiles,
+                            "devices": mesh_size(mesh)}, table)
 
 
 if __name__ == "__main__":

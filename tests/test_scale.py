@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.scale_worker import FAST_COMPILE_FLAGS
@@ -188,3 +189,106 @@ def test_devices_flag_and_run_mesh_in_process():
     assert (run_mesh("all") is None) == (n == 1)
     with pytest.raises(ValueError, match="num_devices must be in"):
         run_mesh(n + 1)
+
+
+# Experiments whose learners all have a sharded wrapper (or whose PPO phases do): ``main`` is
+# marked ``@supports_devices`` and trains on ``run_mesh(args.devices)``; every other experiment
+# refuses ``--devices N``. ``(module, the name main hands the mesh to)``.
+WIRED = {"dr_pendulum": "train_ppo_phases", "sim2real_cheetah": "train_ppo_phases",
+         "uposi": "train_ppo_phases", "calibrate_cheetah": "train_ppo_phases",
+         "maml_nav2d": "train_meta_phases", "rl2_nav": "train_rl2_phase",
+         "rl2_mdp": "train_rl2_phase", "rl2_bandits": "sharded", "maxent_multigoal": "sharded"}
+
+
+class _Reached(Exception):
+    """Raised by a spy where an experiment hands its mesh to the training path."""
+
+
+@pytest.mark.parametrize("name", sorted(set(WIRED) - {"calibrate_cheetah", "sim2real_cheetah"}))
+def test_devices_reaches_each_wired_experiments_training_path_in_process(name, tmp_path,
+                                                                         monkeypatch):
+    """No compile: ``--devices 4`` gets through ``cli`` and the mesh ``run_mesh(4)`` is what the
+    experiment's training path (the PPO / meta / RL² phases, or ``sharded``) receives; the spy
+    stops the run there. (calibrate_cheetah fits its simulator first and sim2real_cheetah builds
+    an MJX model, 15 s here; both train through ``train_ppo_phases`` as dr_pendulum does, and
+    their ``main`` is checked for the mark below.) dr_pendulum runs the PPO path on 4 devices in
+    the worker; ``test_shared_paths_wrap_...`` checks the meta and RL² paths wrap."""
+    import importlib
+
+    from metarl_jax.io.cli import cli
+
+    module = importlib.import_module(f"experiments.{name}")
+    mesh = object()
+    asked = []
+    monkeypatch.setattr(module, "run_mesh", lambda devices: asked.append(devices) or mesh)
+
+    def spy(*args, **kwargs):
+        raise _Reached(kwargs.get("mesh", args[-1]))
+
+    monkeypatch.setattr(module, WIRED[name], spy)
+    with pytest.raises(_Reached) as reached:
+        cli(module.NAME, module.main, module.Config, module.PRESETS,
+            argv=["--preset", "quick", "--out", str(tmp_path / "run"), "--devices", "4"])
+    assert asked == [4] and reached.value.args[0] is mesh
+
+
+def test_every_other_experiment_refuses_devices_in_process(tmp_path, capsys):
+    """An experiment not marked ``@supports_devices`` stops on ``--devices 2`` (exit status 2,
+    the experiment named, nothing run or written) instead of training on one device."""
+    import importlib
+
+    from experiments.__main__ import available
+    from metarl_jax.io.cli import cli
+
+    marked = {n for n in available()
+              if getattr(importlib.import_module(f"experiments.{n}").main, "supports_devices",
+                         False)}
+    assert marked == set(WIRED)
+    diayn = importlib.import_module("experiments.diayn")
+    with pytest.raises(SystemExit) as stop:
+        cli(diayn.NAME, diayn.main, diayn.Config, diayn.PRESETS,
+            argv=["--preset", "quick", "--out", str(tmp_path / "run"), "--devices", "2"])
+    assert stop.value.code == 2 and not (tmp_path / "run").exists()
+    assert ("diayn trains on one device only: --devices 2 is not supported"
+            in capsys.readouterr().err)
+
+
+def test_shared_paths_wrap_their_learners_for_the_mesh_in_process(monkeypatch):
+    """No compile: ``train_meta_phases`` / ``train_rl2_phase`` / ``train_ppo_phases`` train
+    ``sharded(learner, mesh)`` (``sharded_all``: one wrapper per distinct learner, so phases
+    sharing a learner share its compiled programs)."""
+    from types import SimpleNamespace
+
+    from metarl_jax.io.load import Phase
+    from metarl_jax.scale import mesh as mesh_module
+    from metarl_jax.transfer import few_shot, phases, trials
+
+    mesh, seen = object(), []
+
+    def spy(learner, m):
+        seen.append((learner, m))
+        return SimpleNamespace(wraps=learner, env=SimpleNamespace(max_steps=1))
+
+    monkeypatch.setattr(mesh_module, "sharded", spy)
+    monkeypatch.setattr(trials, "sharded", spy)
+    wrapped = mesh_module.sharded_all(["a", "b", "a"], mesh)
+    assert [w.wraps for w in wrapped] == ["a", "b", "a"] and wrapped[0] is wrapped[2]
+    assert seen == [("a", mesh), ("b", mesh)]
+
+    def train_phase(run_dir, phase, init, chunk, **kwargs):
+        raise _Reached(seen[-1])
+
+    for module in (few_shot, phases, trials):
+        monkeypatch.setattr(module, "train_phase", train_phase)
+    keys, cfg = np.zeros((1, 2)), SimpleNamespace(num_inner_steps=1, meta_batch_size=1,
+                                                  episodes_per_task=1, num_updates=1,
+                                                  batch_size=1)
+    for train, learner in (
+            (lambda: trials.train_rl2_phase("run", "rl2", cfg, None, keys, 1, mesh=mesh), "rl2"),
+            (lambda: few_shot.train_meta_phases(
+                "run", {"m": Phase("maml", cfg, (), num_updates=1)}, None, 1, mesh=mesh), "maml"),
+            (lambda: phases.train_ppo_phases("run", {"p": ("ppo", None)}, cfg, keys, 1,
+                                             mesh=mesh), "ppo")):
+        with pytest.raises(_Reached) as reached:
+            train()
+        assert reached.value.args[0] == (learner, mesh)

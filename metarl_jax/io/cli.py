@@ -25,6 +25,9 @@ runs (``metarl_jax.scale.distributed``). Every process is given the same command
 Several devices: ``--devices N`` (or ``all``) asks an experiment that supports it to train with
 its env batch (or its seeds) split over ``N`` local devices (``metarl_jax.scale.run_mesh``); a
 multi-process run always trains over every device of every process. Without it, one device.
+An experiment supports it when its ``main`` is decorated ``@supports_devices`` (it trains
+through ``run_mesh``); ``cli`` refuses ``--devices`` asking any other experiment for more than
+one device (``UsageError``, exit status 2) rather than let it train on one device unnoticed.
 """
 
 from __future__ import annotations
@@ -302,6 +305,27 @@ def _distributed_spec(ns: argparse.Namespace, environ: Mapping[str, str] | None)
         raise ConfigError(str(e)) from None
 
 
+def supports_devices(main: Callable[[RunArgs], Any]) -> Callable[[RunArgs], Any]:
+    """Mark an experiment's ``main`` as training on ``run_mesh(args.devices)``, so that ``cli``
+    lets ``--devices N`` through (``cli`` refuses it for an unmarked ``main``)."""
+    main.supports_devices = True
+    return main
+
+
+def check_devices(name: str, main: Callable[[RunArgs], Any], devices: int | str | None) -> None:
+    """``UsageError`` when ``--devices`` asks for more than one device and ``main`` is not marked
+    ``@supports_devices`` (its learners have no sharded wrapper, so it would train on one)."""
+    if devices is None or devices == 1 or getattr(main, "supports_devices", False):
+        return
+    import jax  # after jax.distributed.initialize, which must come first
+
+    if devices == "all" and jax.local_device_count() == 1:
+        return
+    raise UsageError(f"{name} trains on one device only: --devices {devices} is not supported "
+                     "(its learners have no sharded wrapper in metarl_jax.scale, which has PPO, "
+                     "SAC, RL2 and MAMLRL); leave out --devices.")
+
+
 def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
         presets: Mapping[str, Any], description: str = "", argv: Sequence[str] | None = None,
         ) -> int:
@@ -346,6 +370,7 @@ def _run(name, prog, main, config_cls, presets, description, argv) -> int:
                 from metarl_jax.scale.distributed import initialize
 
                 initialize(args.distributed)  # before the experiment's first computation
+            check_devices(name, main, args.devices)
             main(args)
         except AlreadyFinished as e:
             print(str(e), file=sys.stderr)
@@ -366,4 +391,4 @@ def _run(name, prog, main, config_cls, presets, description, argv) -> int:
     return 0
 
 
-__all__ = ["RunArgs", "cli", "fields_help", "parse_args"]
+__all__ = ["RunArgs", "check_devices", "cli", "fields_help", "parse_args", "supports_devices"]

@@ -3,6 +3,8 @@
 Figures are drawn with matplotlib's Agg canvas directly (``Figure`` + ``FigureCanvasAgg``)
 rather than through ``pyplot``: no display is needed, nothing global changes (importing this
 module does not switch a notebook's backend), and no figure is left open between calls.
+In a multi-process run only process 0 writes a figure (the others return its path unwritten),
+as it alone writes the run folder's other files.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import jax
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -21,6 +24,8 @@ from metarl_jax.io.progress import format_number
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
+    if jax.process_index() != 0:  # one writer per run folder (metarl_jax.scale.is_primary)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=110, bbox_inches="tight")

@@ -16,6 +16,7 @@ from metarl_jax.scale.distributed import (
     initialize,
     is_primary,
     process_slice,
+    sync,
     to_host,
 )
 from metarl_jax.scale.mesh import (
@@ -25,13 +26,16 @@ from metarl_jax.scale.mesh import (
     ShardedRL2,
     check_divisible,
     data_mesh,
+    mesh_size,
     ppo_state_sharding,
     run_mesh,
     seed_sharding,
     sharded,
+    sharded_all,
 )
 from metarl_jax.scale.sharded_sac import ShardedSAC
 
 __all__ = ["DATA", "DistributedSpec", "ShardedMAMLRL", "ShardedPPO", "ShardedRL2", "ShardedSAC",
            "check_divisible", "data_mesh", "global_mesh", "initialize", "is_primary",
-           "ppo_state_sharding", "process_slice", "run_mesh", "seed_sharding", "sharded", "to_host"]
+           "mesh_size", "ppo_state_sharding", "process_slice", "run_mesh", "seed_sharding",
+           "sharded", "sharded_all", "sync", "to_host"]

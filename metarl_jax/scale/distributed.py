@@ -127,6 +127,15 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def sync(name: str) -> None:
+    """Wait until every process has reached ``sync(name)`` (nothing to wait for in a one-process
+    run); e.g. before reading back a file that process 0 alone wrote."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def process_slice(n: int, process_index: Optional[int] = None,
                   process_count: Optional[int] = None) -> slice:
     """The rows ``[i * n / P, (i + 1) * n / P)`` of an ``n``-row axis that process ``i`` of
@@ -164,4 +173,4 @@ def global_mesh(axis: str = DATA) -> Mesh:
 
 __all__ = ["COORDINATOR_VAR", "NUM_PROCESSES_VAR", "PROCESS_ID_VAR", "DistributedSpec",
            "global_mesh", "initialize", "is_primary", "make_spec", "process_slice",
-           "spec_from_env", "to_host"]
+           "spec_from_env", "sync", "to_host"]

@@ -332,6 +332,11 @@ def run_mesh(devices: Union[int, str, None] = None) -> Optional[Mesh]:
     return None if n == 1 else data_mesh(n)
 
 
+def mesh_size(mesh: Optional[Mesh]) -> int:
+    """How many devices ``mesh`` trains on (1 for None, the plain run): a summary's ``devices``."""
+    return 1 if mesh is None else int(mesh.size)
+
+
 def sharded(learner: Any, mesh: Optional[Mesh]) -> Any:
     """``learner`` wrapped to train on ``mesh`` (``ShardedPPO`` / ``ShardedRL2`` /
     ``ShardedMAMLRL`` / ``ShardedSAC`` by its type), or ``learner`` itself when ``mesh`` is None.
@@ -349,3 +354,14 @@ def sharded(learner: Any, mesh: Optional[Mesh]) -> Any:
             return wrapper(learner, mesh)
     raise TypeError(f"no sharded wrapper for {type(learner).__name__}: PPO, RL2, MAMLRL and SAC "
                     "(and their subclasses) train on a mesh")
+
+
+def sharded_all(learners: Sequence[Any], mesh: Optional[Mesh]) -> list:
+    """``sharded(learner, mesh)`` for each of ``learners``, one wrapper per distinct learner
+    object: phases that train the same learner share its wrapper and so its compiled programs
+    (one compile, as on one device, where they share the learner's)."""
+    wrappers: Dict[int, Any] = {}
+    for learner in learners:
+        if id(learner) not in wrappers:
+            wrappers[id(learner)] = sharded(learner, mesh)
+    return [wrappers[id(learner)] for learner in learners]

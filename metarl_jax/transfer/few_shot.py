@@ -7,15 +7,17 @@ Used by ``experiments.maml_nav2d`` and ``experiments.maml_cheetah``; generic ove
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from metarl_jax import stats
 from metarl_jax.io import plots
 from metarl_jax.io.load import Phase
 from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.scale import sharded_all, to_host
 
 
 def meta_phases(learner, config: Any, space, methods) -> Dict[str, Phase]:
@@ -28,14 +30,17 @@ def meta_phases(learner, config: Any, space, methods) -> Dict[str, Phase]:
 
 
 def train_meta_phases(run_dir: Path, phases: Mapping[str, Phase], key: jax.Array,
-                      updates_per_chunk: int) -> Dict[str, Any]:
+                      updates_per_chunk: int, mesh: Optional[Mesh] = None) -> Dict[str, Any]:
     """Train each of ``phases`` (``meta_phases``: a ``MAMLRL``, its config, ``(task space,)``)
     for its ``num_updates`` meta-iterations, each a resumable phase of the run named after its
     method; the i-th method's init key is ``fold_in(key, i)``. Returns ``{method: final
-    MAMLRLState}``."""
+    MAMLRLState}``. ``mesh`` (``metarl_jax.scale.run_mesh(args.devices)``): each update's
+    meta-batch of tasks split over its devices (``ShardedMAMLRL``; ``meta_batch_size``
+    divisible by their number); the returned states are readable by this process."""
+    learners = sharded_all([p[0] for p in phases.values()], mesh)
     states = {}
-    for index, (method, (learner, config, init_args, num_updates)) in enumerate(
-            (m, p[:4]) for m, p in phases.items()):
+    for index, (learner, (method, (_, config, init_args, num_updates))) in enumerate(
+            zip(learners, ((m, p[:4]) for m, p in phases.items()))):
         samples = ((config.num_inner_steps + 1) * config.meta_batch_size
                    * config.episodes_per_task * learner.env.max_steps)
         states[method] = train_phase(
@@ -44,7 +49,7 @@ def train_meta_phases(run_dir: Path, phases: Mapping[str, Phase], key: jax.Array
             chunk=lambda s, n: learner.train_chunk(s, config, n),
             num_updates=num_updates, updates_per_chunk=updates_per_chunk,
             steps_per_update=samples, show=("return_pre", "return_post"))
-    return states
+    return to_host(states)
 
 
 def returns_by_steps(returns: Any) -> Tuple[list, list]:

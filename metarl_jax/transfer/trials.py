@@ -11,31 +11,36 @@ Standard errors are over held-out tasks (``metarl_jax.stats.mean_stderr``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from metarl_jax import stats
 from metarl_jax.algos.learner import select_seed
 from metarl_jax.io import plots
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics, train_phase
+from metarl_jax.scale import sharded, to_host
 
 PHASE = "rl2"
 
 
 def train_rl2_phase(run_dir: Path, rl2, config: Any, space: Any, seed_keys: jax.Array,
-                    updates_per_chunk: int) -> Any:
+                    updates_per_chunk: int, mesh: Optional[Mesh] = None) -> Any:
     """Train ``rl2`` for every key of ``seed_keys[S]`` (one vmapped program) as the phase
-    ``"rl2"`` of the run (checkpointed, resumable); returns the seed-stacked states."""
+    ``"rl2"`` of the run (checkpointed, resumable); returns the seed-stacked states. ``mesh``
+    (``metarl_jax.scale.run_mesh(args.devices)``): the seeds, or each seed's envs, split over
+    its devices (``ShardedRL2``); the returned states are readable by this process."""
     num_seeds = seed_keys.shape[0]
-    return train_phase(
+    rl2 = sharded(rl2, mesh)
+    return to_host(train_phase(
         run_dir, PHASE,
         init=lambda: rl2.init_seeds(seed_keys, config, space),
         chunk=lambda s, n: rl2.train_chunk_seeds(s, config, n),
         num_updates=config.num_updates, updates_per_chunk=updates_per_chunk,
-        steps_per_update=config.batch_size * num_seeds, show=("trial_return",))
+        steps_per_update=config.batch_size * num_seeds, show=("trial_return",)))
 
 
 def episode_returns_over_seeds(rl2, states: Any, config: Any, tasks: Any, key: jax.Array,
