@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import ClassVar, Tuple
 
 import jax
 import numpy as np
@@ -59,6 +60,7 @@ _SHARED = dict(hidden_sizes=(32, 32), activation="tanh", init_log_std=-0.5, inne
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    TASKS: ClassVar[Tuple[str, ...]] = TASKS  # what ``task`` may be (maml_ant's are others)
     task: str = "vel"
     maml: MAMLRLConfig = MAMLRLConfig(outer="trpo", estimator="pg", **_SHARED)
     pretrained: MAMLRLConfig = MAMLRLConfig(outer="trpo", estimator="pg", num_inner_steps=0,
@@ -71,8 +73,8 @@ class Config:
     eval_steps: int = 2
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task not in self.TASKS:
+            raise ValueError(f"task must be one of {self.TASKS}, got {self.task!r}")
         for method in METHODS:
             getattr(self, method).validate()
         if self.pretrained.num_inner_steps != 0:
@@ -155,36 +157,53 @@ def policies(config: Config):
     return meta_phases(MAMLRL(env), config, env.task_space(), METHODS)
 
 
-def main(args) -> dict:
-    run_dir, config, seed = start_run(NAME, args)
-    phases = policies(config)
-    learner, _, (space,) = phases[METHODS[0]][:3]
-    base_key = jax.random.PRNGKey(seed)
-    states = train_meta_phases(run_dir, phases, base_key, config.updates_per_chunk)
-
+def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key):
+    """Adapt each method's meta-policy to ``config.eval_tasks`` held-out tasks drawn from
+    ``space`` for 0..``config.eval_steps`` inner steps (``eval_config``). Returns ``(tasks,
+    results, obs)``: ``results`` has ``returns_by_steps`` / ``returns_ci95`` (``{method: [S+1]}``,
+    mean and 95% CI half-width over tasks) and ``final_train`` (the last training update's
+    pre/post returns); ``obs[method]``: ``[G, S+1, T, N, obs_size]`` observed trajectories."""
     eval_key = jax.random.fold_in(base_key, 10_000)
     tasks = space.sample(jax.random.fold_in(eval_key, 0), (config.eval_tasks,))
-    targets = task_values(tasks, config.task)
-    by_steps, ci95, final, velocity, speed_error = {}, {}, {}, {}, {}
+    by_steps, ci95, final, observed = {}, {}, {}, {}
     for method in METHODS:
         returns, obs = learner.evaluate(states[method].meta, eval_config(config, method), tasks,
                                         jax.random.fold_in(eval_key, 1), config.eval_steps)
         by_steps[method], ci95[method] = returns_by_steps(returns)  # returns: [G, S+1]
-        v = np.asarray(obs[..., X_VELOCITY]).mean(axis=(2, 3))  # [G, S+1]: over T and episodes
-        velocity[method] = v
-        if config.task == "vel":
-            speed_error[method] = np.abs(v - targets[:, None]).mean(0).tolist()
+        observed[method] = np.asarray(obs)
         last = phase_metrics(run_dir, method)[-1]
         final[method] = {"return_pre": last["return_pre"], "return_post": last["return_post"]}
+    results = {"task": config.task, "returns_by_steps": by_steps, "returns_ci95": ci95,
+               "final_train": final}
+    return tasks, results, observed
 
+
+def train_and_evaluate(name: str, args, make_env_fn):
+    """Start the run, train ``METHODS`` as resumable phases on ``make_env_fn(config)``'s tasks
+    and evaluate them (``evaluate_methods``). Returns ``(run_dir, config, tasks, results,
+    obs)``."""
+    run_dir, config, seed = start_run(name, args)
+    env = make_env_fn(config)
+    phases = meta_phases(MAMLRL(env), config, env.task_space(), METHODS)
+    learner, _, (space,) = phases[METHODS[0]][:3]
+    base_key = jax.random.PRNGKey(seed)
+    states = train_meta_phases(run_dir, phases, base_key, config.updates_per_chunk)
+    return (run_dir, config) + evaluate_methods(run_dir, learner, states, config, space,
+                                                base_key)
+
+
+def main(args) -> dict:
+    run_dir, config, tasks, results, obs = train_and_evaluate(NAME, args, make_env)
+    targets = task_values(tasks, config.task)
+    # mean forward velocity per task and step count, over T and episodes: [G, S+1]
+    velocity = {m: obs[m][..., X_VELOCITY].mean(axis=(2, 3)) for m in METHODS}
+    if config.task == "vel":
+        results["velocity_error_by_steps"] = {
+            m: np.abs(v - targets[:, None]).mean(0).tolist() for m, v in velocity.items()}
     plot_adaptation(run_dir / "adaptation.png", targets, velocity, config.task)
     plot_meta_training(run_dir / "curves.png", run_dir, METHODS, ylabel="mean episode return",
                        title=f"HalfCheetah-{config.task} (MJX) meta-training")
-    rows = steps_table_rows({m: by_steps[m] for m in METHODS})
-    results = {"task": config.task, "returns_by_steps": by_steps, "returns_ci95": ci95,
-               "final_train": final}
-    if speed_error:
-        results["velocity_error_by_steps"] = speed_error
+    rows = steps_table_rows(results["returns_by_steps"])
     return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks},
                   format_table(rows))
 

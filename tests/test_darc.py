@@ -81,7 +81,8 @@ def test_trained_classifiers_recover_the_log_ratio():
     classifier = darc.classifiers.init(jax.random.PRNGKey(0), *(jnp.zeros((1, 2)),) * 3)
     import optax
 
-    step = jax.jit(lambda c, k: darc._classifier_step(config, source, target, c, k))
+    stats = DARC.input_stats(target)  # the default: standardized (s, a, s' - s)
+    step = jax.jit(lambda c, k: darc._classifier_step(config, source, target, c, k, stats))
     carry = (classifier, optax.scale_by_adam().init(classifier))
     for k in jax.random.split(jax.random.PRNGKey(2), 1000):
         carry, metrics = step(carry, k)
@@ -89,7 +90,7 @@ def test_trained_classifiers_recover_the_log_ratio():
     keep = (np.abs(s) < 1.5) & (np.abs(a) < 1.5) & (np.abs(s_next - s - a) < 0.6)
     s, a, s_next = s[keep], a[keep], s_next[keep]
     pad = lambda x: jnp.asarray(np.stack([x, np.zeros_like(x)], -1), jnp.float32)
-    got = np.asarray(darc.delta_r(carry[0], pad(s), pad(a), pad(s_next)))
+    got = np.asarray(darc.delta_r(carry[0], pad(s), pad(a), pad(s_next), stats))
     want = _log_p_next("target", s, a, s_next) - _log_p_next("source", s, a, s_next)
     assert np.corrcoef(got, want)[0, 1] > 0.9
     assert np.median(np.abs(got - want)) < 0.3, (np.median(np.abs(got - want)), np.ptp(want))
@@ -109,3 +110,19 @@ def test_balanced_residual_loss_weights_source_samples_by_the_sa_density_ratio()
     far = np.asarray(DARC._balanced(jnp.ones(4), jnp.array([-30.0, 0.0, 0.0, 0.0]),
                                     jnp.array([0.0, 0.0, 1.0, 1.0]), 20.0))
     assert far[0] < 1e-12 and far[1] == pytest.approx(2.0)
+
+
+def test_input_stats_and_standardized_displacement_inputs():
+    # Stats over the filled slots only; the inputs are (s, a, s' - s) standardized by them.
+    rng = np.random.default_rng(3)
+    obs, action, next_obs = (rng.normal(size=(5, 2)).astype(np.float32) * w for w in (1, 2, 3))
+    buffer = replay.add(replay.init(Transitions(*(jnp.zeros(2),) * 3), 8),
+                        Transitions(*(jnp.asarray(x) for x in (obs, action, next_obs))))
+    mean, std = DARC.input_stats(buffer)
+    x = np.concatenate([obs, action, next_obs - obs], -1)
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, np.sqrt(x.var(0) + 1e-6), rtol=1e-5)
+    got = DARC.classifier_inputs((mean, std), obs, action, next_obs)
+    want = (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-6)
+    np.testing.assert_allclose(np.concatenate(got, -1), want, rtol=1e-4, atol=1e-5)
+    assert DARC.classifier_inputs(None, obs, action, next_obs)[2] is next_obs  # raw inputs

@@ -15,9 +15,16 @@ paper's parameterization, so ``Δr = r``; ``z_sa`` is held fixed in the second l
 ``delta_r_warmup`` source env steps, scaled by ``delta_r_coef`` (``0``: the source-only ablation,
 same compiled program).
 
-Two departures from the paper, both switchable, both for localized shifts (a wall that blocks a
+Three departures from the paper, all switchable, all for localized shifts (a wall that blocks a
 thin band of transitions; ``experiments.domain_adaptation`` measured why):
 
+* ``displacement_inputs`` (default on): the classifiers read ``(s, a, s' - s)``, each entry
+  standardized by its mean and std over the target buffer (``input_stats``), instead of raw
+  ``(s, a, s')``. Same information; but a shift that changes a step by a fraction of the state's
+  range (a wall: 0.1 of a displacement, next to positions of scale 1) needed first-layer weights
+  of tens to show in the logit, which Adam grows by ~``classifier_lr`` per step: measured, the
+  raw-input residual told a blocked step from the free step it replaces by < 1 nat after 16k
+  classifier steps (Bayes: > 10), so Δr was nearly a function of (s, a) alone.
 * ``balance_sa`` (default on): the paper trains ``z_sa + r`` with the plain cross-entropy. Where
   only the source visits (s,a), ``z_sa`` is finite and that loss keeps pushing ``r`` down, so Δr
   drifts to large negative values exactly where the target data says nothing (measured: -4 beside
@@ -74,7 +81,8 @@ def delta_r_from_logits(logit_sa: jax.Array, logit_sas: jax.Array) -> jax.Array:
 
 class DomainClassifiers(nn.Module):
     """``(obs, action, next_obs) -> (z_sa[...], z_sa + z_sas[...])``: the logits of
-    ``q(target|s,a)`` and ``q(target|s,a,s')``."""
+    ``q(target|s,a)`` and ``q(target|s,a,s')`` (the three inputs as ``DARC.classifier_inputs``
+    makes them: raw, or standardized with the displacement in place of ``next_obs``)."""
 
     hidden_sizes: Tuple[int, ...]
 
@@ -115,6 +123,7 @@ class DARCConfig(SACBasedConfig):
     displacement_noise: float = 0.01  # std of s' noise beyond s's (with shared_noise)
     balance_sa: bool = struct.field(default=True, **static)  # s,a,s' loss on the target's (s,a)
     max_sa_weight: float = 20.0  # clip of the source samples' weight p_t(s,a) / p_s(s,a)
+    displacement_inputs: bool = struct.field(default=True, **static)  # (s, a, s'-s) standardized
 
     @property
     def target_budget(self) -> int:
@@ -177,10 +186,40 @@ class DARC(SACBased):
                          target_env_state=env_state, target_obs=target_obs,
                          target_space=target_space, key=key)
 
-    def delta_r(self, classifier: Any, obs, action, next_obs) -> jax.Array:
-        """Δr ``[B]`` of the current classifiers on clean inputs."""
-        z_sa, z_sas = self.classifiers.apply(classifier, obs, action, next_obs)
+    @staticmethod
+    def input_stats(target_buffer: replay.ReplayBuffer) -> Tuple[jax.Array, jax.Array]:
+        """Mean and std ``[2 O + A]`` of ``(s, a, s' - s)`` over the filled slots of the target
+        buffer (``displacement_inputs``; a constant entry gets std ~1e-3, not 0)."""
+        d = target_buffer.data
+        x = jnp.concatenate([d.obs, d.action, d.next_obs - d.obs], axis=-1)  # [capacity, F]
+        filled = (jnp.arange(x.shape[0]) < target_buffer.size)[:, None]
+        n = jnp.maximum(target_buffer.size, 1).astype(x.dtype)
+        mean = jnp.sum(jnp.where(filled, x, 0.0), axis=0) / n
+        var = jnp.sum(jnp.where(filled, jnp.square(x - mean), 0.0), axis=0) / n
+        return mean, jnp.sqrt(var + 1e-6)
+
+    @staticmethod
+    def classifier_inputs(stats, obs, action, next_obs) -> Tuple[jax.Array, ...]:
+        """The classifiers' three inputs ``[B, O], [B, A], [B, O]``: ``(s, a, s')`` as given when
+        ``stats`` is None, else ``(s, a, s' - s)`` standardized by ``stats = (mean, std)``
+        (``input_stats``)."""
+        if stats is None:
+            return obs, action, next_obs
+        mean, std = stats
+        x = (jnp.concatenate([obs, action, next_obs - obs], axis=-1) - mean) / std
+        o, a = obs.shape[-1], action.shape[-1]
+        return x[..., :o], x[..., o:o + a], x[..., o + a:]
+
+    def delta_r(self, classifier: Any, obs, action, next_obs, stats=None) -> jax.Array:
+        """Δr ``[B]`` of the current classifiers on clean inputs (``stats``: as
+        ``classifier_inputs``; the ones the classifiers were trained with)."""
+        z_sa, z_sas = self.classifiers.apply(
+            classifier, *self.classifier_inputs(stats, obs, action, next_obs))
         return delta_r_from_logits(z_sa, z_sas)
+
+    def state_input_stats(self, state: DARCState, config: DARCConfig):
+        """The ``stats`` argument of ``delta_r`` for ``state``'s classifiers (None: raw)."""
+        return self.input_stats(state.target_buffer) if config.displacement_inputs else None
 
     @staticmethod
     def _balanced(sas_loss: jax.Array, z_sa: jax.Array, labels: jax.Array,
@@ -197,7 +236,8 @@ class DARC(SACBased):
         w = w / jnp.maximum(jnp.sum(w), 1e-8) * jnp.sum(source)
         return sas_loss * (w + labels)
 
-    def _classifier_step(self, config: DARCConfig, source_buffer, target_buffer, carry, key):
+    def _classifier_step(self, config: DARCConfig, source_buffer, target_buffer, carry, key,
+                         stats=None):
         classifier, opt_state = carry
         source_key, target_key, noise_key = jax.random.split(key, 3)
         source = replay.sample(source_buffer, source_key, config.classifier_batch)
@@ -210,7 +250,7 @@ class DARC(SACBased):
         if config.shared_noise:  # s' moves with s: smooth over where, keep what the step did
             noise[2] = noise[0] + config.displacement_noise * noise[2] / jnp.maximum(
                 config.classifier_noise, 1e-12)
-        inputs = [x + n for x, n in zip(inputs, noise)]
+        inputs = self.classifier_inputs(stats, *(x + n for x, n in zip(inputs, noise)))
         labels = jnp.concatenate([jnp.zeros(config.classifier_batch),
                                   jnp.ones(config.classifier_batch)])
 
@@ -254,12 +294,14 @@ class DARC(SACBased):
         ready = ((state.sac.buffer.size >= config.classifier_batch)
                  & (target_buffer.size >= config.classifier_batch))
 
+        stats = self.input_stats(target_buffer) if config.displacement_inputs else None
+
         def train_classifiers(c):
             keys = jax.random.split(clf_key, config.classifier_steps)
             step = lambda c, k: self._classifier_step(config, state.sac.buffer, target_buffer,
-                                                      c, k)
-            c, stats = jax.lax.scan(step, c, keys)
-            return c, jax.tree.map(jnp.mean, stats)
+                                                      c, k, stats)
+            c, step_metrics = jax.lax.scan(step, c, keys)
+            return c, jax.tree.map(jnp.mean, step_metrics)
 
         clf_carry = (state.classifier, state.classifier_opt)
         skipped = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
@@ -271,13 +313,13 @@ class DARC(SACBased):
 
         def corrected_reward(batch, _key):
             return batch.reward + coef * self.delta_r(classifier, batch.obs, batch.action,
-                                                      batch.next_obs)
+                                                      batch.next_obs, stats)
 
         sac_state, metrics = sac._update(state.sac, cfg, corrected_reward)
         recent = replay.sample(sac_state.buffer, clf_key, config.classifier_batch)
         metrics.update(clf_metrics)
         metrics["delta_r_mean"] = jnp.mean(self.delta_r(classifier, recent.obs, recent.action,
-                                                        recent.next_obs))
+                                                        recent.next_obs, stats))
         metrics["target_episode_return"] = jnp.mean(carry.env_state.last_return)
         return state.replace(sac=sac_state, classifier=classifier, classifier_opt=classifier_opt,
                              target_buffer=target_buffer, target_env_state=carry.env_state,
