@@ -3,6 +3,7 @@
     python -m experiments.maml_ant --preset quick|cpu|accel [--task dir|goal] [--seed N]
                                    [--out DIR] [field=value ...]
     python -m experiments.maml_ant --resume runs/maml_ant/<timestamp>
+    python -m experiments.maml_ant --preset accel --devices all   # meta-batch over devices
 
 Story (the MAML paper's ant tasks): the ant must walk forward or backward (``--task dir``:
 ``envs.AntDir``, direction angle in {0, pi}, reward ``v_xy . (cos a, sin a)`` + healthy - costs)
@@ -32,6 +33,7 @@ import numpy as np
 
 from experiments import maml_cheetah as cheetah
 from metarl_jax.algos.maml_rl import MAMLRL
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.experiment import finish
 from metarl_jax.io.progress import format_table
 from metarl_jax.transfer.few_shot import meta_phases, plot_meta_training, steps_table_rows
@@ -92,6 +94,7 @@ def policies(config: Config):
     return meta_phases(MAMLRL(env), config, env.task_space(), METHODS)
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, tasks, results, obs = cheetah.train_and_evaluate(NAME, args, make_env)
     if config.task == "dir":

@@ -3,6 +3,7 @@
     python -m experiments.maml_cheetah --preset quick|cpu|accel [--task vel|dir] [--seed N]
                                        [--out DIR] [field=value ...]
     python -m experiments.maml_cheetah --resume runs/maml_cheetah/<timestamp>
+    python -m experiments.maml_cheetah --preset accel --devices all   # meta-batch over devices
 
 Story (MAML paper, sec. 5.3): the cheetah must run at a target velocity ``~ U[0, 2]`` m/s
 (``--task vel``: reward ``-|v_x - v*| - 0.05 |a|^2``) or in a direction ``+-1`` (``--task dir``:
@@ -38,10 +39,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
+from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
+from metarl_jax.scale import mesh_size, run_mesh
 from metarl_jax.transfer.few_shot import (
     meta_phases,
     plot_meta_training,
@@ -180,18 +183,22 @@ def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key):
 
 def train_and_evaluate(name: str, args, make_env_fn):
     """Start the run, train ``METHODS`` as resumable phases on ``make_env_fn(config)``'s tasks
-    and evaluate them (``evaluate_methods``). Returns ``(run_dir, config, tasks, results,
-    obs)``."""
+    (``--devices N``: each update's meta-batch of tasks split over N devices) and evaluate them
+    (``evaluate_methods``). Returns ``(run_dir, config, tasks, results, obs)``; ``results``
+    records ``devices``."""
     run_dir, config, seed = start_run(name, args)
     env = make_env_fn(config)
     phases = meta_phases(MAMLRL(env), config, env.task_space(), METHODS)
     learner, _, (space,) = phases[METHODS[0]][:3]
     base_key = jax.random.PRNGKey(seed)
-    states = train_meta_phases(run_dir, phases, base_key, config.updates_per_chunk)
-    return (run_dir, config) + evaluate_methods(run_dir, learner, states, config, space,
-                                                base_key)
+    mesh = run_mesh(args.devices)
+    states = train_meta_phases(run_dir, phases, base_key, config.updates_per_chunk, mesh=mesh)
+    tasks, results, obs = evaluate_methods(run_dir, learner, states, config, space, base_key)
+    results["devices"] = mesh_size(mesh)
+    return run_dir, config, tasks, results, obs
 
 
+@supports_devices
 def main(args) -> dict:
     run_dir, config, tasks, results, obs = train_and_evaluate(NAME, args, make_env)
     targets = task_values(tasks, config.task)
