@@ -197,22 +197,26 @@ def test_devices_flag_and_run_mesh_in_process():
 WIRED = {"dr_pendulum": "train_ppo_phases", "sim2real_cheetah": "train_ppo_phases",
          "uposi": "train_ppo_phases", "calibrate_cheetah": "train_ppo_phases",
          "maml_nav2d": "train_meta_phases", "rl2_nav": "train_rl2_phase",
-         "rl2_mdp": "train_rl2_phase", "rl2_bandits": "sharded", "maxent_multigoal": "sharded"}
+         "rl2_mdp": "train_rl2_phase", "rl2_bandits": "sharded", "maxent_multigoal": "sharded",
+         "maml_cheetah": "train_meta_phases", "maml_ant": "train_meta_phases"}
+# Checked for the mark only (each builds an MJX model, ~15 s; calibrate_cheetah also fits its
+# simulator first); they train through the same shared paths as the others.
+MJX_WIRED = {"calibrate_cheetah", "sim2real_cheetah", "maml_cheetah", "maml_ant"}
 
 
 class _Reached(Exception):
     """Raised by a spy where an experiment hands its mesh to the training path."""
 
 
-@pytest.mark.parametrize("name", sorted(set(WIRED) - {"calibrate_cheetah", "sim2real_cheetah"}))
+@pytest.mark.parametrize("name", sorted(set(WIRED) - MJX_WIRED))
 def test_devices_reaches_each_wired_experiments_training_path_in_process(name, tmp_path,
                                                                          monkeypatch):
     """No compile: ``--devices 4`` gets through ``cli`` and the mesh ``run_mesh(4)`` is what the
     experiment's training path (the PPO / meta / RL² phases, or ``sharded``) receives; the spy
-    stops the run there. (calibrate_cheetah fits its simulator first and sim2real_cheetah builds
-    an MJX model, 15 s here; both train through ``train_ppo_phases`` as dr_pendulum does, and
-    their ``main`` is checked for the mark below.) dr_pendulum runs the PPO path on 4 devices in
-    the worker; ``test_shared_paths_wrap_...`` checks the meta and RL² paths wrap."""
+    stops the run there. (``MJX_WIRED`` build MJX models, 15 s each here; they train through
+    the same shared paths, and their ``main`` is checked for the mark below.) dr_pendulum runs
+    the PPO path on 4 devices in the worker; ``test_shared_paths_wrap_...`` checks the meta and
+    RL² paths wrap."""
     import importlib
 
     from metarl_jax.io.cli import cli
