@@ -15,8 +15,8 @@ round and summarized by its median and min-max:
 * ``jax_randomized``: ``AutoReset(env)`` with a ``ParamSpace`` that draws four physics fields
   (relative uniform ranges in ``CASES``) at every episode start; the batch-level
   ``AutoReset.step_batch`` (what ``rollout`` and the learners use). One jitted call is a
-  ``lax.scan`` over T steps; env keys are split per step and env inside it (as ``rollout``
-  does). Compile time is reported separately.
+  ``lax.scan`` over T steps; one env key per step for the batch, as ``rollout`` passes it
+  (``step_batch`` hashes only the per-env keys it needs). Compile time is reported separately.
 * ``jax_fixed``: the same program under ``fixed_space(nominal)``.
 * ``jax_randomized_vmap`` (``full`` only): the randomized program as ``vmap(AutoReset.step)``,
   the per-env step that ``step_batch`` replaces (same bits, for the speed-up).
@@ -133,19 +133,20 @@ def make_random_rollout(env: AutoReset, num_envs: int, num_steps: int,
                         per_env_vmap: bool = False) -> Callable:
     """``run(carry, space, actions) -> carry``: ``num_steps`` steps of ``num_envs`` envs through
     ``env.step_batch`` (or ``vmap(env.step)`` with ``per_env_vmap``), step ``t`` taking
-    ``actions[t % ACTION_BLOCK]`` (pre-sampled, as the numpy and gymnasium peers' are). Env keys
-    are split per step and env from the carry's key, as ``core.rollout.rollout`` does."""
+    ``actions[t % ACTION_BLOCK]`` (pre-sampled, as the numpy and gymnasium peers' are). One env
+    key per step for the batch, as ``core.rollout.rollout`` passes it (env ``i``'s key is
+    ``split(key, N)[i]``; ``step_batch`` hashes only the keys it uses, ``vmap(step)`` all)."""
     if per_env_vmap:
-        step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+        step = lambda key, *args: jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(key, num_envs), *args)
     else:
         step = env.step_batch
 
     def run(carry: Carry, param_space: ParamSpace, actions: jax.Array) -> Carry:
         def one_step(carry: Carry, t):
             key, step_key = jax.random.split(carry.key)
-            env_keys = jax.random.split(step_key, num_envs)
             action = actions[t % actions.shape[0]]
-            env_state, obs, reward, _, _ = step(env_keys, carry.env_state, action, param_space)
+            env_state, obs, reward, _, _ = step(step_key, carry.env_state, action, param_space)
             return Carry(key, env_state, obs, carry.reward_sum + reward), None
 
         return jax.lax.scan(one_step, carry, jnp.arange(num_steps))[0]

@@ -67,8 +67,8 @@ def _steps(env, space, key, fast):
         action_key, env_key = jax.random.split(key)
         action = jax.random.randint(action_key, (NUM_ENVS,), 0, 2)
         keys = jax.random.split(env_key, NUM_ENVS)
-        if fast:
-            out = env.step_batch(keys, state, action, space)
+        if fast:  # one key for the batch (as rollout passes it): env i's is keys[i]
+            out = env.step_batch(env_key, state, action, space)
         else:
             out = jax.vmap(lambda k, s, a: oracle_step(env, k, s, a, space))(keys, state, action)
         state, obs, reward, done, info = out

@@ -180,3 +180,14 @@ def test_unrolled_keys_give_bit_identical_draws_without_a_loop():
     assert unrolled(rbg) is rbg
     raw = jax.random.PRNGKey(0)
     assert unrolled(raw) is raw
+
+
+def test_env_keys_checks_the_count():
+    """``EnvKeys.take`` equals the split bitwise: ``test_autoreset_batch`` checks it through
+    ``AutoReset.step_batch`` (one key, seeds merged with envs) against the per-env oracle."""
+    from metarl_jax.randomization.keys import env_keys
+
+    keys = jax.random.split(jax.random.PRNGKey(7), 3)  # raw uint32 keys become typed keys
+    assert env_keys(keys, 3).per is None and env_keys(keys[0], 10).per == 10
+    with pytest.raises(ValueError, match="3 env keys for a batch of 10"):
+        env_keys(keys, 10)

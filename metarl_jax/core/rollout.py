@@ -64,17 +64,20 @@ def rollout(
     """
     num_envs = obs.shape[0]
     if hasattr(env, "step_batch"):  # wrappers: a batch-level step, bit-identical to vmap(step)
-        def step_env(keys, state, action, params):
-            return env.step_batch(keys, state, action, params, params_axis)
+        def step_env(env_key, state, action, params):
+            # One key for the batch: env i's is split(env_key, N)[i], hashed where it is used
+            # (AutoReset hashes only the keys of the envs it redraws).
+            return env.step_batch(env_key, state, action, params, params_axis)
     else:
-        step_env = jax.vmap(env.step, in_axes=(0, 0, 0, params_axis))
+        def step_env(env_key, state, action, params):
+            return jax.vmap(env.step, in_axes=(0, 0, 0, params_axis))(
+                jax.random.split(env_key, num_envs), state, action, params)
 
     def one_step(carry: RolloutCarry, _):
         key, policy_key, env_key = jax.random.split(carry.key, 3)
         action, extras = policy(policy_key, carry.obs)
-        env_keys = jax.random.split(env_key, num_envs)
         env_state, next_obs, reward, done, info = step_env(
-            env_keys, carry.env_state, action, params)
+            env_key, carry.env_state, action, params)
         final_obs = info.get("final_obs", next_obs)
         transition = Trajectory(
             obs=carry.obs,

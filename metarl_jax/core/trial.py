@@ -91,7 +91,7 @@ class Trial(Wrapper):
         return _batched(self._step_batch, keys, state, action, space, space_axis)
 
     def _step_batch(self, keys, state: TrialState, action, space, space_axis):
-        keys = jax.vmap(jax.random.split)(keys)  # [N, 2, key]
+        keys = jax.vmap(jax.random.split)(keys.all())  # EnvKeys -> [N, 2, key]
         state, obs, reward, trial_done, info = jax.vmap(self._advance)(keys[:, 0], state, action)
         begin = jax.vmap(self._begin_trial, in_axes=(0, 0, 0, 0, space_axis))
         state, obs = jax.lax.cond(jnp.any(trial_done),

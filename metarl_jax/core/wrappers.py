@@ -25,7 +25,7 @@ from jax import custom_batching
 
 from metarl_jax.core.env import Env, is_discrete
 from metarl_jax.randomization.distributions import SpecError
-from metarl_jax.randomization.keys import unrolled
+from metarl_jax.randomization.keys import EnvKeys, env_keys, unrolled
 from metarl_jax.randomization.param_space import ParamDistribution, ParamSpace, fixed_space
 
 
@@ -51,10 +51,13 @@ class Wrapper(Env):
         return self.env.step(key, state, action, params)
 
     def step_batch(self, keys, state, action, params, params_axis=None):
-        """``step`` over ``N`` envs: keys ``[N]``, batched state and action, ``params`` shared
-        (``params_axis=None``) or batched on axis 0. Wrappers that can do better than
-        ``vmap(step)`` at the batch level (``AutoReset``, ``EpisodeStats`` over it) override it
-        with a bit-identical version; ``rollout`` calls it."""
+        """``step`` over ``N`` envs: ``keys`` one per env (``[N]``) or one for the batch (``[]``:
+        env ``i`` steps with ``jax.random.split(keys, N)[i]``; ``randomization.keys.EnvKeys``),
+        batched state and action, ``params`` shared (``params_axis=None``) or batched on axis 0.
+        Wrappers that can do better than ``vmap(step)`` at the batch level (``AutoReset``,
+        ``EpisodeStats`` over it) override it with a bit-identical version; ``rollout`` calls it
+        with one key for the batch."""
+        keys = env_keys(keys, jax.tree.leaves(action)[0].shape[0]).all()
         return jax.vmap(self.step, in_axes=(0, 0, 0, params_axis))(keys, state, action, params)
 
     @property
@@ -185,7 +188,9 @@ class AutoReset(Wrapper):
         (the same keys, the same draws), but drawing params and resetting only the envs whose
         episode ended (or that are due a resample).
 
-        ``keys``: ``[N]``; ``state`` and ``action``: batched ``[N, ...]``; ``space``: shared
+        ``keys``: ``[N]``, or one key ``[]`` for the batch (env ``i``'s is
+        ``split(keys, N)[i]``: then only the keys of the envs redrawn are hashed, see
+        ``EnvKeys``); ``state`` and ``action``: batched ``[N, ...]``; ``space``: shared
         (``space_axis=None``) or batched on axis 0. A batch-level ``lax.switch`` picks one of:
         nothing to redraw (most steps of equal-length episodes), a gathered subset of the envs
         due (staggered episodes; sizes ``redraw_capacities(N)``), or all envs. Every env's draw
@@ -238,24 +243,27 @@ class AutoReset(Wrapper):
         since = jnp.where(resample, 0, since).astype(jnp.int32)
         return inner, obs, params, since
 
-    def _step_batch(self, keys, state, action, space, space_axis):
-        keys = unrolled(keys)  # the same draws, hashed in straight-line code (randomization.keys)
+    def _step_batch(self, keys: EnvKeys, state, action, space, space_axis):
+        # unrolled: the same draws, hashed in straight-line code (randomization.keys). Every
+        # env's key feeds the inner step (XLA drops it when the env ignores its key); the
+        # redraw branches hash their own envs' keys.
         inner, obs, reward, done, info, since, resample = jax.vmap(self._advance)(
-            keys, state, action)
+            unrolled(keys.all()), state, action)
         info = dict(info, final_obs=obs)
         if self.batched_draws:  # one key for the batch's draws on this step
-            shared = jax.random.fold_in(keys[0], 0x5EED)
+            shared = jax.random.fold_in(unrolled(keys.take(jnp.zeros((1,), jnp.int32)))[0],
+                                        0x5EED)
             redraw = lambda k, *rest: self._redraw_shared_key(shared, *rest, space_axis)
         else:
             redraw = jax.vmap(self._redraw, in_axes=(0, 0, 0, 0, 0, 0, 0, space_axis))
         carry = (inner, obs, state.params, since)
-        num_envs = keys.shape[0]
+        num_envs = keys.size
 
         def redraw_none():
             return carry
 
         def redraw_all():
-            return redraw(keys, *carry, done, resample, space)
+            return redraw(unrolled(keys.all()), *carry, done, resample, space)
 
         def redraw_some(capacity):
             # Indices of the envs to redraw, padded with num_envs: gathers clip the padding to a
@@ -264,7 +272,8 @@ class AutoReset(Wrapper):
             take = functools.partial(jax.tree.map, lambda x: jnp.take(x, idx, axis=0,
                                                                       mode="clip"))
             sub_space = space if space_axis is None else take(space)
-            sub = redraw(take(keys), *take(carry), take(done), take(resample), sub_space)
+            sub = redraw(unrolled(keys.take(idx)), *take(carry), take(done), take(resample),
+                         sub_space)
             return jax.tree.map(lambda full, part: full.at[idx].set(part, mode="drop"),
                                 carry, sub)
 
@@ -316,12 +325,17 @@ def redraw_capacities(num_envs: int) -> Tuple[int, ...]:
 
 
 def _batched(fn, keys, state, action, space, space_axis):
-    """``fn(keys[N], state[N], action[N], space, space_axis)`` with a ``custom_vmap`` rule: under
-    an outer ``vmap`` of size ``S`` the ``[S, N]`` axes are merged into one batch of ``S * N``
-    envs (a space batched over ``S`` is repeated per env), ``fn`` runs once on it, and the
-    outputs are split back to ``[S, N, ...]``. Per-env results are unchanged (each env's
-    computation reads only its own key, state, action and space)."""
+    """``fn(keys: EnvKeys of N envs, state[N], action[N], space, space_axis)`` with a
+    ``custom_vmap`` rule: under an outer ``vmap`` of size ``S`` the ``[S, N]`` axes are merged
+    into one batch of ``S * N`` envs (a space batched over ``S`` is repeated per env), ``fn``
+    runs once on it, and the outputs are split back to ``[S, N, ...]``. Per-env results are
+    unchanged (each env's computation reads only its own key, state, action and space).
+    ``keys``: ``[N]`` or one key ``[]`` for the batch (``env_keys``)."""
+    num_envs = jax.tree.leaves(action)[0].shape[0]
+    return _batched_env_keys(fn, env_keys(keys, num_envs), state, action, space, space_axis)
 
+
+def _batched_env_keys(fn, keys: EnvKeys, state, action, space, space_axis):
     @custom_batching.custom_vmap
     def call(keys, state, action, space):
         return fn(keys, state, action, space, space_axis)
@@ -329,12 +343,12 @@ def _batched(fn, keys, state, action, space, space_axis):
     @call.def_vmap
     def rule(axis_size, in_batched, keys, state, action, space):
         keys_b, state_b, action_b, space_b = in_batched
-        num_envs = keys.shape[1] if keys_b else keys.shape[0]
+        num_envs = keys.base.shape[1 if keys_b.base else 0] * (keys.per or 1)
 
         def merge(x, batched):  # [S, N, ...] (or [N, ...] shared over S) -> [S * N, ...]
             if not batched:
                 x = jnp.broadcast_to(x, (axis_size,) + x.shape)
-            return x.reshape((axis_size * num_envs,) + x.shape[2:])
+            return x.reshape((axis_size * x.shape[1],) + x.shape[2:])
 
         merged = [jax.tree.map(merge, tree, flags)
                   for tree, flags in ((keys, keys_b), (state, state_b), (action, action_b))]
@@ -347,7 +361,7 @@ def _batched(fn, keys, state, action, space, space_axis):
             inner_axis = 0
         else:
             inner_space, inner_axis = jax.tree.map(merge, space, space_b), 0
-        out = _batched(fn, *merged, inner_space, inner_axis)
+        out = _batched_env_keys(fn, *merged, inner_space, inner_axis)
         out = jax.tree.map(lambda x: x.reshape((axis_size, num_envs) + x.shape[1:]), out)
         return out, jax.tree.map(lambda _: True, out)
 

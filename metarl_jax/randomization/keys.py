@@ -21,10 +21,12 @@ implementation, or with the partitionable flag off, are returned unchanged.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 from jax.extend import random as jex_random
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -89,3 +91,71 @@ def unrolled(keys: jax.Array) -> jax.Array:
             or str(jax.random.key_impl(keys)) != "threefry2x32"):
         return keys
     return jax.random.wrap_key_data(jax.random.key_data(keys), impl=UNROLLED_THREEFRY)
+
+
+def _fold_in_matches_split() -> bool:
+    """Whether ``split(key, n)[i] == fold_in(key, i)`` (true for threefry keys under
+    ``jax_threefry_partitionable``, the default: both hash the counter ``(0, i)``)."""
+    return bool(jax.config.jax_threefry_partitionable)
+
+
+@struct.dataclass
+class EnvKeys:
+    """The step keys of a batch of envs, hashed only where they are used.
+
+    Env ``j`` of the batch steps with ``jax.random.split(base[j // per], per)[j % per]``:
+    ``EnvKeys(key[None], per=N)`` stands for ``split(key, N)`` (what ``core.rollout.rollout``
+    hands a batch-level ``step_batch``); ``per=None`` means ``base`` already holds one key per
+    env. ``take(idx)`` hashes only the keys asked for (a ``fold_in`` of their base key, the same
+    bits as the split), so a program that needs the keys of a few envs -- ``AutoReset``'s redraw
+    of the envs whose episode ended -- does not hash ``N`` keys on every step.
+
+    Attributes:
+        base: ``[B]`` typed keys.
+        per: envs per base key (static), or None.
+    """
+
+    base: jax.Array
+    per: Optional[int] = struct.field(pytree_node=False, default=None)
+
+    @property
+    def size(self) -> int:
+        """``B * per`` (``B`` without ``per``): the number of envs."""
+        return self.base.shape[0] * (self.per or 1)
+
+    def all(self) -> jax.Array:
+        """Every env's key, ``[size]``."""
+        if self.per is None:
+            return self.base
+        return jax.vmap(lambda k: jax.random.split(k, self.per))(self.base).reshape(-1)
+
+    def take(self, idx: jax.Array) -> jax.Array:
+        """The keys of envs ``idx`` (``[n]`` int; out-of-range indices are clipped) -> ``[n]``."""
+        idx = jnp.clip(idx, 0, self.size - 1)
+        if self.per is None:
+            return self.base[idx]
+        if not (_fold_in_matches_split()
+                and str(jax.random.key_impl(self.base)) == "threefry2x32"):
+            return self.all()[idx]
+        return jax.vmap(jax.random.fold_in)(unrolled(self.base[idx // self.per]),
+                                            idx % self.per)
+
+
+def env_keys(keys: jax.Array | EnvKeys, num_envs: int) -> EnvKeys:
+    """``keys`` for a batch of ``num_envs`` envs as ``EnvKeys``: one key (``[]``: env ``i`` gets
+    ``split(key, num_envs)[i]``), one key per env (``[num_envs]``), or ``EnvKeys``. Raw uint32
+    keys (``jax.random.PRNGKey``'s) become typed threefry keys: the same draws."""
+    if isinstance(keys, EnvKeys):
+        out = keys
+    elif not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):  # raw uint32 keys [..., 2]
+        return env_keys(jax.random.wrap_key_data(keys), num_envs)
+    elif keys.ndim == 0:
+        out = EnvKeys(keys[None], per=int(num_envs))
+    elif keys.ndim == 1:
+        out = EnvKeys(keys)
+    else:
+        raise ValueError(f"env keys must be one key [] or one per env [{num_envs}], got shape "
+                         f"{keys.shape}")
+    if out.size != num_envs:
+        raise ValueError(f"{out.size} env keys for a batch of {num_envs} envs")
+    return out
