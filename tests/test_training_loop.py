@@ -124,3 +124,12 @@ def test_chunks_divide_the_run_so_the_training_program_compiles_once(tmp_path):
         expected = 0.5 * expected + 1.0
     assert int(state["n"]) == 12 and float(state["x"]) == np.float32(expected)
     assert [line["update"] for line in read_metrics(tmp_path / METRICS_FILE)] == list(range(1, 13))
+    # A resumed phase reuses the program: the restored state is uncommitted, as a fresh one
+    # (a committed one compiled the chunk again; orbax's own tiny copies may compile, so the
+    # chunk's cache is what is counted).
+    with pytest.raises(Interrupted):
+        train_phase(tmp_path, "b", init, chunk, 12, 5, 1, stop_after_updates=4)
+    programs = chunk._cache_size()
+    resumed = train_phase(tmp_path, "b", init, chunk, 12, 5, 1)
+    assert chunk._cache_size() == programs == 1
+    assert float(resumed["x"]) == float(state["x"])

@@ -183,13 +183,28 @@ def _restore_latest(checkpointer: Checkpointer, init: Callable[[], Any], phase: 
         for (bad, error) in zip(reversed(steps), failures):
             print(f"{phase}: {error}; falling back to checkpoint step {step}", file=sys.stderr)
             checkpointer.delete(bad)
-        return restored, step
+        return jax.tree.map(_uncommitted_like, restored, state), step
     if failures:
         if len(failures) == 1:
             raise failures[0]
         raise CheckpointError(f"no readable checkpoint of phase {phase!r}: "
                               + "; ".join(str(e) for e in failures))
     return state, 0
+
+
+def _uncommitted_like(restored: Any, init: Any) -> Any:
+    """``restored`` uncommitted where ``init``'s leaf is (an array ``jit`` may place): a fresh
+    state is uncommitted, a restored one committed to its device, and ``jit`` compiles a program
+    per committedness, so a resumed run would compile its training chunk again (and miss the
+    persistent cache). Single-device leaves only: a sharded state keeps its shardings."""
+    if not (isinstance(init, jax.Array) and isinstance(restored, jax.Array)
+            and not init.committed and restored.committed
+            and len(restored.sharding.device_set) == 1 and restored.is_fully_addressable):
+        return restored
+    if jax.dtypes.issubdtype(restored.dtype, jax.dtypes.prng_key):
+        data = np.asarray(jax.random.key_data(restored))
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(restored))
+    return jax.numpy.asarray(np.asarray(restored))  # via the host: a new, uncommitted array
 
 
 def _run_chunks(run_dir, phase, state, done, chunk, num_updates, updates_per_chunk,
