@@ -208,7 +208,10 @@ class _Reached(Exception):
     """Raised by a spy where an experiment hands its mesh to the training path."""
 
 
-@pytest.mark.parametrize("name", sorted(set(WIRED) - MJX_WIRED))
+# One experiment per training path: uposi trains through train_ppo_phases as dr_pendulum does,
+# rl2_mdp through train_rl2_phase as rl2_nav (both checked for the mark below).
+@pytest.mark.parametrize("name", ["dr_pendulum", "maml_nav2d", "rl2_nav", "rl2_bandits",
+                                  "maxent_multigoal"])
 def test_devices_reaches_each_wired_experiments_training_path_in_process(name, tmp_path,
                                                                          monkeypatch):
     """No compile: ``--devices 4`` gets through ``cli`` and the mesh ``run_mesh(4)`` is what the

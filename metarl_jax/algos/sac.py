@@ -188,7 +188,14 @@ class SAC(Learner):
     Args:
         env: the environment; wrapped here as ``EpisodeStats(AutoReset(env, resample_every))``.
         resample_every: draw new params every N steps (``None``: once per episode).
+
+    ``batch_sharding``: None, or a ``jax.sharding.NamedSharding`` that observation batches
+    ``[B, obs_size]`` entering the networks are pinned to (``_normalize``, the first step of
+    every forward pass): ``metarl_jax.scale.ShardedSAC`` sets it on its own copy of the learner
+    so each device runs the networks on ``B / D`` samples.
     """
+
+    batch_sharding: Any = None
 
     def __init__(self, env: Env, resample_every: int | None = None):
         if is_discrete(env.action_space):
@@ -213,7 +220,11 @@ class SAC(Learner):
                 else float(config.target_entropy))
 
     def _normalize(self, config, stats, obs):
-        return normalization.normalize(stats, obs) if config.normalize_obs else obs
+        obs = normalization.normalize(stats, obs) if config.normalize_obs else obs
+        pin = self.batch_sharding
+        if pin is not None and obs.ndim == 2 and obs.shape[0] % pin.mesh.shape[pin.spec[0]] == 0:
+            obs = jax.lax.with_sharding_constraint(obs, pin)
+        return obs
 
     def to_env_action(self, squashed: jax.Array) -> jax.Array:
         """``[-1, 1]^A -> [low, high]`` of the env's action box."""

@@ -40,7 +40,9 @@ devices, say) every seed's env batch is split, ``[S, N / D, ...]`` (``P(None, "d
 Experiments: ``run_mesh(args.devices)`` is the mesh ``--devices`` asks for (None: the plain
 one-device run; every device of every process in a multi-process job) and ``sharded(learner,
 mesh)`` the wrapper for a learner (itself when the mesh is None), so an experiment trains
-through either with the same calls.
+through either with the same calls. The shared training paths (``transfer.phases
+.train_ppo_phases``, ``transfer.few_shot.train_meta_phases``, ``transfer.trials
+.train_rl2_phase``) take the mesh and do the wrapping (``sharded_all``) themselves.
 
 The same wrapper for the other on-policy learners (``batch_fields``: the state's ``[N, ...]``
 parts):

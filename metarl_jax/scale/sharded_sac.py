@@ -21,9 +21,9 @@ function as on one device -- the same uniform draws over the whole buffer, the s
 with the shardings pinned (``with_sharding_constraint``) and GSPMD inserting the collectives
 (inserts and samples that cross shards move only the ``N * num_steps`` new and ``B`` sampled
 transitions, never the buffer). So it equals the one-device run up to float reduction order
-(``tests/test_scale.py``). The batch is pinned where its observations enter the networks (the
-learner's ``_normalize`` hook, the first thing every forward pass calls), so any ``SAC``
-subclass is split the same way.
+(``tests/test_scale.py``). The batch is pinned where its observations enter the networks
+(``SAC.batch_sharding``, applied in ``_normalize``, the first thing every forward pass calls),
+so any ``SAC`` subclass is split the same way.
 
 Requirements: ``num_envs``, ``buffer_size`` and ``batch_size`` divisible by ``D`` (``ValueError``).
 Several seeds: ``init_seeds`` / ``train_chunk_seeds`` split the seeds when ``D`` divides them
@@ -33,9 +33,9 @@ batches as above (``ShardedPPO.seed_split``).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-import jax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -44,26 +44,10 @@ from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.scale.mesh import DATA, ShardedPPO
 
 
-class _BatchPinned:
-    """Mixin over a ``SAC`` class: observations ``[B, obs_size]`` entering the networks (a
-    sampled batch, or the envs' observations during the rollout) are pinned to the data axis."""
-
-    batch_sharding: NamedSharding
-
-    def _normalize(self, config, stats, obs):
-        obs = super()._normalize(config, stats, obs)
-        d = self.batch_sharding.mesh.shape[self.batch_sharding.spec[0]]
-        if obs.ndim == 2 and obs.shape[0] % d == 0:
-            obs = jax.lax.with_sharding_constraint(obs, self.batch_sharding)
-        return obs
-
-
 def _pinned_copy(sac: SAC, sharding: NamedSharding) -> SAC:
     """A copy of ``sac`` (same class and attributes, its own compiled programs) whose networks
-    see batches pinned to ``sharding``."""
-    cls = type(f"BatchPinned{type(sac).__name__}", (_BatchPinned, type(sac)), {})
-    pinned = object.__new__(cls)
-    pinned.__dict__.update(sac.__dict__)
+    see batches pinned to ``sharding`` (``SAC.batch_sharding``)."""
+    pinned = copy.copy(sac)
     pinned.batch_sharding = sharding
     Learner.__init__(pinned)  # fresh jitted entry points and trace counts, bound to the copy
     return pinned
