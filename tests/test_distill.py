@@ -137,10 +137,26 @@ def test_quick_preset_writes_the_contract(quick_run):
         s, te = (results[k][f"task{t}"]["per_seed"] for k in ("student_return",
                                                                "teacher_return"))
         np.testing.assert_allclose(r["per_seed"], np.divide(s, te), rtol=1e-6)
-    for method in ("scratch", "student_init"):
-        by_budget = results["finetune"][method]["return_by_budget"]
+    finetune, auc = results["finetune"], {}
+    for method in distill_exp.INITS:
+        by_budget = finetune[method]["return_by_budget"]
         assert list(by_budget) == ["0", *map(str, config.budgets)]
         assert all(len(v["per_seed"]) == config.num_seeds for v in by_budget.values())
+        curve = np.array([v["per_seed"] for v in by_budget.values()]).T  # [S, 1 + K]
+        auc[method] = distill_exp.area_under_curve(curve, (0, *config.budgets), config.max_steps)
+        np.testing.assert_allclose(finetune[method]["auc"]["per_seed"], auc[method], rtol=1e-6)
+    np.testing.assert_allclose(finetune["student_minus_scratch_auc"]["per_seed"],
+                               auc["student_init"] - auc["scratch"], rtol=1e-6, atol=1e-9)
+    assert finetune["auc_verdict"] in ("better", "worse", "tie")
+
+
+def test_area_under_curve_is_the_normalized_trapezoid():
+    returns = np.array([[0.0, 200.0, 200.0], [100.0, 100.0, 0.0]])
+    # seed 0: (0.5 * 10 + 1.0 * 30) / 40; seed 1: (0.5 * 10 + 0.25 * 30) / 40
+    np.testing.assert_allclose(distill_exp.area_under_curve(returns, (0, 10, 40), 200),
+                               [35 / 40, 12.5 / 40])
+    with pytest.raises(ValueError, match="budgets"):
+        distill_exp.area_under_curve(returns, (10, 20, 40), 200)
 
 
 @pytest.mark.parametrize("override, message", [
