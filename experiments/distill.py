@@ -199,7 +199,7 @@ def main(args) -> dict:
 
     # (3) Finetune on the held-out task: from the student vs from scratch. The inits are data:
     # both are rows of one [2S] batch (scratch first), so finetuning and its evaluation compile
-    # once. Row s of each half shares its env keys (common random numbers across the inits).
+    # once. Rows s and S + s share their PPO key (the same rollout keys for both inits).
     held_out = cartpole_task(ppo.env, *config.held_out)
     ft_keys = jax.random.split(jax.random.fold_in(key, 4), S)
     fresh = ppo.init_seeds(ft_keys, config.finetune, fixed_space(held_out))
