@@ -82,10 +82,10 @@ def test_trained_classifiers_recover_the_log_ratio():
     import optax
 
     stats = DARC.input_stats(target)  # the default: standardized (s, a, s' - s)
-    step = jax.jit(lambda c, k: darc._classifier_step(config, source, target, c, k, stats))
-    carry = (classifier, optax.scale_by_adam().init(classifier))
-    for k in jax.random.split(jax.random.PRNGKey(2), 1000):
-        carry, metrics = step(carry, k)
+    step = lambda c, k: darc._classifier_step(config, source, target, c, k, stats)
+    train = jax.jit(lambda c, keys: jax.lax.scan(step, c, keys)[0])  # one dispatch, not 1000
+    carry = train((classifier, optax.scale_by_adam().init(classifier)),
+                  jax.random.split(jax.random.PRNGKey(2), 1000))
     s, a, s_next = _sample("source", 400, rng)  # where both densities are well covered
     keep = (np.abs(s) < 1.5) & (np.abs(a) < 1.5) & (np.abs(s_next - s - a) < 0.6)
     s, a, s_next = s[keep], a[keep], s_next[keep]
