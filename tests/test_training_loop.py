@@ -104,13 +104,13 @@ def test_chunks_divide_the_run_so_the_training_program_compiles_once(tmp_path):
             even_chunk_size(13, 5), even_chunk_size(3, 8)] == [4, 2, 15, 5, 3]
 
     @jax.jit
-    def init():
-        return {"x": jnp.float32(1.0), "n": jnp.int32(0)}
+    def init():  # "w": a weak-typed float32 (from a Python float), as learners' states hold
+        return {"x": jnp.float32(1.0), "n": jnp.int32(0), "w": 1.0}
 
     @functools.partial(jax.jit, static_argnums=1)
     def chunk(state, n):  # n updates of x <- 0.5 x + 1, the metric is x after each
         def one(s, _):
-            s = {"x": 0.5 * s["x"] + 1.0, "n": s["n"] + 1}
+            s = {"x": 0.5 * s["x"] + 1.0, "n": s["n"] + 1, "w": s["w"]}
             return s, s["x"]
         state, xs = jax.lax.scan(one, state, None, length=n)
         return state, {"value": xs}
@@ -124,9 +124,9 @@ def test_chunks_divide_the_run_so_the_training_program_compiles_once(tmp_path):
         expected = 0.5 * expected + 1.0
     assert int(state["n"]) == 12 and float(state["x"]) == np.float32(expected)
     assert [line["update"] for line in read_metrics(tmp_path / METRICS_FILE)] == list(range(1, 13))
-    # A resumed phase reuses the program: the restored state is uncommitted, as a fresh one
-    # (a committed one compiled the chunk again; orbax's own tiny copies may compile, so the
-    # chunk's cache is what is counted).
+    # A resumed phase reuses the program: the restored state is uncommitted and weak-typed
+    # where a fresh one is (either difference compiled the chunk again; orbax's own tiny copies
+    # may compile, so the chunk's cache is what is counted).
     with pytest.raises(Interrupted):
         train_phase(tmp_path, "b", init, chunk, 12, 5, 1, stop_after_updates=4)
     programs = chunk._cache_size()

@@ -183,7 +183,7 @@ def _restore_latest(checkpointer: Checkpointer, init: Callable[[], Any], phase: 
         for (bad, error) in zip(reversed(steps), failures):
             print(f"{phase}: {error}; falling back to checkpoint step {step}", file=sys.stderr)
             checkpointer.delete(bad)
-        return jax.tree.map(_uncommitted_like, restored, state), step
+        return jax.tree.map(_like_init, restored, state), step
     if failures:
         if len(failures) == 1:
             raise failures[0]
@@ -192,19 +192,25 @@ def _restore_latest(checkpointer: Checkpointer, init: Callable[[], Any], phase: 
     return state, 0
 
 
-def _uncommitted_like(restored: Any, init: Any) -> Any:
-    """``restored`` uncommitted where ``init``'s leaf is (an array ``jit`` may place): a fresh
-    state is uncommitted, a restored one committed to its device, and ``jit`` compiles a program
-    per committedness, so a resumed run would compile its training chunk again (and miss the
-    persistent cache). Single-device leaves only: a sharded state keeps its shardings."""
-    if not (isinstance(init, jax.Array) and isinstance(restored, jax.Array)
-            and not init.committed and restored.committed
-            and len(restored.sharding.device_set) == 1 and restored.is_fully_addressable):
+def _like_init(restored: Any, init: Any) -> Any:
+    """A restored leaf as ``jit`` sees the fresh ``init`` leaf: uncommitted where that is (a
+    restored array is committed to its device; single-device leaves only, a sharded state keeps
+    its shardings) and weak-typed where that is (orbax restores strong types). ``jit`` compiles
+    a program per committedness and per weak type, so otherwise a resumed run compiles its
+    training chunk again (and misses the persistent cache)."""
+    if not (isinstance(init, jax.Array) and isinstance(restored, jax.Array)):
         return restored
-    if jax.dtypes.issubdtype(restored.dtype, jax.dtypes.prng_key):
-        data = np.asarray(jax.random.key_data(restored))
-        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(restored))
-    return jax.numpy.asarray(np.asarray(restored))  # via the host: a new, uncommitted array
+    if (not init.committed and restored.committed and restored.is_fully_addressable
+            and len(restored.sharding.device_set) == 1):  # via the host: a new, uncommitted array
+        if jax.dtypes.issubdtype(restored.dtype, jax.dtypes.prng_key):
+            data = np.asarray(jax.random.key_data(restored))
+            restored = jax.random.wrap_key_data(data, impl=jax.random.key_impl(restored))
+        else:
+            restored = jax.numpy.asarray(np.asarray(restored))
+    if (jax.typeof(init).weak_type and not jax.typeof(restored).weak_type
+            and init.shape == restored.shape and init.dtype == restored.dtype):
+        restored = init.at[...].set(restored)  # the restored values, init's weak type
+    return restored
 
 
 def _run_chunks(run_dir, phase, state, done, chunk, num_updates, updates_per_chunk,
