@@ -78,6 +78,12 @@ def _replicated_over(leaf, n) -> bool:
     return len(leaf.sharding.device_set) == n and leaf.sharding.is_fully_replicated
 
 
+def _init_compiles(*learners) -> int:
+    """Init programs compiled by the distinct ``learners`` (a wrapper's constrained copy, if it
+    has one, beside the learner it wraps)."""
+    return sum({id(x): x.traces.get("init", 0) for x in learners}.values())
+
+
 def check_dr_pendulum(root: Path) -> dict:
     """dr_pendulum (shrunk quick preset) on 1 and on 4 devices, and the 4-device run resumed."""
     from experiments import dr_pendulum as dr
@@ -155,6 +161,8 @@ def check_sac(key) -> dict:
             (state.params, state.target_critic, state.opt_state, state.key,
              state.buffer.position, state.buffer.size))),
         "traces": ssac.traces["train_chunk"],
+        # the wrapper inits through the unpinned learner: its one init program, not a second
+        "init_compiles": _init_compiles(sac, ssac.learner),
         "seconds": round(time.perf_counter() - t, 1),
     }
 
@@ -184,6 +192,7 @@ def check_meta_learners(key) -> dict:
                      "state_diff": _max_diff(ref, state),
                      "metrics_rel_diff": _rel_diff(ref_metrics, metrics),
                      "traces": sharded.traces["train_chunk"],
+                     "init_compiles": _init_compiles(learner, sharded.learner),
                      "seconds": round(time.perf_counter() - t, 1)}
     out["rl2"]["carry_sharded"] = all(_split_over(x, 4) for x in jax.tree.leaves(state.carry))
     out["rl2"]["rest_replicated"] = all(_replicated_over(x, 4) for x in jax.tree.leaves(

@@ -64,14 +64,14 @@ def test_sac_with_envs_buffer_and_batches_split_equals_one_device(sharded_run):
     assert run["grad_steps"] >= 3 and run["moved"] > 1e-3  # gradient steps ran in both chunks
     assert run["split"], "env state / obs / replay storage not split [N/4] over 4 devices"
     assert run["replicated"], "params / targets / optimizer / key / buffer counters not replicated"
-    assert run["traces"] == 1
+    assert run["traces"] == 1 and run["init_compiles"] == 1
     assert run["state_diff"] <= STATE_ATOL, run
     assert run["metrics_rel_diff"] <= METRICS_RTOL, run
 
 
 def test_rl2_with_its_envs_split_over_four_devices_equals_one_device(sharded_run):
     run = sharded_run["rl2"]
-    assert run["moved"] > 1e-4 and run["traces"] == 1
+    assert run["moved"] > 1e-4 and run["traces"] == 1 and run["init_compiles"] == 1
     assert run["carry_sharded"] and run["rest_replicated"]
     assert run["state_diff"] <= STATE_ATOL, run
     assert run["metrics_rel_diff"] <= METRICS_RTOL, run
@@ -85,7 +85,7 @@ def test_maml_rl_with_its_tasks_split_over_four_devices_equals_one_device(sharde
     A bug (one of the 4 tasks dropped or counted twice, a wrong mean) changes the meta-gradient
     by ~25%, hence the parameters by the order of their movement."""
     run = sharded_run["maml"]
-    assert run["moved"] > 1e-2 and run["traces"] == 1
+    assert run["moved"] > 1e-2 and run["traces"] == 1 and run["init_compiles"] == 1
     assert run["state_diff"] <= 1e-2 * run["moved"], run
     assert run["metrics_rel_diff"] <= 1e-2, run
 

@@ -147,6 +147,10 @@ class ShardedPPO:
 
     def __init__(self, ppo: PPO, mesh: Mesh, axis: str = DATA):
         self.learner, self.mesh, self.axis = ppo, mesh, axis
+        # The learner whose init builds states (placed on the mesh after): the one given, also
+        # where a subclass trains a constrained copy of it (ShardedSAC, ShardedMAMLRL), so
+        # the one-device init program is reused, not compiled again for the copy.
+        self.original = ppo
         self.traces: Dict[str, int] = {}
         # The state is donated: at scale it is mostly the env batch, and without donation the
         # chunk holds the old and the new copy at once. Callers pass a state they do not keep
@@ -196,7 +200,7 @@ class ShardedPPO:
     def init(self, key: jax.Array, config: PPOConfig, *init_args: Any) -> PPOState:
         """``PPO.init`` (the same state, bit for bit) placed on the mesh."""
         self.check_config(config)
-        return self.shard(self.learner.init(key, config, *init_args))
+        return self.shard(self.original.init(key, config, *init_args))
 
     def _train_chunk(self, state: PPOState, config: PPOConfig, num_updates: int,
                      log_every: int = 1) -> Tuple[PPOState, Dict[str, jax.Array]]:
@@ -249,7 +253,7 @@ class ShardedPPO:
         on the mesh: the seeds split, or each seed's env batch (``seed_split``)."""
         if self.seed_split(keys.shape[0], self.batch_size(config)) == "envs":
             self.check_config(config)
-        states = self.learner.init_seeds(keys, config, *init_args)
+        states = self.original.init_seeds(keys, config, *init_args)
         return jax.device_put(states, self.seeds_sharding(states))
 
     def _train_chunk_seeds(self, states: Any, config: Any, num_updates: int,
@@ -300,6 +304,7 @@ class ShardedMAMLRL(ShardedPPO):
     def __init__(self, learner: MAMLRL, mesh: Mesh, axis: str = DATA):
         super().__init__(MAMLRL(learner.env, task_sharding=NamedSharding(mesh, P(axis))), mesh,
                          axis)
+        self.original = learner  # its init: the state has no tasks to pin
 
     def batch_size(self, config: Any) -> int:
         return config.meta_batch_size
