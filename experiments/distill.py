@@ -101,12 +101,14 @@ class Config:
                                   "max_steps"))
 
 
+# quick finetunes with the teachers' PPO config and 2 tasks ([S * T] = [2S] rows) and one-line
+# segments: its PPO chunk program is the teachers' (compiled once; rates are not static).
+_QUICK_PPO = dataclasses.replace(Config.teacher, total_steps=20_480)
 PRESETS = {
-    "quick": Config(teacher=dataclasses.replace(Config.teacher, total_steps=20_480),
+    "quick": Config(teacher=_QUICK_PPO, finetune=_QUICK_PPO,
                     student=dataclasses.replace(Config.student, total_steps=20_480),
-                    finetune=dataclasses.replace(Config.finetune, total_steps=10_240),
-                    budgets=(5120, 10240), tasks=TASKS[:2], num_seeds=2, log_every=2, max_steps=200,
-                    updates_per_chunk=1, eval_episodes=4),
+                    budgets=(4096, 20480), tasks=TASKS[:2], num_seeds=2, log_every=2,
+                    max_steps=200, updates_per_chunk=1, eval_episodes=4),
     "cpu": Config(),
     "cpu_outside": Config(max_steps=200, tasks=OUTSIDE_TASKS, held_out=OUTSIDE_HELD_OUT),
     "accel": Config(teacher=dataclasses.replace(Config.teacher, num_envs=256,
@@ -204,7 +206,8 @@ def main(args) -> dict:
     ft_keys = jax.random.split(jax.random.fold_in(key, 4), S)
     fresh = ppo.init_seeds(ft_keys, config.finetune, fixed_space(held_out))
     from_student = fresh.replace(params=student.params, obs_stats=student.obs_stats)
-    both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), fresh, from_student)
+    both = jax.jit(lambda a, b: jax.tree.map(lambda x, y: jnp.concatenate([x, y]), a, b))(
+        fresh, from_student)  # one program, not one eager op per leaf
     train = segment_trainer(run_dir, "finetune", ppo, config.finetune, L,
                             config.finetune.batch_size * L, config.budgets)
     result = finetune_returns(ppo, both, config.finetune, held_out, config.budgets,
