@@ -149,7 +149,8 @@ def pretrain(run_dir, config: Config, seed: int):
     ppo = PPO(env)
     S, T = config.num_seeds, len(config.tasks)
     task = lambda f, length: cartpole_task(env, f, length)  # noqa: E731
-    task_params = jax.tree.map(lambda *x: jnp.stack(x), *[task(*t) for t in config.tasks])
+    stack = jax.jit(lambda *trees: jax.tree.map(lambda *x: jnp.stack(x), *trees))  # one program
+    task_params = stack(*[task(*t) for t in config.tasks])
     key = jax.random.PRNGKey(seed)
     L = config.log_every
 
@@ -159,7 +160,7 @@ def pretrain(run_dir, config: Config, seed: int):
     def teachers_init():
         states = [ppo.init(keys[s * T + t], config.teacher, fixed_space(task(*config.tasks[t])))
                   for s in range(S) for t in range(T)]
-        return jax.tree.map(lambda *x: jnp.stack(x), *states)
+        return stack(*states)
 
     teachers = train_phase(
         run_dir, "teachers", init=teachers_init,
