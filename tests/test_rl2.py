@@ -24,7 +24,7 @@ from envs.tabular_mdp import (
     tabular_mdp_task_space,
 )
 from experiments import rl2_mdp, rl2_nav
-from metarl_jax.algos.rl2 import RL2, RL2Config
+from metarl_jax.algos.rl2 import RL2, RL2Config, trial_advantages
 from metarl_jax.core.trial import Trial
 from metarl_jax.io.checkpoint import Checkpointer
 from metarl_jax.nets.recurrent import RecurrentActorCritic, RecurrentInput, unroll
@@ -162,6 +162,25 @@ def test_unroll_from_stored_chunk_starts_reproduces_the_rollout(bandit_rollout):
             np.testing.assert_allclose(value, traj.value[sl], rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(net.head.log_prob(dist, traj.action[sl]),
                                        traj.log_prob[sl], rtol=1e-5, atol=1e-6)
+
+
+def test_value_targets_are_the_trial_return_across_episode_ends(bandit_rollout):
+    """RL²'s objective is the return of the whole trial (Duan et al. 2016): with lambda = 1 the
+    value target of step t is the (scaled, discounted) sum of the rewards from t to the end of
+    its *trial*, running on across the episode end inside it and stopping at the trial's end
+    (the rollout's 12 steps are 3 whole trials of 2 episodes of 2 pulls, nothing bootstrapped)."""
+    _, _, _, _, traj = bandit_rollout
+    reward, done = np.asarray(traj.reward, np.float64), np.asarray(traj.done)
+    assert done[-1].all() and np.asarray(traj.episode_done).sum() == 2 * done.sum()
+    last_value = jnp.full(reward.shape[1:], 1e3)  # would show if anything bootstrapped past a trial
+    for gamma in (1.0, 0.5):
+        config = SMALL.replace(gamma=gamma, gae_lambda=1.0, reward_scale=0.1)
+        _, targets = trial_advantages(traj, last_value, config)
+        expected, running = np.zeros_like(reward), np.zeros(reward.shape[1])
+        for t in reversed(range(reward.shape[0])):
+            running = 0.1 * reward[t] + gamma * np.where(done[t], 0.0, running)
+            expected[t] = running
+        np.testing.assert_allclose(targets, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_gradients_flow_through_the_whole_sequence_and_stop_at_resets():

@@ -164,6 +164,23 @@ def _mask(done: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.where(done.reshape(done.shape + (1,) * (x.ndim - 1)), jnp.zeros_like(x), x)
 
 
+def trial_advantages(traj: Step, last_value: jax.Array, config: RL2Config
+                     ) -> Tuple[jax.Array, jax.Array]:
+    """GAE over the return of whole trials: ``(advantages[T, N], value targets[T, N])``.
+
+    ``traj``: a rollout ``Step[T, N]``; ``last_value [N]``: the value of the state after its
+    last step. Rewards are multiplied by ``config.reward_scale`` (the value net's target scale).
+    A trial's end is terminal (the objective is the trial's finite return: nothing is
+    bootstrapped past it and the recursion stops there); the end of an episode *inside* a trial
+    is neither: ``gamma`` and ``gae_lambda`` run on across it, so an early episode's action is
+    credited with the reward of the later episodes (Duan et al. 2016: the trial's return is
+    what is optimized).
+    """
+    next_value = jnp.concatenate([traj.value[1:], last_value[None]])
+    return gae(traj.reward * config.reward_scale, traj.value, next_value, traj.done, traj.done,
+               config.gamma, config.gae_lambda)
+
+
 def _optimizer(config: RL2Config) -> optax.GradientTransformation:
     return ppo_optimizer(config.max_grad_norm)
 
@@ -238,11 +255,7 @@ class RL2(Learner):
         carry, traj = self._rollout(net, state.params, state.carry, rollout_key, state.space,
                                     config.num_steps)
         _, _, last_value = net.apply(state.params, carry.hidden, carry.inputs())
-        next_value = jnp.concatenate([traj.value[1:], last_value[None]])
-        # A trial's end is terminal (its objective is finite); episode ends inside a trial are
-        # not: the advantage of an early episode counts the reward of the later ones.
-        advantages, targets = gae(traj.reward * config.reward_scale, traj.value, next_value,
-                                  traj.done, traj.done, config.gamma, config.gae_lambda)
+        advantages, targets = trial_advantages(traj, last_value, config)
 
         L = config.chunk_len
 
