@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metarl_jax.core.permutation import random_permutation
+
 Metrics = Dict[str, jax.Array]
 
 
@@ -92,7 +94,9 @@ def run_epochs(loss_fn: Callable[[Any, Any], Tuple[jax.Array, Metrics]],
                batch: Any, key: jax.Array, num_epochs: int, num_minibatches: int,
                sample_axes: Any = 0) -> Tuple[Tuple[Any, Any], Metrics]:
     """``num_epochs`` passes over ``batch`` in ``num_minibatches`` shuffled minibatches, one
-    optimizer step each (``lax.scan`` over both).
+    optimizer step each (``lax.scan`` over both). Each epoch's shuffle is
+    ``core.permutation.random_permutation`` (uniform like ``jax.random.permutation``, ~2.5x
+    cheaper on a CPU, other bits for the same key).
 
     ``sample_axes``: the axis of each leaf that indexes samples (an int for every leaf, or a pytree
     prefix of ``batch``); RL² keeps its sequences time-major ``[L, S, ...]`` with samples on axis
@@ -120,7 +124,7 @@ def run_epochs(loss_fn: Callable[[Any, Any], Tuple[jax.Array, Metrics]],
         return jnp.moveaxis(x, axis, 0) if axis else x
 
     def epoch(carry, epoch_key):
-        perm = jax.random.permutation(epoch_key, size)
+        perm = random_permutation(epoch_key, size)
         minibatches = treedef.unflatten([split(x, a, perm) for x, a in zip(leaves, axes)])
         return jax.lax.scan(minibatch_step, carry, minibatches)
 
