@@ -17,7 +17,11 @@ over seeds (``metarl_jax.stats``), per-seed values), ``skills.png`` (x-y traces 
 one colour per skill, one panel per seed, beside a random policy's), ``curves.png``,
 ``checkpoints/``; ``results.skill_init``: policy initialization from a skill for a downstream
 goal (PointNav2D's own reward): the best skill's actor with the skill built in, finetuned by SAC,
-vs SAC from scratch (episode return a quarter into the budget and at its end). The ``accel`` preset
+vs SAC from scratch (episode return a quarter into the budget and at its end);
+``results.meta_controller``: a learned hierarchical meta-controller, PPO choosing a skill every
+``controller_option_steps`` env steps on goal-conditioned navigation, vs flat PPO from scratch at
+the same low-level budget (``experiments/_skill_controller.py``; ``controller_paths.png``). The
+``accel`` preset
 is sized for a GPU; DIAYN on MJX Ant/HalfCheetah needs their x-y position in the
 discriminator's features and is not wired here.
 """
@@ -34,8 +38,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from envs.point_nav import PointNav2D
+from experiments._skill_controller import check_config as check_controller
+from experiments._skill_controller import meta_controller
 from metarl_jax import stats
 from metarl_jax.algos.diayn import DIAYN, DIAYNConfig, binned_entropy, skill_trajectories
+from metarl_jax.algos.ppo import PPOConfig
 from metarl_jax.algos.sac import SAC, SACConfig
 from metarl_jax.io import plots
 from metarl_jax.io.config import check_at_least_one
@@ -69,6 +76,15 @@ class Config:
     finetune: SACConfig = SACConfig(num_envs=8, total_steps=8000, hidden_sizes=(64, 64),
                                     batch_size=128, buffer_size=20_000, learning_starts=0,
                                     utd=0.25, init_alpha=0.1)
+    # A learned meta-controller (experiments/_skill_controller.py): PPO picking one of the K
+    # skills every controller_option_steps env steps, goals U[-r, r]^2 in the observation, vs
+    # flat PPO with this config at the same low-level budget (the controller's is derived).
+    controller_option_steps: int = 5
+    controller_goal_range: float = 3.0
+    controller_eval_goals: int = 16
+    controller_ppo: PPOConfig = PPOConfig(num_envs=16, num_steps=50, total_steps=200_000,
+                                          num_epochs=10, num_minibatches=4, hidden_sizes=(64, 64),
+                                          init_log_std=-2.3, reward_scale=0.1)
 
     def __post_init__(self):
         self.diayn.validate()
@@ -85,6 +101,10 @@ class Config:
                              "finetuned actor starts from a skill's weights)")
         if self.finetune.num_updates < self.log_every:
             raise ValueError("finetune.total_steps gives fewer updates than log_every")
+        check_controller(self.controller_ppo, self.controller_option_steps, self.episode_steps,
+                         self.log_every)
+        if not self.controller_goal_range > 0 or self.controller_eval_goals < 1:
+            raise ValueError("controller_goal_range must be > 0 and controller_eval_goals >= 1")
         if not self.coverage_range > 0:
             raise ValueError(f"coverage_range must be > 0, got {self.coverage_range}")
 
@@ -94,7 +114,10 @@ PRESETS = {
         Config.diayn, sac=dataclasses.replace(Config.diayn.sac, total_steps=2400,
                                               learning_starts=400)),
         num_skills=4, num_seeds=1, updates_per_chunk=15, rollouts_per_skill=4,
-        finetune=dataclasses.replace(Config.finetune, total_steps=800)),
+        finetune=dataclasses.replace(Config.finetune, total_steps=800),
+        controller_eval_goals=4, controller_ppo=dataclasses.replace(
+            Config.controller_ppo, num_envs=4, num_steps=10, total_steps=400, num_epochs=2,
+            num_minibatches=2)),
     "cpu": Config(),
     "accel": Config(diayn=dataclasses.replace(
         Config.diayn, sac=dataclasses.replace(Config.diayn.sac, num_envs=128, total_steps=1_000_000,
@@ -239,6 +262,7 @@ def main(args) -> dict:
     results["pseudo_reward_ceiling"] = float(np.log(config.num_skills))
 
     results["skill_init"] = finetune_from_skill(run_dir, config, diayn, states, seed)
+    results["meta_controller"] = meta_controller(run_dir, config, diayn, states, seed)
 
     titles = [f"seed {s}: accuracy {metrics['discriminator_accuracy'][s]:.2f}"
               for s in range(config.num_seeds)]
@@ -255,7 +279,11 @@ def main(args) -> dict:
                           for k, v in results.items() if isinstance(v, dict) and "mean" in v]
                          + [dict(metric=f"skill_init.{k}", mean=v["mean"],
                                  ci95=v["ci95"] if v["ci95"] is not None else float("nan"))
-                            for k, v in results["skill_init"].items() if isinstance(v, dict)])
+                            for k, v in results["skill_init"].items() if isinstance(v, dict)]
+                         + [dict(metric=f"meta_controller.{k}", mean=v["mean"],
+                                 ci95=v["ci95"] if v["ci95"] is not None else float("nan"))
+                            for k, v in results["meta_controller"].items()
+                            if isinstance(v, dict)])
     return finish(run_dir, {"results": results}, table)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from envs.point_nav import PointNav2D
 from experiments import diayn as diayn_experiment
+from experiments._skill_controller import controller_config
 from metarl_jax.algos.diayn import (
     DIAYN,
     SkillConditioned,
@@ -19,6 +20,8 @@ from metarl_jax.algos.diayn import (
     skill_trajectories,
 )
 from metarl_jax.algos.sac import Actor
+from metarl_jax.io.metrics import read_metrics
+from metarl_jax.io.run_dir import METRICS_FILE
 from metarl_jax.transfer.skills import actor_from_skill, infer_skill
 from tests.experiment_contract import check_run_folder, run_quick
 
@@ -128,6 +131,23 @@ def test_quick_preset_writes_the_contract(quick_run):
     check_run_folder(quick_run, {"finetune_skill": config.finetune.num_updates // config.log_every,
                                  "finetune_scratch": config.finetune.num_updates
                                  // config.log_every}, ())
+    # The learned meta-controller (PPO over the skills) and flat PPO: the same low-level budget.
+    high = controller_config(config.controller_ppo, config.controller_option_steps)
+    check_run_folder(quick_run, {"meta_controller": high.num_updates // config.log_every,
+                                 "flat_ppo": config.controller_ppo.num_updates
+                                 // config.log_every}, ("controller_paths.png",))
+    lines = read_metrics(quick_run / METRICS_FILE)
+    last_step = {p: [x["step"] for x in lines if x["phase"] == p][-1]
+                 for p in ("meta_controller", "flat_ppo")}
+    assert last_step["meta_controller"] == last_step["flat_ppo"] == (
+        config.controller_ppo.total_steps * config.num_seeds)
+    control = results["meta_controller"]
+    assert control["budget_env_steps"] == config.controller_ppo.total_steps
+    for name in ("controller", "flat", "random_skills"):
+        assert len(control[f"{name}_eval_return"]["per_seed"]) == config.num_seeds
+        # a sum of 50 low-level rewards -distance (< 0: no goal is at the start)
+        assert control[f"{name}_eval_return"]["mean"] < 0
+        assert control[f"{name}_final_distance"]["mean"] > 0
 
 
 def test_bad_config_exits_2(tmp_path, capsys):
