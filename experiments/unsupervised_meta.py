@@ -24,7 +24,8 @@ Writes: ``summary.json`` (``results.returns_by_steps.<method>[k]``: mean return 
 goals after ``k`` inner steps, mean and 95% CI over seeds and per-seed values from
 ``metarl_jax.stats.seed_summary``; ``results.comparisons``: acquired vs scratch and vs
 true_goals, and true_goals vs scratch (is meta-learning worth anything here at all?), at every
-``k`` and in improvement ``k=eval_steps`` minus ``k=0``, verdict "better" /
+``k``, in improvement ``k=eval_steps`` minus ``k=0`` and in the adaptation curve's mean over
+``k = 1..eval_steps`` (``results.mean_over_adapted_steps``), verdict "better" /
 "worse" only when the CIs are apart, else "tie"; ``results.diayn``: the skills' discriminator
 accuracy and pseudo-reward), ``trajectories.png`` (seed 0's sampled paths to a few goals before
 and after adaptation), ``skills.png`` (DIAYN's skills; not in ``quick``, see ``report_skills``),
@@ -199,14 +200,19 @@ def summarize(returns: np.ndarray, config: Config) -> dict:
                 for i, m in enumerate(METHODS)}
     gain = {m: stats.seed_summary(per_seed[i, :, -1] - per_seed[i, :, 0])
             for i, m in enumerate(METHODS)}
+    # The adaptation curve's mean over 1..eval_steps inner steps (Gupta et al. compare whole
+    # learning curves on the test tasks, not one step count).
+    curve = {m: stats.seed_summary(per_seed[i, :, 1:].mean(-1)) for i, m in enumerate(METHODS)}
     comparisons = {}
     for method, other in (("acquired", "scratch"), ("acquired", "true_goals"),
                           ("true_goals", "scratch")):
         rows = {f"{k}_steps": compare(by_steps[method][k], by_steps[other][k])
                 for k in range(config.eval_steps + 1)}
         rows["improvement"] = compare(gain[method], gain[other])
+        rows["mean_over_adapted_steps"] = compare(curve[method], curve[other])
         comparisons[f"{method}_vs_{other}"] = rows
-    return dict(returns_by_steps=by_steps, improvement=gain, comparisons=comparisons)
+    return dict(returns_by_steps=by_steps, improvement=gain, mean_over_adapted_steps=curve,
+                comparisons=comparisons)
 
 
 def report_skills(run_dir, config: Config, diayn, diayn_states, seed: int) -> dict:

@@ -129,10 +129,15 @@ def test_quick_preset_writes_the_contract(quick_run):
     # adaptation: its 0-step return is that of a barely moving point, about -radius * T.
     assert by_steps["scratch"][0]["mean"] == pytest.approx(
         -config.eval_goal_radius * skills.episode_steps, rel=0.25)
+    for method in ("acquired", "scratch", "true_goals"):  # the mean of steps 1..eval_steps
+        curve = np.mean([r["mean"] for r in by_steps[method][1:]])
+        assert results["mean_over_adapted_steps"][method]["mean"] == pytest.approx(curve,
+                                                                                  rel=1e-9)
     assert set(results["comparisons"]) == {"acquired_vs_scratch", "acquired_vs_true_goals",
                                            "true_goals_vs_scratch"}
     for rows in results["comparisons"].values():
-        assert set(rows) == {f"{k}_steps" for k in range(config.eval_steps + 1)} | {"improvement"}
+        assert set(rows) == {f"{k}_steps" for k in range(config.eval_steps + 1)} | {
+            "improvement", "mean_over_adapted_steps"}
         assert all(r["verdict"] in ("better", "worse", "tie") for r in rows.values())
     diayn = results["diayn"]
     assert 0 <= diayn["train_disc_accuracy"] <= 1
