@@ -129,11 +129,12 @@ def main(argv=None) -> dict:
     else:  # exactly experiments.rl2_mdp's held-out MDPs and keys (seed 0)
         task_key, eval_key = jax.random.split(jax.random.PRNGKey(0 + 1_000_003))
     tasks = space.sample(task_key, (args.tasks,))
-    evaluate = jax.jit(jax.vmap(lambda params, c, k: rl2._evaluate(params, c, tasks, k)
-                                ["episode_returns"]))
-    seed_keys = jnp.concatenate([jax.vmap(lambda s: jax.random.fold_in(eval_key, s))(
-        jnp.arange(num_seeds))] * num_lanes)
-    returns = np.asarray(evaluate(params, cfgs, seed_keys))  # [lanes*seeds, M, E]
+    # One lane at a time (one compile): rl2.evaluate's batched task space is not vmapped over
+    # lanes here. Seed s plays with fold_in(eval_key, s), as rl2_mdp's seed s does.
+    returns = np.stack([np.asarray(rl2.evaluate(
+        jax.tree.map(lambda x: x[i], params), jax.tree.map(lambda x: x[i], cfgs), tasks,
+        jax.random.fold_in(eval_key, i % num_seeds))["episode_returns"])
+        for i in range(num_lanes * num_seeds)])  # [lanes*seeds, M, E]
     returns = returns.reshape((num_lanes, num_seeds) + returns.shape[1:])
     psrl = np.asarray(psrl_returns(jax.random.fold_in(eval_key, 0x9512), rl2.env, tasks, space,
                                    rl2.episodes_per_trial))  # [M, E]
