@@ -10,6 +10,7 @@ from flax import struct
 
 from envs.tabular_mdp import TabularMDP, TabularMDPTaskSpace, tabular_mdp_task_space
 from metarl_jax.core.trial import Trial
+from metarl_jax.randomization.param_space import fixed_space
 
 SEEDS, ENVS, STEPS = 2, 3, 14  # trials of 2 x 3 = 6 steps: they end on steps 6 and 12
 
@@ -89,3 +90,22 @@ def test_step_batch_under_the_seeds_vmap_equals_the_per_env_step():
     (a, b), (out_a, out_b) = both(state, jax.random.PRNGKey(2))
     chex.assert_trees_all_equal((a, out_a), (b, out_b))
     assert 0 < int(np.asarray(out_a[2]).sum()) < 8 * SEEDS * ENVS  # some trials ended, not all
+
+
+def test_step_batch_with_per_env_tasks_shared_over_the_outer_vmap():
+    """``space_axis=0`` (task ``i`` for env ``i``, as ``RL2.evaluate`` plays held-out tasks) under
+    an outer ``vmap`` that batches the states but not the tasks (lanes of configs evaluated on
+    the same tasks): each lane equals its own unvmapped ``step_batch`` (the rule used to pass
+    the ``[N]`` tasks next to ``[S * N]`` merged envs and fail)."""
+    trial, base, _ = _setup()
+    tasks = base.sample(jax.random.PRNGKey(3), (ENVS,))  # [N] tasks, not batched over lanes
+    space = fixed_space(tasks)
+    keys = jax.random.split(jax.random.PRNGKey(4), SEEDS * ENVS).reshape(SEEDS, ENVS, -1)
+    state, _ = jax.vmap(jax.vmap(trial.reset, in_axes=(0, 0)), in_axes=(0, None))(keys, space)
+    state = state.replace(episode=jnp.array([[0, 1, 0], [1, 1, 0]], jnp.int32))
+    action = jnp.ones((SEEDS, ENVS), jnp.int32)
+    step = lambda k, s, a: trial.step_batch(k, s, a, space, 0)
+    lanes = jax.jit(jax.vmap(step))(keys, state, action)
+    for i in range(SEEDS):
+        one = jax.jit(step)(keys[i], jax.tree.map(lambda x: x[i], state), action[i])
+        chex.assert_trees_all_equal(jax.tree.map(lambda x: x[i], lanes), one)

@@ -352,14 +352,14 @@ def _batched_env_keys(fn, keys: EnvKeys, state, action, space, space_axis):
 
         merged = [jax.tree.map(merge, tree, flags)
                   for tree, flags in ((keys, keys_b), (state, state_b), (action, action_b))]
-        if not any(jax.tree.leaves(space_b)):
-            inner_space, inner_axis = space, space_axis
+        if space_axis is None and not any(jax.tree.leaves(space_b)):  # one shared space
+            inner_space, inner_axis = space, None
         elif space_axis is None:  # [S, ...] -> one copy per env: [S * N, ...]
             inner_space = jax.tree.map(
                 lambda x, b: jnp.repeat(x if b else jnp.broadcast_to(x, (axis_size,) + x.shape),
                                         num_envs, axis=0), space, space_b)
             inner_axis = 0
-        else:
+        else:  # a space per env [N] (or [S, N]): one per merged env, [S * N]
             inner_space, inner_axis = jax.tree.map(merge, space, space_b), 0
         out = _batched_env_keys(fn, *merged, inner_space, inner_axis)
         out = jax.tree.map(lambda x: x.reshape((axis_size, num_envs) + x.shape[1:]), out)
