@@ -25,13 +25,29 @@ from jax import custom_batching
 
 from metarl_jax.core.env import Env, is_discrete
 from metarl_jax.randomization.distributions import SpecError
-from metarl_jax.randomization.keys import EnvKeys, env_keys, unrolled
+from metarl_jax.randomization.keys import (
+    EnvKeys,
+    batch_draw_keys,
+    batch_normal,
+    env_keys,
+    unrolled,
+)
 from metarl_jax.randomization.param_space import ParamDistribution, ParamSpace, fixed_space
 
 
 def _select(pred: jax.Array, on_true, on_false):
     """Elementwise ``where`` over two pytrees of the same structure (``pred``: [] bool)."""
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def step_batch_of(env: Env, keys, state, action, params, params_axis=None):
+    """``env.step_batch(...)`` where ``env`` has one (wrappers), else ``vmap(env.step)`` with
+    env ``i`` stepping with key ``i`` of ``keys`` (``[N]``, one key ``[]`` for the batch, or
+    ``EnvKeys``)."""
+    if hasattr(env, "step_batch"):
+        return env.step_batch(keys, state, action, params, params_axis)
+    keys = env_keys(keys, jax.tree.leaves(action)[0].shape[0]).all()
+    return jax.vmap(env.step, in_axes=(0, 0, 0, params_axis))(keys, state, action, params)
 
 
 class Wrapper(Env):
@@ -108,15 +124,54 @@ class ActionDelay(Wrapper):
         return ActionDelayState(inner, self._empty_buffer()), obs
 
     def step(self, key, state, action, params):
-        buffer = jnp.concatenate([action[None].astype(state.buffer.dtype), state.buffer[:-1]])
-        delay = jnp.clip(params.action_delay, 0, self.max_delay)
-        applied = buffer[delay]
+        buffer, applied = self._push(state.buffer, action, params)
         inner, obs, reward, done, info = self.env.step(key, state.inner, applied, params)
         return ActionDelayState(inner, buffer), obs, reward, done, info
 
+    def step_batch(self, keys, state, action, params, params_axis=None):
+        """``vmap(step)`` over ``N`` envs, bit for bit, with the keys handed to the inner env's
+        batch step as they came (``step`` passes its key through unchanged): one key for the
+        batch stays one key, so a wrapper or ``AutoReset`` inside hashes only what it uses."""
+        buffer, applied = jax.vmap(self._push, in_axes=(0, 0, params_axis))(state.buffer, action,
+                                                                          params)
+        inner, obs, reward, done, info = step_batch_of(self.env, keys, state.inner, applied,
+                                                       params, params_axis)
+        return ActionDelayState(inner, buffer), obs, reward, done, info
+
+    def _push(self, buffer, action, params):
+        """``(buffer with action in front, the action applied now)`` for one env."""
+        buffer = jnp.concatenate([action[None].astype(buffer.dtype), buffer[:-1]])
+        return buffer, buffer[jnp.clip(params.action_delay, 0, self.max_delay)]
+
 
 class ObservationNoise(Wrapper):
-    """Adds ``N(0, params.obs_noise_std^2)`` to every observation entry (sensor noise)."""
+    """Adds ``N(0, params.obs_noise_std^2)`` to every observation entry (sensor noise).
+
+    ``batched_draws=True`` (opt-in; other random streams than the default, so seeds give other
+    numbers): ``step_batch`` draws the noise of the whole batch from one key per step
+    (``randomization.keys.batch_normal``: one ``normal`` of ``[N, *obs_shape]`` instead of a
+    split and a draw per env) and hands the inner env the batch's keys unhashed. The noise is
+    the same distribution, independent across envs and steps. ``step``/``reset`` are unchanged.
+    """
+
+    NOISE_TAG = 0x9E3779B9  # batch_draw_keys tag of the noise (>= 2**31)
+
+    def __init__(self, env: Env, batched_draws: bool = False):
+        super().__init__(env)
+        self.batched_draws = bool(batched_draws)
+
+    def step_batch(self, keys, state, action, params, params_axis=None):
+        """``vmap(step)`` (default), or with ``batched_draws`` one noise draw for the batch."""
+        if not self.batched_draws:
+            return super().step_batch(keys, state, action, params, params_axis)
+        keys = env_keys(keys, jax.tree.leaves(action)[0].shape[0])
+        state, obs, reward, done, info = step_batch_of(self.env, keys, state, action, params,
+                                                       params_axis)
+        noise = batch_normal(keys, self.NOISE_TAG, obs.shape[1:], obs.dtype)  # [N, *obs]
+        std = jnp.asarray(params.obs_noise_std, obs.dtype)
+        if params_axis is not None:  # [N] -> [N, 1, ...]
+            std = jnp.moveaxis(std, params_axis, 0).reshape((-1,) + (1,) * (obs.ndim - 1))
+        return state, obs + std * noise, reward, done, info
 
     def reset(self, key, params):
         key, noise_key = jax.random.split(key)
@@ -153,9 +208,14 @@ class AutoReset(Wrapper):
     ``batched_draws=True`` (opt-in; changes the random streams, so seeds give other numbers than
     the default) makes ``step_batch`` draw the params and reset keys of all envs due on a step
     from one key for the batch (``space.sample(key, (n,))``: one draw per field for the batch
-    instead of a ``fold_in`` and a draw per env and field). Same semantics: every episode of
-    every env gets fresh params, independent across envs. ``step`` (one env) is unchanged.
+    instead of a ``fold_in`` and a draw per env and field), and steps the inner env through its
+    own ``step_batch`` with keys derived from the batch's (``randomization.keys.batch_draw_keys``),
+    so inner wrappers with batched draws (``ObservationNoise(batched_draws=True)``) and
+    ``ActionDelay`` hash no per-env key. Same semantics: every episode of every env gets fresh
+    params, independent across envs. ``step`` (one env) is unchanged.
     """
+
+    STEP_TAG = 0xA5A5A5A5  # batch_draw_keys tag of the inner env's keys (batched_draws)
 
     def __init__(self, env: Env, resample_every: Optional[int] = None,
                  batched_draws: bool = False):
@@ -247,8 +307,17 @@ class AutoReset(Wrapper):
         # unrolled: the same draws, hashed in straight-line code (randomization.keys). Every
         # env's key feeds the inner step (XLA drops it when the env ignores its key); the
         # redraw branches hash their own envs' keys.
-        inner, obs, reward, done, info, since, resample = jax.vmap(self._advance)(
-            unrolled(keys.all()), state, action)
+        if self.batched_draws:  # the inner env's batch step, from keys derived unhashed
+            step_keys = EnvKeys(batch_draw_keys(keys, self.STEP_TAG), keys.per)
+            inner, obs, reward, done, info = step_batch_of(self.env, step_keys, state.inner,
+                                                           action, state.params, 0)
+            since = state.steps_since_resample + 1
+            resample = done
+            if self.resample_every is not None:
+                resample = resample | (since >= self.resample_every)
+        else:
+            inner, obs, reward, done, info, since, resample = jax.vmap(self._advance)(
+                unrolled(keys.all()), state, action)
         info = dict(info, final_obs=obs)
         if self.batched_draws:  # one key for the batch's draws on this step
             shared = jax.random.fold_in(unrolled(keys.take(jnp.zeros((1,), jnp.int32)))[0],

@@ -99,6 +99,11 @@ def _fold_in_matches_split() -> bool:
     return bool(jax.config.jax_threefry_partitionable)
 
 
+def _is_threefry(keys: jax.Array) -> bool:
+    """Threefry keys, JAX's or ``unrolled``'s (the same hash, so the same ``fold_in``)."""
+    return str(jax.random.key_impl(keys)) in ("threefry2x32", str(UNROLLED_THREEFRY))
+
+
 @struct.dataclass
 class EnvKeys:
     """The step keys of a batch of envs, hashed only where they are used.
@@ -134,11 +139,33 @@ class EnvKeys:
         idx = jnp.clip(idx, 0, self.size - 1)
         if self.per is None:
             return self.base[idx]
-        if not (_fold_in_matches_split()
-                and str(jax.random.key_impl(self.base)) == "threefry2x32"):
+        if not (_fold_in_matches_split() and _is_threefry(self.base)):
             return self.all()[idx]
         return jax.vmap(jax.random.fold_in)(unrolled(self.base[idx // self.per]),
                                             idx % self.per)
+
+
+BATCH_TAG_MIN = 2**31  # fold_in tags of batch draws: never an env's index (envs < 2**31)
+
+
+def batch_draw_keys(keys: EnvKeys, tag: int) -> jax.Array:
+    """One key per base key of ``keys`` for a batch draw: ``fold_in(base, tag)`` -> ``[B]``.
+
+    ``tag`` (``>= BATCH_TAG_MIN``) names the draw; env ``i``'s own key is ``fold_in(base, i)``
+    with ``i < 2**31``, so a batch key never equals an env's key. Without ``per`` (one key per
+    env given), every env is its own batch of one."""
+    if not BATCH_TAG_MIN <= tag < 2**32:
+        raise ValueError(f"batch draw tags lie in [2**31, 2**32), got {tag}")
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(unrolled(keys.base), tag)
+
+
+def batch_normal(keys: EnvKeys, tag: int, shape, dtype=jnp.float32) -> jax.Array:
+    """``[keys.size, *shape]`` standard normals, one ``normal`` call per batch key
+    (``batch_draw_keys``): env ``j``'s row is row ``j % per`` of its base key's draw."""
+    per = keys.per or 1
+    draw = lambda k: jax.random.normal(k, (per,) + tuple(shape), dtype)
+    out = jax.vmap(draw)(batch_draw_keys(keys, tag))  # [B, per, *shape]
+    return out.reshape((keys.size,) + tuple(shape))
 
 
 def env_keys(keys: jax.Array | EnvKeys, num_envs: int) -> EnvKeys:
