@@ -24,6 +24,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from metarl_jax.core.rollout import unrolled_key
+
 # jax.random.permutation's rule: the rounds' random bits together >= EXPONENT * log2(n).
 EXPONENT = 3
 # Below this many random bits per round the packed keys stop paying off (n > 2**24).
@@ -56,7 +58,7 @@ def random_permutation(key: jax.Array, n: int) -> jax.Array:
         return perm
     position = jnp.arange(n, dtype=jnp.uint32)
     low = jnp.uint32((1 << index_bits) - 1)
-    for round_key in jax.random.split(key, rounds):
+    for round_key in jax.random.split(unrolled_key(key), rounds):
         packed = (jax.random.bits(round_key, (n,), jnp.uint32) << index_bits) | position
         order = (jax.lax.sort(packed, is_stable=False) & low).astype(jnp.int32)
         perm = perm[order]
