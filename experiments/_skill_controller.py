@@ -1,8 +1,8 @@
 """The learned hierarchical meta-controller of ``experiments.diayn`` (#17 item 3, the third use
 of skills): PPO choosing one of DIAYN's ``K`` frozen skills every ``option_steps`` env steps
 (``transfer.skill_options.SkillOptions``; skills executed by the deterministic SAC actor,
-``tanh(mean)``) against flat PPO from scratch on the same downstream task, at the same number
-of low-level env steps, seeds vmapped.
+``tanh(mean)``, or sampled with ``controller_sampled_skills``) against flat PPO from scratch on
+the same downstream task, at the same number of low-level env steps, seeds vmapped.
 
 Downstream task (fixed before any run): ``PointNav2D`` with the goal in the observation
 (``[x, y, gx, gy]``; the skills see ``[x, y]`` only), goals ``U[-r, r]^2`` drawn per episode,
@@ -91,7 +91,8 @@ def meta_controller(run_dir, config: Any, diayn, states, seed: int) -> dict:
     k, steps, r = config.controller_option_steps, config.episode_steps, config.controller_goal_range
     env = PointNav2D(max_steps=steps, goal_in_obs=True)
     goals = make_param_space(env, {"goal": uniform([-r, -r], [r, r])})
-    options = SkillOptions(env, sac_skill_policy(diayn.sac, config.diayn.sac, deterministic=True),
+    deterministic = not config.controller_sampled_skills
+    options = SkillOptions(env, sac_skill_policy(diayn.sac, config.diayn.sac, deterministic),
                            config.num_skills, k, skill_obs_size=2)
     policies = sac_policy_params(states.sac)  # [S, ...]: each seed drives its own skills
     flat_cfg = config.controller_ppo
@@ -156,7 +157,8 @@ def meta_controller(run_dir, config: Any, diayn, states, seed: int) -> dict:
                                        axis=-1).mean(-1) for name, (_, path) in out.items()}
     results = dict(
         option_steps=k, num_skills=config.num_skills, budget_env_steps=flat_cfg.total_steps,
-        goal_range=r, eval_goals=config.controller_eval_goals, skill_policy="deterministic",
+        goal_range=r, eval_goals=config.controller_eval_goals,
+        skill_policy="deterministic" if deterministic else "sampled",
         controller_train_return_quarter_budget=stats.seed_summary(curves["controller"][2]),
         flat_train_return_quarter_budget=stats.seed_summary(curves["flat"][2]),
         controller_train_return=stats.seed_summary(curves["controller"][3]),

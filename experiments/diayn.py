@@ -82,6 +82,7 @@ class Config:
     controller_option_steps: int = 5
     controller_goal_range: float = 3.0
     controller_eval_goals: int = 16
+    controller_sampled_skills: bool = False  # skills act by tanh(mean) (False) or by sampling
     controller_ppo: PPOConfig = PPOConfig(num_envs=16, num_steps=50, total_steps=200_000,
                                           num_epochs=10, num_minibatches=4, hidden_sizes=(64, 64),
                                           init_log_std=-2.3, reward_scale=0.1)
