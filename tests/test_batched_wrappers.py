@@ -108,3 +108,35 @@ def test_batched_autoreset_over_batched_wrappers_keeps_per_episode_semantics():
     assert fresh.size > 50 and fresh.min() >= 0.5 and fresh.max() <= 2.0
     assert np.unique(fresh).size == fresh.size
     assert np.isfinite(obs).all() and not np.array_equal(obs[0], obs[1])  # seeds differ
+
+
+def test_batched_trial_draws_a_fresh_task_exactly_when_a_trial_ends():
+    """``Trial(batched_draws=True)`` under the seeds' vmap, trials out of phase: an env's task
+    changes exactly on the steps its trial ends, and fresh tasks differ across envs and seeds."""
+    from envs.tabular_mdp import TabularMDP, tabular_mdp_task_space
+    from metarl_jax.core.trial import Trial
+
+    seeds, envs, steps = 2, 6, 14  # trials of 2 episodes x 3 steps
+    trial = Trial(TabularMDP(num_states=4, num_actions=2, max_steps=3), 2, batched_draws=True)
+    space = tabular_mdp_task_space(4, 2)
+    keys = jax.random.split(jax.random.PRNGKey(5), seeds * envs).reshape(seeds, envs, -1)
+    state, _ = jax.vmap(jax.vmap(trial.reset, in_axes=(0, None)), in_axes=(0, None))(keys, space)
+    state = state.replace(episode=jnp.tile(jnp.arange(envs, dtype=jnp.int32) % 2, (seeds, 1)))
+
+    def run(key, state):
+        def body(state, k):
+            action = jnp.ones((envs,), jnp.int32)
+            state, obs, _, done, _ = trial.step_batch(k, state, action, space)
+            return state, (done, state.params, obs)
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))[1]
+
+    done, params, obs = jax.device_get(jax.jit(jax.vmap(run))(
+        jax.random.split(jax.random.PRNGKey(6), seeds), state))
+    leaf = np.asarray(params.transitions).reshape(seeds, steps, envs, -1)  # the drawn task
+    changed = (leaf[:, 1:] != leaf[:, :-1]).any(-1)
+    np.testing.assert_array_equal(changed, done[:, 1:])
+    assert 0 < done.sum() < done.size  # some trials ended, not all at once
+    fresh = leaf[:, 1:][done[:, 1:]]
+    assert np.unique(fresh, axis=0).shape[0] == fresh.shape[0]
+    assert np.isfinite(np.asarray(obs, np.float64)).all()

@@ -34,7 +34,8 @@ from flax import struct
 from metarl_jax.core.env import Env
 
 # _batched: the seeds-into-envs custom_vmap rule shared with AutoReset.step_batch.
-from metarl_jax.core.wrappers import Wrapper, _batched, validate_space
+from metarl_jax.core.wrappers import Wrapper, _batched, step_batch_of, validate_space
+from metarl_jax.randomization.keys import EnvKeys, batch_draw_keys
 
 
 def _select(pred, on_true, on_false):
@@ -53,11 +54,20 @@ class TrialState:
 class Trial(Wrapper):
     """Runs ``episodes_per_trial`` episodes of one task; ``done`` marks the end of the trial."""
 
-    def __init__(self, env: Env, episodes_per_trial: int):
+    # batch_draw_keys tags (batched_draws): the inner step, the inner resets, the task draw
+    # and its reset. Each >= 2**31, so never an env's own key.
+    STEP_TAG, RESET_TAG, TASK_TAG, TASK_RESET_TAG = 0xC0FFEE00, 0xC0FFEE01, 0xC0FFEE02, 0xC0FFEE03
+
+    def __init__(self, env: Env, episodes_per_trial: int, batched_draws: bool = False):
         if episodes_per_trial < 1:
             raise ValueError(f"episodes_per_trial must be >= 1, got {episodes_per_trial}")
         super().__init__(env)
         self.episodes_per_trial = int(episodes_per_trial)
+        # Opt-in (other random streams than ``step``): step_batch derives its keys from the
+        # batch's (one fold_in per base key and purpose) instead of hashing and splitting a key
+        # per env, steps the inner env through its own step_batch, and draws a step's tasks as
+        # one ``space.sample(key, (N,))`` per base key. Same semantics.
+        self.batched_draws = bool(batched_draws)
         # Upper bound on a trial's length (exact for envs that never terminate early).
         self.max_steps = self.episodes_per_trial * env.max_steps
 
@@ -91,6 +101,8 @@ class Trial(Wrapper):
         return _batched(self._step_batch, keys, state, action, space, space_axis)
 
     def _step_batch(self, keys, state: TrialState, action, space, space_axis):
+        if self.batched_draws:
+            return self._step_batch_shared_keys(keys, state, action, space, space_axis)
         keys = jax.vmap(jax.random.split)(keys.all())  # EnvKeys -> [N, 2, key]
         state, obs, reward, trial_done, info = jax.vmap(self._advance)(keys[:, 0], state, action)
         begin = jax.vmap(self._begin_trial, in_axes=(0, 0, 0, 0, space_axis))
@@ -99,14 +111,51 @@ class Trial(Wrapper):
                                   lambda: (state, obs))
         return state, obs, reward, trial_done, info
 
+    def _step_batch_shared_keys(self, keys: EnvKeys, state: TrialState, action, space,
+                                space_axis):
+        """``batched_draws``: the batch step with keys derived per purpose from the batch's."""
+        derived = lambda tag: EnvKeys(batch_draw_keys(keys, tag), keys.per)
+        stepped = step_batch_of(self.env, derived(self.STEP_TAG), state.inner, action,
+                                state.params, 0)
+        reset = jax.vmap(self.env.reset)(derived(self.RESET_TAG).all(), state.params)
+        state, obs, reward, trial_done, info = jax.vmap(self._after_step)(state, *stepped,
+                                                                          *reset)
+
+        def begin():
+            if space_axis is None:  # one draw of [per] tasks per base key
+                per = keys.per or 1
+                tasks = jax.vmap(lambda k: space.sample(k, (per,)))(
+                    batch_draw_keys(keys, self.TASK_TAG))
+                tasks = jax.tree.map(lambda x: x.reshape((keys.size,) + x.shape[2:]), tasks)
+            else:
+                tasks = jax.vmap(lambda k, sp: sp.sample(k), in_axes=(0, space_axis))(
+                    derived(self.TASK_TAG).all(), space)
+            inner, first_obs = jax.vmap(self.env.reset)(derived(self.TASK_RESET_TAG).all(),
+                                                        tasks)
+            where = lambda new, old: jnp.where(
+                trial_done.reshape(trial_done.shape + (1,) * (new.ndim - 1)), new, old)
+            new_state = state.replace(inner=jax.tree.map(where, inner, state.inner),
+                                      params=jax.tree.map(where, tasks, state.params))
+            return new_state, where(first_obs, obs)
+
+        state, obs = jax.lax.cond(jnp.any(trial_done), begin, lambda: (state, obs))
+        return state, obs, reward, trial_done, info
+
     def _advance(self, key, state: TrialState, action):
         """Step the current task; reset a finished episode with the same task."""
         step_key, reset_key = jax.random.split(key)
         inner, obs, reward, episode_done, _ = self.env.step(step_key, state.inner, action,
                                                             state.params)
+        reset_inner, reset_obs = self.env.reset(reset_key, state.params)
+        return self._after_step(state, inner, obs, reward, episode_done, None, reset_inner,
+                                reset_obs)
+
+    def _after_step(self, state: TrialState, inner, obs, reward, episode_done, _info,
+                    reset_inner, reset_obs):
+        """One env's bookkeeping after the inner step: episode and trial counters, the inner
+        reset where the episode ended (``reset_*``: a reset with the same task)."""
         episode = state.episode + episode_done.astype(jnp.int32)
         trial_done = episode_done & (episode >= self.episodes_per_trial)
-        reset_inner, reset_obs = self.env.reset(reset_key, state.params)
         trial_return = state.trial_return + reward
         info = {
             "episode_done": episode_done,
