@@ -11,6 +11,11 @@ gradient through the inner gradients (FOMAML: every ``H_i`` treated as 0). Each 
 wrapped in ``jax.checkpoint`` and the steps run in a ``lax.scan``: reverse mode then keeps only
 the k parameter vectors, not the k inner forward/backward passes (their activations are
 recomputed), so memory grows by ``|theta|`` per step instead of by a whole double backward pass.
+``adapt`` with a single step (the usual k = 1) skips both: a one-step checkpoint would recompute
+the inner forward/backward pass in the backward pass for no memory (the sinusoid
+meta-gradient's compiled temporaries at k = 1 are 0.82 vs 0.82 MiB at 10 points per task and
+3.55 vs 3.57 MiB at 100, ``benchmarks/maml_speed.py``'s ``memory_vs_k``), and a one-trip scan
+only adds carry copies. (``adapt_sequence``, MAML-RL's, keeps the checkpoint at k = 1.)
 
 The inner rate is fixed (``inner_lr_mode="fixed"``), one learned scalar (``"scalar"``) or one
 learned rate per parameter (``"per_param"``, Meta-SGD, Li et al. 2017); learned rates live in
@@ -112,9 +117,12 @@ def _inner_step(loss: Loss, first_order: bool, remat: bool) -> Callable:
 def adapt(loss: Loss, params: Any, lr: Any, data: Any, num_steps: int,
           first_order: bool = False, remat: bool = True) -> Any:
     """``num_steps`` (static) inner SGD steps on the same ``data``; differentiable in ``params``
-    and ``lr``. With ``remat`` each step is recomputed in the backward pass (see module doc)."""
+    and ``lr``. With ``remat`` each step is recomputed in the backward pass when there are two
+    or more (see module doc)."""
     if num_steps == 0:
         return params
+    if num_steps == 1:  # one step: no scan, and no remat (module doc)
+        return sgd_step(loss, params, lr, data, first_order)
     step = _inner_step(loss, first_order, remat)
     params, _ = jax.lax.scan(lambda p, _: (step(p, lr, data), None), params, None,
                              length=num_steps)
