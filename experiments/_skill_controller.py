@@ -1,5 +1,6 @@
-"""The learned hierarchical meta-controller of ``experiments.diayn`` (#17 item 3, the third use
-of skills): PPO choosing one of DIAYN's ``K`` frozen skills every ``option_steps`` env steps
+"""The learned hierarchical meta-controller of ``experiments.diayn`` and ``experiments.dads`` (#17
+item 3, the third use of skills): PPO choosing one of DIAYN's ``K`` frozen skills (or a DADS
+skill vector in ``[-1, 1]^D``, a Gaussian head) every ``option_steps`` env steps
 (``transfer.skill_options.SkillOptions``; skills executed by the deterministic SAC actor,
 ``tanh(mean)``, or sampled with ``controller_sampled_skills``) against flat PPO from scratch on
 the same downstream task, at the same number of low-level env steps, seeds vmapped.
@@ -19,6 +20,7 @@ episode (mean and max over the ``K`` skills), i.e. how far the skills can take t
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
@@ -44,11 +46,16 @@ from metarl_jax.transfer.skill_options import (
 PHASES = {"controller": "meta_controller", "flat": "flat_ppo"}
 
 
-def controller_config(flat: PPOConfig, option_steps: int) -> PPOConfig:
-    """The high-level learner's config: ``flat``'s, per option instead of per env step."""
+def controller_config(flat: PPOConfig, option_steps: int, action_ratio: float = 1.0
+                      ) -> PPOConfig:
+    """The high-level learner's config: ``flat``'s, per option instead of per env step;
+    ``action_ratio``: the controller's action range over the env's (continuous skills), which
+    scales the initial Gaussian std to explore the same fraction of the range."""
     return dataclasses.replace(flat, num_steps=flat.num_steps // option_steps,
                                total_steps=flat.total_steps // option_steps,
-                               gamma=flat.gamma ** option_steps).validate()
+                               gamma=flat.gamma ** option_steps,
+                               init_log_std=flat.init_log_std + math.log(action_ratio)
+                               ).validate()
 
 
 def check_config(flat: PPOConfig, option_steps: int, episode_steps: int, log_every: int):
@@ -85,18 +92,25 @@ def goal_episodes(act, env, params, key, num_steps: int):
     return jax.vmap(one)(params, jax.random.split(key, num))
 
 
-def meta_controller(run_dir, config: Any, diayn, states, seed: int) -> dict:
+def meta_controller(run_dir, config: Any, learner, states, seed: int, sac_config,
+                    skill_size: int, prior: str = "categorical") -> dict:
     """Train the controller and the flat baseline (two checkpointed phases), evaluate both on
-    the same goals; ``results.meta_controller`` (module doc) and ``controller_paths.png``."""
+    the same goals; ``results.meta_controller`` (module doc) and ``controller_paths.png``.
+
+    ``learner``: the skill learner (``DIAYN`` or ``DADS``: its ``.sac`` acts), ``states[S]`` its
+    trained states (``.sac``), ``sac_config`` their SAC config; ``skill_size`` and ``prior`` as
+    ``SkillOptions`` (``"uniform"``: continuous skills in ``[-1, 1]^D``, a Gaussian PPO head)."""
     k, steps, r = config.controller_option_steps, config.episode_steps, config.controller_goal_range
     env = PointNav2D(max_steps=steps, goal_in_obs=True)
     goals = make_param_space(env, {"goal": uniform([-r, -r], [r, r])})
     deterministic = not config.controller_sampled_skills
-    options = SkillOptions(env, sac_skill_policy(diayn.sac, config.diayn.sac, deterministic),
-                           config.num_skills, k, skill_obs_size=2)
+    options = SkillOptions(env, sac_skill_policy(learner.sac, sac_config, deterministic),
+                           skill_size, k, prior, skill_obs_size=2)
+    continuous = prior == "uniform"
     policies = sac_policy_params(states.sac)  # [S, ...]: each seed drives its own skills
     flat_cfg = config.controller_ppo
-    cfgs = {"controller": controller_config(flat_cfg, k), "flat": flat_cfg}
+    ratio = 1.0 / float(env.default_params().max_speed) if continuous else 1.0
+    cfgs = {"controller": controller_config(flat_cfg, k, ratio), "flat": flat_cfg}
     learners = {"controller": PPO(options), "flat": PPO(env)}
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 6)
     keys = jax.random.split(key, config.num_seeds)
@@ -137,7 +151,8 @@ def meta_controller(run_dir, config: Any, diayn, states, seed: int) -> dict:
         num = config.controller_eval_goals
         option_params = SkillOptionParams(eval_goals, jax.tree.map(
             lambda x: jnp.broadcast_to(x, (num,) + x.shape), policy))
-        rand = lambda kk, obs: jax.random.randint(kk, (), 0, config.num_skills)
+        rand = ((lambda kk, obs: jax.random.uniform(kk, (skill_size,), minval=-1.0, maxval=1.0))
+                if continuous else lambda kk, obs: jax.random.randint(kk, (), 0, skill_size))
         return {"flat": goal_episodes(flat, env, eval_goals, eval_key, steps),
                 "controller": goal_episodes(high, options, option_params, eval_key, steps // k),
                 "random_skills": goal_episodes(rand, options, option_params, eval_key,
@@ -149,14 +164,18 @@ def meta_controller(run_dir, config: Any, diayn, states, seed: int) -> dict:
         params = jax.tree.map(lambda x: x[None], SkillOptionParams(goals.nominal, policy))
         end = lambda z: goal_episodes(lambda kk, obs: z, options, params, eval_key,
                                       steps // k)[1][0, -1]
-        return jax.vmap(end)(jnp.arange(config.num_skills))
+        # categorical: every skill; continuous: the 2 D corners +-e_i of the skill box's axes
+        fixed = (jnp.concatenate([jnp.eye(skill_size), -jnp.eye(skill_size)]) if continuous
+                 else jnp.arange(skill_size))
+        return jax.vmap(end)(fixed)
 
     reach = np.linalg.norm(np.asarray(jax.jit(jax.vmap(skill_ends))(policies)), axis=-1)
     returns = {name: np.asarray(ret).mean(-1) for name, (ret, _) in out.items()}  # [S]
     final_dist = {name: np.linalg.norm(np.asarray(path)[:, :, -1] - np.asarray(eval_goals.goal),
                                        axis=-1).mean(-1) for name, (_, path) in out.items()}
     results = dict(
-        option_steps=k, num_skills=config.num_skills, budget_env_steps=flat_cfg.total_steps,
+        option_steps=k, skill_size=skill_size, prior=prior,
+        budget_env_steps=flat_cfg.total_steps,
         goal_range=r, eval_goals=config.controller_eval_goals,
         skill_policy="deterministic" if deterministic else "sampled",
         controller_train_return_quarter_budget=stats.seed_summary(curves["controller"][2]),
@@ -192,7 +211,7 @@ def plot_paths(path, out, goals, curves, goal_range: float, num_goals: int = 6):
         lim = goal_range + 2.0
         ax.plot(0, 0, "k+", ms=10)
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal",
-               title="meta-controller over DIAYN skills (dots: skill switches)"
+               title="meta-controller over the skills (dots: skill switches)"
                if name == "controller" else "flat PPO from scratch")
     ax = fig.add_subplot(1, 3, 3)
     for name, (x, y, _, _) in curves.items():

@@ -263,7 +263,8 @@ def main(args) -> dict:
     results["pseudo_reward_ceiling"] = float(np.log(config.num_skills))
 
     results["skill_init"] = finetune_from_skill(run_dir, config, diayn, states, seed)
-    results["meta_controller"] = meta_controller(run_dir, config, diayn, states, seed)
+    results["meta_controller"] = meta_controller(run_dir, config, diayn, states, seed,
+                                                 config.diayn.sac, config.num_skills)
 
     titles = [f"seed {s}: accuracy {metrics['discriminator_accuracy'][s]:.2f}"
               for s in range(config.num_seeds)]
