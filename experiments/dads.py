@@ -36,6 +36,8 @@ from matplotlib.figure import Figure
 
 from envs.point_nav import PointNav2D
 from experiments import diayn as diayn_experiment
+from experiments._skill_controller import check_config as check_controller
+from experiments._skill_controller import meta_controller
 from metarl_jax import stats
 from metarl_jax.algos.dads import (
     DADS,
@@ -48,6 +50,7 @@ from metarl_jax.algos.dads import (
 )
 from metarl_jax.algos.diayn import DIAYNConfig, skill_trajectories
 from metarl_jax.algos.mppi import MPPIConfig
+from metarl_jax.algos.ppo import PPOConfig
 from metarl_jax.algos.sac import SACConfig
 from metarl_jax.io import plots
 from metarl_jax.io.config import check_at_least_one
@@ -84,6 +87,15 @@ class Config:
     success_radius: float = 0.5
     r2_rollouts: int = 64
     diayn_fit_steps: int = 2000  # Adam steps of DIAYN's post-hoc skill-dynamics model
+    # A learned meta-controller over the continuous DADS skills (experiments/_skill_controller.py,
+    # the same task, budget and flat-PPO baseline as experiments.diayn's). Off in quick: the same
+    # code runs in diayn's quick test, and SkillOptions' continuous skills in its unit tests.
+    controller: bool = True
+    controller_option_steps: int = diayn_experiment.Config.controller_option_steps
+    controller_goal_range: float = diayn_experiment.Config.controller_goal_range
+    controller_eval_goals: int = diayn_experiment.Config.controller_eval_goals
+    controller_sampled_skills: bool = False
+    controller_ppo: PPOConfig = diayn_experiment.Config.controller_ppo
 
     def __post_init__(self):
         self.dads.validate()
@@ -98,6 +110,8 @@ class Config:
                              f"{self.goal_radius}")
         if not self.success_radius > 0:
             raise ValueError(f"success_radius must be > 0, got {self.success_radius}")
+        check_controller(self.controller_ppo, self.controller_option_steps, self.episode_steps,
+                         self.log_every)
         for name in ("dads", "diayn"):
             if getattr(self, name).num_updates < self.log_every:
                 raise ValueError(f"{name}.sac.total_steps gives fewer updates than log_every")
@@ -108,7 +122,7 @@ PRESETS = {
     "quick": Config(dads=dataclasses.replace(Config.dads, sac=_QUICK_SAC, num_prior_samples=4),
                     diayn=dataclasses.replace(Config.diayn, sac=_QUICK_SAC), diayn_skills=4,
                     num_seeds=1, updates_per_chunk=15, num_goals=2, r2_rollouts=8,
-                    diayn_fit_steps=100,
+                    diayn_fit_steps=100, controller=False,
                     planner=dataclasses.replace(Config.planner, mppi=dataclasses.replace(
                         Config.planner.mppi, num_samples=32, num_iters=2))),
     "cpu": Config(),
@@ -242,6 +256,10 @@ def main(args) -> dict:
                "goals": np.asarray(goals).round(4).tolist()}
     results["skill_dynamics_r2"] = results["dads"]["skill_dynamics_r2"]["mean"]
     results["mppi_goal_success"] = results["dads"]["mppi_goal_success"]["mean"]
+    if config.controller:
+        results["meta_controller"] = meta_controller(run_dir, config, dads, dads_states, seed,
+                                                     config.dads.sac, config.skill_size,
+                                                     "uniform")
 
     plot_skills(run_dir / "skills.png", traces[0], skills)
     plot_plans(run_dir / "plans.png", {"DADS": dads_plans[0], f"DIAYN (K={config.diayn_skills})":
