@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 
 from envs.point_nav import PointNav2D
+from experiments._skill_controller import check_config, controller_config
+from metarl_jax.algos.ppo import PPOConfig
 from metarl_jax.core.env import Discrete
 from metarl_jax.randomization.param_space import fixed_space
-from metarl_jax.transfer.skill_options import SkillOptions, SkillOptionSpace
+from metarl_jax.transfer.skill_options import SkillOptionParams, SkillOptions, SkillOptionSpace
+from tests.compile_count import count_compiles
 
 # Four hand-made skills: full speed along +x, +y, -x, -y (the "weights" are params data).
 DIRECTIONS = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
@@ -72,3 +75,30 @@ def test_skill_obs_size_hides_the_goal_from_the_skill_policy():
     state, obs = env.reset(jax.random.PRNGKey(0), params)
     state, obs, _, _, _ = env.step(jax.random.PRNGKey(1), state, jnp.int32(1), params)
     np.testing.assert_allclose(np.asarray(obs), [0.0, 0.2, 0.3, -0.2], atol=1e-6)
+
+
+def test_new_skill_weights_and_goals_do_not_recompile_the_option_step():
+    """The skill policy's weights and the task are data: another skill set (here slower,
+    rotated skills) and another goal reuse the compiled step."""
+    env, space = make(max_steps=7, k=3)
+    step = jax.jit(env.step)
+    state, _ = env.reset(jax.random.PRNGKey(0), space.nominal)
+    step(jax.random.PRNGKey(1), state, jnp.int32(0), space.nominal)  # compile
+    other = SkillOptionParams(space.nominal.inner.replace(goal=jnp.array([-1.0, 2.0])),
+                              {"speed": jnp.float32(0.05), "directions": DIRECTIONS[::-1]})
+    with count_compiles() as compiles:
+        _, obs, _, _, _ = step(jax.random.PRNGKey(1), state, jnp.int32(0), other)
+        obs.block_until_ready()
+    assert compiles.count == 0
+    np.testing.assert_allclose(np.asarray(obs), [0.0, -0.15], atol=1e-6)  # 3 x 0.05 along -y
+
+
+def test_controller_config_is_the_flat_config_per_option():
+    flat = PPOConfig(num_envs=4, num_steps=50, total_steps=4000, num_minibatches=2,
+                     gamma=0.99, init_log_std=-2.3)
+    high = controller_config(flat, 5, action_ratio=10.0)
+    assert (high.num_steps, high.total_steps, high.num_updates) == (10, 800, flat.num_updates)
+    assert high.gamma == pytest.approx(0.99 ** 5)
+    assert high.init_log_std == pytest.approx(-2.3 + np.log(10.0))
+    with pytest.raises(ValueError, match="must divide"):
+        check_config(flat, 3, episode_steps=50, log_every=1)
