@@ -24,7 +24,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from metarl_jax.core.rollout import unrolled_key
+from metarl_jax.randomization.keys import unrolled_key
 
 # jax.random.permutation's rule: the rounds' random bits together >= EXPONENT * log2(n).
 EXPONENT = 3

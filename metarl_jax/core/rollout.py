@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 
-from metarl_jax.randomization.keys import unrolled
+from metarl_jax.randomization.keys import like_key, unrolled_key
 
 # policy(key, obs[N, obs_size]) -> (action[N, ...], extras: dict of [N, ...] arrays)
 Policy = Callable[[jax.Array, jax.Array], Tuple[jax.Array, Dict[str, jax.Array]]]
@@ -98,23 +98,6 @@ def rollout(
         return RolloutCarry(key, env_state, next_obs), transition
 
     return jax.lax.scan(one_step, RolloutCarry(key, env_state, obs), None, length=num_steps)
-
-
-def unrolled_key(key: jax.Array) -> jax.Array:
-    """``key`` (a raw ``uint32[..., 2]`` threefry key or a typed one) as a typed key whose
-    hashes are ``randomization.keys.unrolled``'s straight-line Threefry: the same draws."""
-    if not jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(key)
-    return unrolled(key)
-
-
-def like_key(key: jax.Array, reference: jax.Array) -> jax.Array:
-    """``key`` (from ``unrolled_key``) back in ``reference``'s representation (raw
-    ``uint32[..., 2]`` or a typed key of its implementation), so loop carries keep their type."""
-    data = jax.random.key_data(key)
-    if not jax.numpy.issubdtype(reference.dtype, jax.dtypes.prng_key):
-        return data
-    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(reference))
 
 
 def reset_batch(env, key: jax.Array, params: Any, num_envs: int, params_axis: Optional[int] = None):

@@ -99,6 +99,23 @@ def _fold_in_matches_split() -> bool:
     return bool(jax.config.jax_threefry_partitionable)
 
 
+def unrolled_key(key: jax.Array) -> jax.Array:
+    """``key`` (a raw ``uint32[..., 2]`` threefry key or a typed one) as a typed key whose
+    hashes are ``unrolled``'s straight-line Threefry: the same draws."""
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    return unrolled(key)
+
+
+def like_key(key: jax.Array, reference: jax.Array) -> jax.Array:
+    """``key`` (from ``unrolled_key``) back in ``reference``'s representation (raw
+    ``uint32[..., 2]`` or a typed key of its implementation), so loop carries keep their type."""
+    data = jax.random.key_data(key)
+    if not jnp.issubdtype(reference.dtype, jax.dtypes.prng_key):
+        return data
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(reference))
+
+
 def _is_threefry(keys: jax.Array) -> bool:
     """Threefry keys, JAX's or ``unrolled``'s (the same hash, so the same ``fold_in``)."""
     return str(jax.random.key_impl(keys)) in ("threefry2x32", str(UNROLLED_THREEFRY))
