@@ -33,13 +33,15 @@ from flax import struct
 
 from metarl_jax.core.env import Env
 
-# _batched: the seeds-into-envs custom_vmap rule shared with AutoReset.step_batch.
-from metarl_jax.core.wrappers import Wrapper, _batched, step_batch_of, validate_space
+# batched_over_seeds: the seeds-into-envs custom_vmap rule shared with AutoReset.step_batch.
+from metarl_jax.core.wrappers import (
+    Wrapper,
+    batched_over_seeds,
+    select_tree,
+    step_batch_of,
+    validate_space,
+)
 from metarl_jax.randomization.keys import EnvKeys, batch_draw_keys
-
-
-def _select(pred, on_true, on_false):
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 @struct.dataclass
@@ -98,7 +100,7 @@ class Trial(Wrapper):
         some trial ends every env of the merged batch draws (and keeps the draw only where its
         trial ended): with equal-length trials (fixed-horizon envs, as every ``Trial`` here)
         that is exactly one draw per ended trial."""
-        return _batched(self._step_batch, keys, state, action, space, space_axis)
+        return batched_over_seeds(self._step_batch, keys, state, action, space, space_axis)
 
     def _step_batch(self, keys, state: TrialState, action, space, space_axis):
         if self.batched_draws:
@@ -166,7 +168,7 @@ class Trial(Wrapper):
             "trial_return": trial_return,
         }
         new_state = TrialState(
-            inner=_select(episode_done, reset_inner, inner),
+            inner=select_tree(episode_done, reset_inner, inner),
             params=state.params,
             episode=jnp.where(trial_done, 0, episode).astype(jnp.int32),
             trial_return=jnp.where(trial_done, 0.0, trial_return).astype(jnp.float32),
@@ -180,6 +182,6 @@ class Trial(Wrapper):
         param_key, reset_key = jax.random.split(key)
         params = space.sample(param_key)
         inner, first_obs = self.env.reset(reset_key, params)
-        state = state.replace(inner=_select(trial_done, inner, state.inner),
-                              params=_select(trial_done, params, state.params))
+        state = state.replace(inner=select_tree(trial_done, inner, state.inner),
+                              params=select_tree(trial_done, params, state.params))
         return state, jnp.where(trial_done, first_obs, obs)

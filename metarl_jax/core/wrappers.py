@@ -35,8 +35,9 @@ from metarl_jax.randomization.keys import (
 from metarl_jax.randomization.param_space import ParamDistribution, ParamSpace, fixed_space
 
 
-def _select(pred: jax.Array, on_true, on_false):
-    """Elementwise ``where`` over two pytrees of the same structure (``pred``: [] bool)."""
+def select_tree(pred: jax.Array, on_true, on_false):
+    """Elementwise ``where`` over two pytrees of the same structure (``pred``: [] bool, or
+    broadcastable against every leaf)."""
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
@@ -259,8 +260,7 @@ class AutoReset(Wrapper):
         ``custom_vmap`` rule), so the switch stays a branch instead of becoming a select that
         would run every branch.
         """
-        return _batched(lambda k, s, a, sp, sp_axis: self._step_batch(k, s, a, sp, sp_axis),
-                        keys, state, action, space, space_axis)
+        return batched_over_seeds(self._step_batch, keys, state, action, space, space_axis)
 
     def _advance(self, key, state, action):
         """The inner step (``key``'s first subkey) and which envs need a fresh draw."""
@@ -277,9 +277,9 @@ class AutoReset(Wrapper):
         them (third subkey). Elsewhere everything passes through unchanged."""
         _, param_key, reset_key = jax.random.split(key, 3)
         fresh = space.sample(param_key)
-        params = _select(resample, fresh, params)
+        params = select_tree(resample, fresh, params)
         reset_inner, reset_obs = self.env.reset(reset_key, params)
-        inner = _select(done, reset_inner, inner)
+        inner = select_tree(done, reset_inner, inner)
         obs = jnp.where(done, reset_obs, obs)
         since = jnp.where(resample, 0, since).astype(jnp.int32)
         return inner, obs, params, since
@@ -296,9 +296,9 @@ class AutoReset(Wrapper):
         else:
             fresh = jax.vmap(lambda k, sp: sp.sample(k), in_axes=(0, space_axis))(
                 jax.random.split(param_key, n), space)
-        params = jax.vmap(_select)(resample, fresh, params)
+        params = jax.vmap(select_tree)(resample, fresh, params)
         reset_inner, reset_obs = jax.vmap(self.env.reset)(jax.random.split(reset_key, n), params)
-        inner = jax.vmap(_select)(done, reset_inner, inner)
+        inner = jax.vmap(select_tree)(done, reset_inner, inner)
         obs = jax.vmap(jnp.where)(done, reset_obs, obs)
         since = jnp.where(resample, 0, since).astype(jnp.int32)
         return inner, obs, params, since
@@ -393,7 +393,7 @@ def redraw_capacities(num_envs: int) -> Tuple[int, ...]:
                         or {1}))
 
 
-def _batched(fn, keys, state, action, space, space_axis):
+def batched_over_seeds(fn, keys, state, action, space, space_axis):
     """``fn(keys: EnvKeys of N envs, state[N], action[N], space, space_axis)`` with a
     ``custom_vmap`` rule: under an outer ``vmap`` of size ``S`` the ``[S, N]`` axes are merged
     into one batch of ``S * N`` envs (a space batched over ``S`` is repeated per env), ``fn``

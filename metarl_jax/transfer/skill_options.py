@@ -40,15 +40,11 @@ import jax.numpy as jnp
 from flax import struct
 
 from metarl_jax.core.env import Box, Discrete, Env
-from metarl_jax.core.wrappers import Wrapper
+from metarl_jax.core.wrappers import Wrapper, select_tree
 
 PRIORS = ("categorical", "uniform")
 # apply(policy_params, key, obs_with_skill[skill_obs_size + skill_size]) -> low-level action
 SkillPolicy = Callable[[Any, jax.Array, jax.Array], jax.Array]
-
-
-def _select(pred: jax.Array, on_true, on_false):
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
 
 @struct.dataclass
@@ -138,8 +134,8 @@ class SkillOptions(Wrapper):
             inner, obs, total, done, info, count = carry
             n_inner, n_obs, r, d, n_info = low_step(inner, obs, k)
             live = ~done  # after the episode ends nothing changes and nothing is counted
-            return (_select(live, n_inner, inner), jnp.where(live, n_obs, obs),
-                    total + jnp.where(live, r, 0.0), done | d, _select(live, n_info, info),
+            return (select_tree(live, n_inner, inner), jnp.where(live, n_obs, obs),
+                    total + jnp.where(live, r, 0.0), done | d, select_tree(live, n_info, info),
                     count + live.astype(jnp.int32)), None
 
         carry = (inner, obs, reward, done, info, jnp.int32(1))
