@@ -1,25 +1,29 @@
 """Sim-to-real: PPO trained in MJX (nominal vs domain-randomized), deployed in MuJoCo C.
 
-    python -m experiments.sim2real_cheetah --preset quick|cpu|accel [--seed N] [--out DIR] [f=v ...]
+    python -m experiments.sim2real_cheetah --preset quick|cpu|cpu_seeds|accel [--seed N] [--out DIR]
     python -m experiments.sim2real_cheetah env=hopper          # Hopper-v5 instead of HalfCheetah-v5
     python -m experiments.sim2real_cheetah --resume runs/sim2real_cheetah/<timestamp>
     python -m experiments.sim2real_cheetah --preset accel --devices all   # seeds/envs split
 
 Story: train PPO twice in MJX with the same seeds and budget -- once on nominal physics, once
-with per-body masses, friction, joint damping, actuator strength, action latency and sensor noise
+with mass, friction, joint damping, actuator strength (one factor each for the whole robot, or
+per body / dof / actuator with ``per_element_physics=True``), action latency and sensor noise
 redrawn every episode inside the compiled program -- export both deterministic policies to
 portable files (``.npz`` + JSON, numpy forward pass), then run those files in "the real world":
 gymnasium's MuJoCo-C environment (another engine, float64, full solver) under a one-at-a-time
 grid of perturbations (body mass, friction, actuator strength, action latency, sensor noise) that
 reaches beyond the training ranges.
 
-Presets: ``quick`` (tests, ~1 min), ``cpu`` (1.02M steps per policy: 20.6 min on a 2-core CPU,
-one core busy; DR's real_worst above nominal's, see the README), ``accel`` (2048 envs, 4 seeds,
-100M steps per policy, for a GPU; not run yet).
+Presets: ``quick`` (tests, ~1 min), ``cpu`` (1.02M steps per policy, one seed), ``cpu_seeds``
+(the cpu preset over 3 vmapped seeds; README for wall times and results), ``accel`` (2048
+envs, 4 seeds, 100M steps per policy, for a GPU; not run yet).
 
 Writes to the run folder: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.nominal``
 / ``results.dr``: ``sim_return`` (MJX, nominal physics), ``real_nominal``, ``real_mean``,
-``real_worst``, per-cell returns; ``results.real_engine``; ``grid``), ``policies/<phase>.npz|json``,
+``real_worst``, per-cell returns, ``per_seed``; over several seeds ``results.over_seeds``
+(``{phase: {metric: {mean, ci95, per_seed}}}``), ``results.dr_minus_nominal`` (paired per-seed
+differences, same form) and ``results.dr_vs_nominal`` (CI verdicts, DR's real_mean / nominal's);
+``results.real_engine``; ``grid``), ``policies/<phase>.npz|json``,
 ``sim2real.png`` (return vs each perturbation, both policies), ``curves.png``, ``checkpoints/``
 (``metarl_jax.load_run`` reads them back through ``policies(config)``).
 """
@@ -49,6 +53,7 @@ from metarl_jax.scale import is_primary, mesh_size, run_mesh, sync
 from metarl_jax.sim2real.deploy import RealWorld, summarize_real, sweep_grid
 from metarl_jax.sim2real.export import export_ppo, load_policy
 from metarl_jax.sim2real.report import plot_sweeps
+from metarl_jax.stats import ci_verdict, seed_summary
 from metarl_jax.transfer.evaluation import check_grid_axis, seed_evaluator
 from metarl_jax.transfer.phases import phase_curves, train_ppo_phases
 
@@ -66,14 +71,17 @@ class Config:
     updates_per_chunk: int = 10
     max_steps: int = 1000  # episode horizon in MJX and in the real engine (gymnasium's TimeLimit)
     solver_iterations: int = 4  # MJX constraint-solver caps (see envs/mjx_locomotion.py)
-    ls_iterations: int = 8
+    ls_iterations: int = 4  # 8 before #18: 1.4x slower, and 4 is what test_mjx_envs checks
     max_delay: int = 2  # size of the MJX action-latency buffer (steps)
-    # Training randomization (relative scales of the nominal; per body / per dof / per actuator).
+    # Training randomization (relative scales of the nominal). ``per_element_physics``: one
+    # factor per body (mass), per dof (damping) and per actuator (strength), drawn independently;
+    # False: one factor per quantity for the whole robot -- the form of the real-world grid's axes.
+    per_element_physics: bool = False
     mass_scale: Tuple[float, float] = (0.6, 1.5)
     friction_scale: Tuple[float, float] = (0.4, 1.5)
     damping_scale: Tuple[float, float] = (0.7, 1.3)
-    strength_scale: Tuple[float, float] = (0.7, 1.3)
-    delay_steps: Tuple[int, int] = (0, 1)
+    strength_scale: Tuple[float, float] = (0.5, 1.3)
+    delay_steps: Tuple[int, int] = (0, 2)
     obs_noise_std: Tuple[float, float] = (0.0, 0.05)  # absolute std, drawn per episode
     # Real-world grid: one axis at a time around nominal (values beyond the training ranges too).
     eval_mass_scales: Tuple[float, ...] = (0.5, 0.75, 1.25, 1.5, 2.0)
@@ -113,6 +121,9 @@ PRESETS = {
                     eval_friction_scales=(0.25,), eval_strength_scales=(0.5,), eval_delays=(2,),
                     eval_noise_stds=(0.1,), eval_episodes=1, sim_eval_episodes=1),
     "cpu": Config(),
+    # The cpu preset over 3 seeds vmapped in one program (issue #18): ~45-50 min on the shared
+    # 2-core CPU (load 4-8), both cores busy.
+    "cpu_seeds": Config(num_seeds=3),
     "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=64,
                                             num_minibatches=32, total_steps=100_000_000),
                     num_seeds=4, updates_per_chunk=20, eval_episodes=8, sim_eval_episodes=16),
@@ -120,7 +131,8 @@ PRESETS = {
 
 
 def training_space(config: Config, nominal):
-    """Physics, latency and sensor noise, redrawn per episode (relative ranges; noise absolute)."""
+    """Physics, latency and sensor noise, redrawn per episode (relative ranges; noise absolute).
+    ``nominal``: ``nominal_params(config, env)``."""
     return make_param_space(nominal, {
         "body_mass_scale": uniform(*config.mass_scale, relative=True),
         "friction_scale": uniform(*config.friction_scale, relative=True),
@@ -129,6 +141,18 @@ def training_space(config: Config, nominal):
         "action_delay": int_uniform(*config.delay_steps),
         "obs_noise_std": uniform(*config.obs_noise_std),
     })
+
+
+def nominal_params(config: Config, env):
+    """The env's nominal params; with ``per_element_physics=False`` the mass, damping and
+    strength factors are scalars (one draw scales every body / dof / actuator alike: the same
+    physics at 1.0, and both phases keep one params structure, so they share one program)."""
+    nominal = env.default_params()
+    if config.per_element_physics:
+        return nominal
+    one = np.float32(1.0)
+    return nominal.replace(body_mass_scale=jax.numpy.asarray(one),
+                           damping_scale=jax.numpy.asarray(one), gear_scale=jax.numpy.asarray(one))
 
 
 def real_grid(config: Config):
@@ -145,7 +169,7 @@ def policies(config: Config, robot=None):
     the MJX env, if already built."""
     robot = robot or make_robot(config)
     env = ObservationNoise(ActionDelay(robot, config.max_delay))
-    nominal = env.default_params()
+    nominal = nominal_params(config, env)
     # Nominal = the same space with every range collapsed to the nominal point: one program.
     point = dataclasses.replace(config, mass_scale=(1.0, 1.0), friction_scale=(1.0, 1.0),
                                 damping_scale=(1.0, 1.0), strength_scale=(1.0, 1.0),
@@ -153,6 +177,32 @@ def policies(config: Config, robot=None):
     ppo = PPO(env)
     return {"nominal": (ppo, config.ppo, (training_space(point, nominal),)),
             "dr": (ppo, config.ppo, (training_space(config, nominal),))}
+
+
+SEED_METRICS = ("sim_return", "real_nominal", "real_mean", "real_worst")
+
+
+def seed_comparison(results: dict) -> dict:
+    """Over-seed statistics of ``results[phase]["per_seed"]``: ``{"over_seeds": {phase: {metric:
+    {mean, ci95, per_seed}}}, "dr_minus_nominal": {metric: {mean, ci95, per_seed}},
+    "dr_vs_nominal": {...}}`` for ``SEED_METRICS``.
+
+    Here ``real_worst`` is each seed's own worst cell, then averaged (the phase's top-level
+    ``real_worst`` is the worst cell of the seed-averaged returns: at one seed the two agree).
+    ``dr_minus_nominal``: the paired per-seed differences (both phases train from the same seed
+    keys). ``dr_vs_nominal``: ``ci_verdict`` of DR against nominal per metric ("better"/"worse"
+    only when the two 95% intervals do not overlap; ``None`` at one seed) and DR's ``real_mean``
+    as a fraction of nominal's (of the over-seed means)."""
+    over = {phase: {k: seed_summary([s[k] for s in results[phase]["per_seed"]])
+                    for k in SEED_METRICS} for phase in ("nominal", "dr")}
+    diff = {k: seed_summary(np.subtract(over["dr"][k]["per_seed"], over["nominal"][k]["per_seed"]))
+            for k in SEED_METRICS}
+    dr, nom = over["dr"], over["nominal"]
+    verdicts = {k: None if dr[k]["ci95"] is None else ci_verdict(
+        dr[k]["mean"], dr[k]["ci95"], nom[k]["mean"], nom[k]["ci95"]) for k in SEED_METRICS}
+    ratio = dr["real_mean"]["mean"] / nom["real_mean"]["mean"] if nom["real_mean"]["mean"] else None
+    return {"over_seeds": over, "dr_minus_nominal": diff,
+            "dr_vs_nominal": dict(verdict=verdicts, real_mean_ratio=ratio)}
 
 
 def make_robot(config: Config):
@@ -167,7 +217,7 @@ def main(args) -> dict:
     robot = make_robot(config)
     trained = policies(config, robot)
     ppo = trained["dr"][0]
-    env, nominal = ppo.env, ppo.env.default_params()
+    env, nominal = ppo.env, nominal_params(config, ppo.env)
     spaces = {phase: space for phase, (_, _, (space,)) in trained.items()}
     seed_keys = jax.random.split(jax.random.PRNGKey(seed), config.num_seeds)
     mesh = run_mesh(args.devices)  # --devices N: seeds (or each seed's envs) split over N
@@ -208,6 +258,7 @@ def main(args) -> dict:
             final_train_return=phase_metrics(run_dir, phase)[-1]["episode_return"],
         )
     world.close()
+    results.update(seed_comparison(results))
     results["real_engine"] = robot.gym_id
 
     plot_sweeps(run_dir / "sim2real.png", cells, per_cell,

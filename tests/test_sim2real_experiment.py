@@ -1,5 +1,6 @@
 """``experiments.sim2real_cheetah``: the quick preset writes the contract; bad input exits 2."""
 
+import dataclasses
 import json
 
 import jax
@@ -100,3 +101,46 @@ def test_hopper_variant_wires_the_hopper_robot_into_export_and_the_real_engine(t
     jax_action = ppo.make_policy(state, ppo_config, deterministic=True)(
         jax.random.PRNGKey(1), jax.numpy.asarray(obs))
     np.testing.assert_allclose(policy(obs), np.asarray(jax_action), rtol=1e-5, atol=1e-6)
+
+
+def test_seed_comparison_gives_over_seed_cis_paired_differences_and_verdicts():
+    """``summary.json``'s ``over_seeds`` / ``dr_minus_nominal`` / ``dr_vs_nominal`` from the
+    per-seed results (no training: numbers chosen so the CIs separate on one metric only)."""
+    def phase(sim, worst, mean):
+        return {"per_seed": [dict(sim_return=s, real_nominal=s, real_mean=m, real_worst=w)
+                             for s, w, m in zip(sim, worst, mean)]}
+    results = {"nominal": phase([4000, 4200, 4400], [-200, -250, -300], [3000, 3100, 3200]),
+               "dr": phase([3000, 3600, 4200], [500, 600, 700], [2700, 3000, 3300])}
+    out = exp.seed_comparison(results)
+    worst = out["over_seeds"]["dr"]["real_worst"]
+    assert worst["mean"] == pytest.approx(600) and worst["per_seed"] == [500, 600, 700]
+    assert worst["ci95"] == pytest.approx(4.302653 * 100 / np.sqrt(3), rel=1e-6)
+    assert out["dr_minus_nominal"]["real_worst"]["per_seed"] == [700, 850, 1000]
+    assert out["dr_minus_nominal"]["sim_return"]["mean"] == pytest.approx(-600)
+    verdict = out["dr_vs_nominal"]["verdict"]
+    assert verdict["real_worst"] == "better" and verdict["real_mean"] == "tie"
+    assert out["dr_vs_nominal"]["real_mean_ratio"] == pytest.approx(3000 / 3100)
+    one = exp.seed_comparison({p: {"per_seed": r["per_seed"][:1]} for p, r in results.items()})
+    assert one["over_seeds"]["dr"]["real_worst"]["ci95"] is None
+    assert one["dr_vs_nominal"]["verdict"]["real_worst"] is None
+
+
+def test_whole_robot_physics_scales_draw_one_factor_per_quantity():
+    """``per_element_physics=False``: mass, damping and strength are scalars in both phases'
+    params (one program), drawn once per episode for the whole robot; the default draws one
+    factor per body / dof / actuator."""
+    config = exp.Config(**{**exp.PRESETS["quick"].__dict__, "per_element_physics": False,
+                           "strength_scale": (0.5, 1.3)})
+    spaces = {p: space for p, (_, _, (space,)) in exp.policies(config).items()}
+    params = spaces["dr"].sample(jax.random.PRNGKey(0), (64,))
+    for name in ("body_mass_scale", "damping_scale", "gear_scale"):
+        assert getattr(params, name).shape == (64,), name
+        assert jax.tree.structure(spaces["nominal"].nominal) == jax.tree.structure(
+            spaces["dr"].nominal)
+    assert 0.5 <= float(params.gear_scale.min()) and float(params.gear_scale.max()) <= 1.3
+    assert float(params.gear_scale.std()) > 0.1
+    nominal = spaces["nominal"].sample(jax.random.PRNGKey(0), (4,))
+    np.testing.assert_array_equal(np.asarray(nominal.gear_scale), np.ones(4))
+    per_element = exp.policies(dataclasses.replace(exp.PRESETS["quick"], per_element_physics=True)
+                               )["dr"][2][0].sample(jax.random.PRNGKey(0), (4,))
+    assert per_element.body_mass_scale.shape == (4, 8) and per_element.gear_scale.shape == (4, 6)
