@@ -131,7 +131,8 @@ def test_whole_robot_physics_scales_draw_one_factor_per_quantity():
     factor per body / dof / actuator."""
     config = exp.Config(**{**exp.PRESETS["quick"].__dict__, "per_element_physics": False,
                            "strength_scale": (0.5, 1.3)})
-    spaces = {p: space for p, (_, _, (space,)) in exp.policies(config).items()}
+    robot = exp.make_robot(config)
+    spaces = {p: space for p, (_, _, (space,)) in exp.policies(config, robot).items()}
     params = spaces["dr"].sample(jax.random.PRNGKey(0), (64,))
     for name in ("body_mass_scale", "damping_scale", "gear_scale"):
         assert getattr(params, name).shape == (64,), name
@@ -141,6 +142,6 @@ def test_whole_robot_physics_scales_draw_one_factor_per_quantity():
     assert float(params.gear_scale.std()) > 0.1
     nominal = spaces["nominal"].sample(jax.random.PRNGKey(0), (4,))
     np.testing.assert_array_equal(np.asarray(nominal.gear_scale), np.ones(4))
-    per_element = exp.policies(dataclasses.replace(exp.PRESETS["quick"], per_element_physics=True)
+    per_element = exp.policies(dataclasses.replace(config, per_element_physics=True), robot
                                )["dr"][2][0].sample(jax.random.PRNGKey(0), (4,))
     assert per_element.body_mass_scale.shape == (4, 8) and per_element.gear_scale.shape == (4, 6)
