@@ -15,10 +15,13 @@ Story, ``num_seeds`` seeds vmapped through every phase (``skills.num_seeds``):
    the true goal distribution ``U[-goal_range, goal_range]^2`` with PointNav2D's reward
    ``-distance`` (phase ``meta_true_goals``). Both phases are one compiled program: the reward
    kind is a task field, and they start from the same initial policy (paired seeds).
-4. Meta-test: ``eval_goals`` hand-designed goals evenly spaced on a circle of radius
-   ``eval_goal_radius`` (offset by half a spacing), reward ``-distance``; each method adapts with
-   the same inner step 0..``eval_steps`` times: ``acquired`` (a), ``scratch`` (b: the shared
-   initial policy, no meta-training), ``true_goals`` (c).
+4. Meta-test on two hand-designed held-out families, reward ``-distance``: ``eval_goals`` goals
+   evenly spaced on a circle of radius ``eval_goal_radius`` (offset by half a spacing), and as
+   many on a circle of radius ``far_goal_radius`` (0: none), near the edge of what an episode
+   reaches on those bearings and still inside the true task distribution -- the family where
+   an untrained policy's constant-velocity adaptation is slow. Each method adapts with the same
+   inner step 0..``eval_steps`` times: ``acquired`` (a), ``scratch`` (b: the shared initial
+   policy, no meta-training), ``true_goals`` (c).
 
 Writes: ``summary.json`` (``results.returns_by_steps.<method>[k]``: mean return on the held-out
 goals after ``k`` inner steps, mean and 95% CI over seeds and per-seed values from
@@ -26,8 +29,11 @@ goals after ``k`` inner steps, mean and 95% CI over seeds and per-seed values fr
 true_goals, and true_goals vs scratch (is meta-learning worth anything here at all?), at every
 ``k``, in improvement ``k=eval_steps`` minus ``k=0`` and in the adaptation curve's mean over
 ``k = 1..eval_steps`` (``results.mean_over_adapted_steps``), verdict "better" /
-"worse" only when the CIs are apart, else "tie"; ``results.diayn``: the skills' discriminator
-accuracy and pseudo-reward), ``trajectories.png`` (seed 0's sampled paths to a few goals before
+"worse" only when the CIs are apart, else "tie"; ``results.paired_acquired_minus_scratch``: the
+per-seed difference (a) - (b) of the curve's mean and at every ``k``, mean and 95% CI over
+seeds (the seeds share DIAYN's initial policy and the test keys); ``results.far_goals``: the same
+for the far family; ``results.diayn``: the skills' discriminator accuracy and pseudo-reward),
+``trajectories.png`` / ``trajectories_far.png`` (seed 0's sampled paths to a few goals before
 and after adaptation), ``skills.png`` (DIAYN's skills; not in ``quick``, see ``report_skills``),
 ``curves.png``, ``metrics.jsonl``, ``config.json``, ``checkpoints/``.
 """
@@ -75,7 +81,10 @@ class Config:
     goal_range: float = 4.0  # true task distribution: goals ~ U[-goal_range, goal_range]^2
     eval_goals: int = 8
     eval_goal_radius: float = 3.0
-    eval_steps: int = 2
+    # The far family (0: none): 4.25 * cos(22.5 deg) = 3.93 < goal_range, so (c) trained on it;
+    # at the 0.108 top speed along those bearings the goal is 39 of the 50 steps away.
+    far_goal_radius: float = 4.25
+    eval_steps: int = 10
     plot_goals: int = 4
     # Roll out DIAYN's skills for their accuracy and skills.png (experiments.diayn.evaluate; its
     # own tests cover it, so the quick preset skips its compile).
@@ -95,11 +104,16 @@ class Config:
         for name in ("goal_range", "eval_goal_radius"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.far_goal_radius >= 0:
+            raise ValueError(f"far_goal_radius must be >= 0 (0: none), got "
+                             f"{self.far_goal_radius}")
         if not self.min_log_q <= 0:
             raise ValueError(f"min_log_q must be <= 0 (log q <= 0), got {self.min_log_q}")
 
 
 _SKILLS = diayn_experiment.Config.diayn
+# cpu: K = 12 skills (finer directions than 6), 100 meta-iterations, 10-step adaptation curves.
+_CPU = Config(skills=dataclasses.replace(Config.skills, num_skills=12), meta_iterations=100)
 PRESETS = {
     "quick": Config(
         skills=dataclasses.replace(
@@ -114,21 +128,30 @@ PRESETS = {
                                  remat=False),
         meta_iterations=2, updates_per_chunk=1, eval_goals=4, eval_steps=1, plot_goals=2,
         report_skills=False),
-    "cpu": Config(),
+    "cpu": _CPU,
     "accel": Config(
         skills=dataclasses.replace(diayn_experiment.PRESETS["accel"], episode_steps=50),
         maml=dataclasses.replace(Config.maml, meta_batch_size=40, episodes_per_task=20,
                                  hidden_sizes=(64, 64)),
-        meta_iterations=500, updates_per_chunk=10, eval_goals=16, eval_steps=3),
+        meta_iterations=500, updates_per_chunk=10, eval_goals=16),
 }
 
 
-def eval_goals(config: Config) -> jax.Array:
-    """The hand-designed held-out goals ``[G, 2]``: evenly spaced on a circle, offset by half a
-    spacing (none on an axis or a diagonal)."""
+def eval_goals(config: Config, radius: float | None = None) -> jax.Array:
+    """The hand-designed held-out goals ``[G, 2]``: evenly spaced on a circle of ``radius``
+    (default ``config.eval_goal_radius``), offset by half a spacing (none on an axis or a
+    diagonal)."""
+    radius = config.eval_goal_radius if radius is None else radius
     angles = 2 * np.pi * (np.arange(config.eval_goals) + 0.5) / config.eval_goals
-    return jnp.asarray(config.eval_goal_radius * np.stack([np.cos(angles), np.sin(angles)], 1),
-                       jnp.float32)
+    return jnp.asarray(radius * np.stack([np.cos(angles), np.sin(angles)], 1), jnp.float32)
+
+
+def families(config: Config) -> dict:
+    """``{family: radius}`` of the held-out families: ``near`` and, unless 0, ``far``."""
+    out = {"near": config.eval_goal_radius}
+    if config.far_goal_radius > 0:
+        out["far"] = config.far_goal_radius
+    return out
 
 
 def task_spaces(config: Config, env: PointNav2D, disc_params):
@@ -169,10 +192,10 @@ def meta_train(run_dir, config: Config, learner: MAMLRL, spaces, seed: int):
 
 
 def meta_test(config: Config, learner: MAMLRL, states, spaces, key):
-    """Adapt every method's seeds to the held-out goals: ``(returns[M, S, G, k+1],
-    positions[M, S, G, k+1, T, N, 2])`` for ``METHODS``; one key per seed, the same for every
-    method (common random numbers)."""
-    goals = eval_goals(config)
+    """Adapt every method's seeds to the held-out goals of every family (``families``, in
+    order, ``G`` goals each): ``(returns[M, S, F*G, k+1], positions[M, S, F*G, k+1, T, N, 2])``
+    for ``METHODS``; one key per seed, the same for every method (common random numbers)."""
+    goals = jnp.concatenate([eval_goals(config, r) for r in families(config).values()])
     metas = jax.tree.map(lambda *x: jnp.stack(x), *[states[m].meta for m in METHODS])
 
     def one(meta, space, seed_key):
@@ -195,6 +218,7 @@ def compare(a: dict, b: dict) -> dict:
 
 
 def summarize(returns: np.ndarray, config: Config) -> dict:
+    """One family's ``returns[M, S, G, k+1]`` (``meta_test``) -> its part of ``results``."""
     per_seed = returns.mean(axis=2)  # [M, S, k+1]: mean over the held-out goals
     by_steps = {m: [stats.seed_summary(per_seed[i, :, k]) for k in range(config.eval_steps + 1)]
                 for i, m in enumerate(METHODS)}
@@ -211,8 +235,12 @@ def summarize(returns: np.ndarray, config: Config) -> dict:
         rows["improvement"] = compare(gain[method], gain[other])
         rows["mean_over_adapted_steps"] = compare(curve[method], curve[other])
         comparisons[f"{method}_vs_{other}"] = rows
+    # Paired over seeds: (a) and (b) share each seed's initial policy and test keys.
+    diff = per_seed[METHODS.index("acquired")] - per_seed[METHODS.index("scratch")]
+    paired = dict(mean_over_adapted_steps=stats.seed_summary(diff[:, 1:].mean(-1)),
+                  by_steps=[stats.seed_summary(diff[:, k]) for k in range(diff.shape[1])])
     return dict(returns_by_steps=by_steps, improvement=gain, mean_over_adapted_steps=curve,
-                comparisons=comparisons)
+                comparisons=comparisons, paired_acquired_minus_scratch=paired)
 
 
 def report_skills(run_dir, config: Config, diayn, diayn_states, seed: int) -> dict:
@@ -247,20 +275,37 @@ def main(args) -> dict:
     returns, positions = meta_test(config, learner, states, spaces,
                                    jax.random.fold_in(jax.random.PRNGKey(seed), 3))
 
-    results = summarize(returns, config)
+    num_goals, num_plot = config.eval_goals, min(config.plot_goals, config.eval_goals)
+    results = {}
+    for f, (family, radius) in enumerate(families(config).items()):
+        part = slice(f * num_goals, (f + 1) * num_goals)
+        family_results = summarize(returns[:, :, part], config)
+        family_results.update(radius=radius,
+                              eval_goals=np.asarray(eval_goals(config, radius)).tolist())
+        if family == "near":  # the top level of results, as before the far family existed
+            results.update(family_results)
+        else:
+            results[f"{family}_goals"] = family_results
+        plot_trajectories(run_dir / ("trajectories.png" if family == "near" else
+                                     f"trajectories_{family}.png"),
+                          np.asarray(eval_goals(config, radius))[:num_plot],
+                          {m: positions[i, 0, part][:num_plot] for i, m in enumerate(METHODS)},
+                          config.eval_steps)
     results["diayn"] = report_skills(run_dir, config, diayn, diayn_states, seed)
-    results["eval_goals"] = np.asarray(eval_goals(config)).tolist()
-
-    num_plot = min(config.plot_goals, config.eval_goals)
-    plot_trajectories(run_dir / "trajectories.png", np.asarray(eval_goals(config))[:num_plot],
-                      {m: positions[i, 0, :num_plot] for i, m in enumerate(METHODS)},
-                      config.eval_steps)
     plot_meta_training(run_dir / "curves.png", run_dir, tuple(PHASES.values()),
                        ylabel="mean return (acquired: log q; true goals: -distance)",
                        title="MAML meta-training, mean over seeds")
-    rows = [dict(method=m, **{f"{k} steps": f"{r['mean']:.2f} +- {r['ci95']:.2f}"
-                              for k, r in enumerate(results["returns_by_steps"][m])})
-            for m in METHODS]
+    shown = sorted({0, 1, 2, 3, 5, config.eval_steps} & set(range(config.eval_steps + 1)))
+    rows = []
+    for family in families(config):
+        part = results if family == "near" else results[f"{family}_goals"]
+        for m in METHODS:
+            by_k = part["returns_by_steps"][m]
+            curve = part["mean_over_adapted_steps"][m]
+            rows.append(dict(goals=family, method=m,
+                             **{f"{k} steps": f"{by_k[k]['mean']:.1f} +- {by_k[k]['ci95']:.1f}"
+                                for k in shown},
+                             **{"mean 1..k": f"{curve['mean']:.1f} +- {curve['ci95']:.1f}"}))
     return finish(run_dir, {"results": results, "num_seeds": config.skills.num_seeds},
                   format_table(rows))
 

@@ -90,6 +90,10 @@ def test_eval_goals_are_hand_designed_on_a_circle():
     np.testing.assert_allclose(np.linalg.norm(goals, axis=1), config.eval_goal_radius, rtol=1e-6)
     assert np.abs(goals).min() > 0.1  # none on an axis
     assert np.abs(goals).max() <= config.goal_range  # inside the true task distribution
+    far = np.asarray(unsupervised_meta.eval_goals(config, config.far_goal_radius))
+    np.testing.assert_allclose(np.linalg.norm(far, axis=1), config.far_goal_radius, rtol=1e-6)
+    assert np.abs(far).max() <= config.goal_range  # the far family too
+    assert list(unsupervised_meta.families(config)) == ["near", "far"]
 
 
 def test_compare_calls_overlapping_cis_a_tie():
@@ -139,6 +143,23 @@ def test_quick_preset_writes_the_contract(quick_run):
         assert set(rows) == {f"{k}_steps" for k in range(config.eval_steps + 1)} | {
             "improvement", "mean_over_adapted_steps"}
         assert all(r["verdict"] in ("better", "worse", "tie") for r in rows.values())
+    # The far family: the same summary on goals at far_goal_radius; the paired (a) - (b)
+    # difference per seed is the difference of the per-seed values it pairs.
+    far = results["far_goals"]
+    assert far["radius"] == config.far_goal_radius > config.eval_goal_radius
+    np.testing.assert_allclose(np.linalg.norm(far["eval_goals"], axis=1), far["radius"],
+                               rtol=1e-6)
+    assert far["returns_by_steps"]["scratch"][0]["mean"] == pytest.approx(
+        -config.far_goal_radius * skills.episode_steps, rel=0.25)
+    for part in (results, far):
+        paired = part["paired_acquired_minus_scratch"]
+        assert len(paired["by_steps"]) == config.eval_steps + 1
+        for k, row in enumerate(paired["by_steps"]):
+            a, b = (part["returns_by_steps"][m][k]["per_seed"] for m in ("acquired", "scratch"))
+            np.testing.assert_allclose(row["per_seed"], np.subtract(a, b), rtol=1e-9, atol=1e-9)
+        assert paired["mean_over_adapted_steps"]["mean"] == pytest.approx(
+            part["mean_over_adapted_steps"]["acquired"]["mean"]
+            - part["mean_over_adapted_steps"]["scratch"]["mean"], rel=1e-9, abs=1e-9)
     diayn = results["diayn"]
     assert 0 <= diayn["train_disc_accuracy"] <= 1
     assert diayn["train_pseudo_reward"] <= math.log(skills.num_skills) + 1e-6
