@@ -25,20 +25,28 @@ Envs (``env=``): ``pendulum`` (pure JAX; axes: the pendulum's mass ``m`` and len
 the global friction factor ``friction_scale``; one episode = ``ppo.num_steps`` steps, so every env
 still plays exactly one episode per update, as the selection hooks need).
 
-Presets: ``quick`` (tests, ~1 min), ``cpu`` (Pendulum, 2 seeds x 2.56M steps per method, 256
-envs x 50 updates, 5 adaptation rounds; about 13 minutes on a shared 2-core CPU for the four arms
-before epopt_adapt, ~16 expected with it), ``accel`` (MJX HalfCheetah for a
-GPU: 2048 envs x 250-step episodes, 4 seeds, 61M steps per method; its ADR thresholds and MRPO
-coefficient are scaled to HalfCheetah's returns but untuned; not run yet), ``accel_pendulum``
-(the large pure-JAX run: 2048 envs, 8 seeds, 49M steps per method), ``quick_mjx`` (tests: the
-MJX path with EPOpt only, tiny; ADR's range updates are env-agnostic and tested on Pendulum).
+Presets: ``quick`` (tests, ~1 min), ``cpu`` (Pendulum, dr / epopt / mrpo / adr, 5 paired seeds
+vmapped x 5.12M steps per method, 256 envs x 100 updates; ADR thresholds -1000 / -700, step 0.1;
+see the README for its wall time; ``methods=dr,epopt,epopt_adapt`` adds the adaptation arm),
+``accel`` (MJX HalfCheetah for a GPU: 2048 envs x 250-step episodes, 4 seeds, 61M steps per
+method; its ADR thresholds and MRPO coefficient are scaled to HalfCheetah's returns but untuned;
+not run yet), ``accel_pendulum`` (the large pure-JAX run: 2048 envs, 8 seeds, 49M steps per
+method), ``quick_mjx`` (tests: the MJX path with EPOpt only, tiny; ADR's range updates are
+env-agnostic and tested on Pendulum).
 
 Writes: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.<method>`` with
-``heldout_mean`` / ``heldout_worst`` / ``heldout_cvar10`` over the whole grid, the same numbers
-over the cells inside the training box (``inbox``), per-seed numbers, per-cell returns, the
-training ``curve`` and ``target_return`` (mean, ci95, per_seed); ``epopt_adapt.posterior``: the
-box after each round (seed means), the target and whether each seed's final box holds it;
-``target_comparison``: epopt_adapt's target return against epopt's and dr's (CI verdicts);
+``heldout_mean`` / ``heldout_worst`` / ``heldout_cvar10`` over the whole grid (of the seed-mean
+cells), ``inbox_grid`` (the same over the grid cells inside the training box), ``over_seeds``:
+each of ``SEED_METRICS`` as mean / ci95 / per_seed over seeds -- ``inbox_mean`` and
+``inbox_cvar10`` are EPOpt's objective, the mean and the worst 10% of ``inbox_episodes``
+episodes on physics drawn uniformly from the training box (the same draws for every method and
+seed), ``heldout_*`` each seed's grid numbers --, per-seed grid numbers, per-cell returns, the
+training ``curve`` and ``target_return`` (mean, ci95, per_seed); ``adr``: its final ranges per
+seed, whether each reached the box and when; ``epopt_adapt.posterior``: the box after each
+round (seed means), the target and whether each seed's final box holds it; ``vs_dr``: every
+method minus DR per seed on each metric (mean, ci95, per_seed) with the paired verdict and the
+verdict of the two methods' own CIs; ``target_comparison``: epopt_adapt's target return against
+epopt's and dr's (CI verdicts);
 ``grid``; ``compiles``: traces of the one training program and its init), ``curves.png``
 (training return, mean and worst 10%), ``heatmap.png``, ``policies/<method>.npz|json``
 (deterministic policies, numpy forward pass; ``<method>_seed<i>`` with several seeds) and
@@ -112,6 +120,10 @@ class Config:
     eval_length_scales: Tuple[float, ...] = (0.4, 0.8, 1.2, 1.5, 1.8)
     eval_friction_scales: Tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0)
     eval_episodes: int = 8
+    # In-box evaluation, EPOpt's objective: physics drawn uniformly from the training box (one
+    # episode each, the same draws and resets for every method and seed), per seed the mean and
+    # the CVaR10 over these episodes (the worst 10% of 2000: 200 episodes).
+    inbox_episodes: int = 2000
     # EPOpt's source adaptation (epopt_adapt): one round per chunk of updates_per_chunk updates.
     target_scale: Tuple[float, float] = (1.6, 0.8)  # the hidden target, x nominal, in the box
     adapt_episodes: int = 4  # target episodes of the current policy per round and seed
@@ -131,7 +143,8 @@ class Config:
         if self.env == "pendulum" and self.ppo.num_steps != Pendulum().max_steps:
             raise ValueError(f"ppo.num_steps must be the episode length {Pendulum().max_steps} "
                              f"(one episode per env per update), got {self.ppo.num_steps}")
-        check_at_least_one(self, ("num_seeds", "updates_per_chunk", "eval_episodes", "adr_buffer",
+        check_at_least_one(self, ("num_seeds", "updates_per_chunk", "eval_episodes",
+                                  "inbox_episodes", "adr_buffer",
                                   "adapt_episodes", "adapt_particles", "adapt_horizon"))
         if "epopt_adapt" in self.methods:
             if self.env != "pendulum":
@@ -167,9 +180,14 @@ PRESETS = {
     "quick": Config(ppo=dataclasses.replace(Config.ppo, num_envs=32, total_steps=32 * 200 * 8,
                                             num_minibatches=8),
                     num_seeds=1, updates_per_chunk=4, eval_mass_scales=(0.5, 2.5),
-                    eval_length_scales=(0.6, 1.8), eval_episodes=2, adapt_episodes=2,
-                    adapt_particles=64),
-    "cpu": Config(),
+                    eval_length_scales=(0.6, 1.8), eval_episodes=2, inbox_episodes=32,
+                    adapt_episodes=2, adapt_particles=64),
+    # 5 paired seeds x 100 updates (DR's curve still climbed at 50 and its failing seeds set the
+    # CIs); ADR's thresholds below the box's own boundary returns (-650 / -530 for DR's policy
+    # at m = 2 / l = 1.5 in a 50-update run), so that it can reach the box; see the README.
+    "cpu": Config(methods=METHODS[:4],
+                  ppo=dataclasses.replace(Config.ppo, total_steps=256 * 200 * 100),
+                  num_seeds=5, adr_delta=0.1, adr_t_low=-1000.0, adr_t_high=-700.0),
     "accel_pendulum": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048,
                                                      num_minibatches=32,
                                                      total_steps=2048 * 200 * 120),
@@ -186,7 +204,7 @@ PRESETS = {
                                                 total_steps=8 * 20 * 4, num_epochs=2,
                                                 num_minibatches=2),
                         num_seeds=1, updates_per_chunk=2, eval_mass_scales=(0.5, 2.0),
-                        eval_friction_scales=(0.5,), eval_episodes=1),
+                        eval_friction_scales=(0.5,), eval_episodes=1, inbox_episodes=2),
 }
 
 
@@ -293,6 +311,66 @@ def posterior_rounds(run_dir, config: Config, state, fields, target) -> dict:
             "target_in_final_box_per_seed": holds.tolist()}
 
 
+SEED_METRICS = ("inbox_mean", "inbox_cvar10", "heldout_mean", "heldout_cvar10", "heldout_worst")
+
+
+def per_seed_metrics(grid_returns: np.ndarray, inbox_returns: np.ndarray) -> dict:
+    """``{metric: [S]}`` (``SEED_METRICS``) from one method's held-out grid returns ``[S, C]``
+    (each cell's mean over its episodes) and in-box episode returns ``[S, N]``: each seed's
+    mean and CVaR10 over its N in-box episodes, and its grid summary (``summarize_grid``)."""
+    grid = [summarize_grid(row) for row in np.asarray(grid_returns)]
+    out = {k: np.array([g[k] for g in grid]) for k in SEED_METRICS if k.startswith("heldout")}
+    inbox_returns = np.asarray(inbox_returns, np.float64)
+    out["inbox_mean"] = inbox_returns.mean(1)
+    out["inbox_cvar10"] = np.array([stats.cvar(row, 0.1) for row in inbox_returns])
+    return {k: out[k] for k in SEED_METRICS}
+
+
+def compare_to(seed_metrics: dict, reference: str) -> dict:
+    """Every other method against ``reference`` on each metric, from ``{method: {metric:
+    [S]}}`` (the seeds paired: seed i of every method starts from the same key):
+    ``{method: {metric: {mean, ci95, per_seed}}}`` of the per-seed difference (method minus
+    reference), with ``paired_verdict`` (the difference's 95% CI against 0) and ``ci_verdict``
+    (the two methods' own 95% CIs: "better" / "worse" only when they do not overlap, else
+    "tie"); both None with one seed."""
+    ref = seed_metrics[reference]
+    out = {}
+    for method, metrics in seed_metrics.items():
+        if method == reference:
+            continue
+        out[method] = {}
+        for k, values in metrics.items():
+            diff = stats.seed_summary(np.asarray(values) - np.asarray(ref[k]))
+            mine, theirs = stats.seed_summary(values), stats.seed_summary(ref[k])
+            paired = unpaired = None
+            if diff["ci95"] is not None:
+                paired = stats.ci_verdict(diff["mean"], diff["ci95"], 0.0, 0.0)
+                unpaired = stats.ci_verdict(mine["mean"], mine["ci95"], theirs["mean"],
+                                            theirs["ci95"])
+            out[method][k] = dict(diff, paired_verdict=paired, ci_verdict=unpaired)
+    return out
+
+
+def adr_ranges(adr, lines) -> dict:
+    """ADR's final ranges per seed (value units, ``[[low, high]] * S`` per field) and their
+    seed means, whether each seed's ranges are the whole DR box (its hard limits), and
+    ``full_box_update``: the first update whose seed-mean ranges are the box (then every seed's
+    are), None if never."""
+    low, high = np.asarray(adr.low), np.asarray(adr.high)  # [S, D]
+    hard_low, hard_high = np.asarray(adr.hard_low)[0], np.asarray(adr.hard_high)[0]  # [D]
+    tol = 1e-4 * (hard_high - hard_low)
+    full = np.all((low <= hard_low + tol) & (high >= hard_high - tol), axis=1)
+    first = next((line["update"] for line in lines
+                  if all(line[f"adr_low_{f}"] <= hard_low[i] + tol[i]
+                         and line[f"adr_high_{f}"] >= hard_high[i] - tol[i]
+                         for i, f in enumerate(adr.fields))), None)
+    return {"final_ranges_per_seed": {f: np.stack([low[:, i], high[:, i]], 1).tolist()
+                                      for i, f in enumerate(adr.fields)},
+            "final_ranges": {f: [float(low[:, i].mean()), float(high[:, i].mean())]
+                             for i, f in enumerate(adr.fields)},
+            "reached_box_per_seed": full.tolist(), "full_box_update": first}
+
+
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     env, nominal, env_axes = make_env(config)
@@ -313,25 +391,30 @@ def main(args) -> dict:
     ppo = next(iter(trained.values()))[0]
     export_policies(run_dir, states, config.ppo, env.action_space,
                     metadata={"env": config.env, "experiment": NAME, "seed": seed})
-    evaluator = seed_evaluator(lambda s: ppo.make_policy(s, config.ppo, deterministic=True), env,
-                               cells_and_target, config.eval_episodes, eval_key)
-    results, heatmaps, curves = {}, {}, {}
+    policy_of = lambda s: ppo.make_policy(s, config.ppo, deterministic=True)
+    evaluator = seed_evaluator(policy_of, env, cells_and_target, config.eval_episodes, eval_key)
+    # The in-box draws: the DR box, one episode each; the same draws and resets for everyone.
+    inbox_key, draws_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 2))
+    draws = trained[config.methods[0]][2][0].box.sample(draws_key, (config.inbox_episodes,))
+    inbox_evaluator = seed_evaluator(policy_of, env, draws, 1, inbox_key)
+    results, heatmaps, curves, seed_metrics = {}, {}, {}, {}
     for method in config.methods:
         state = states[method]
         returns = np.asarray(jax.device_get(evaluator(state)))  # [S, C + 1]
         per_seed, on_target = returns[:, :-1], returns[:, -1]
         cell_mean = per_seed.mean(0)
+        seed_metrics[method] = per_seed_metrics(per_seed, np.asarray(inbox_evaluator(state)))
         lines = phase_metrics(run_dir, method)
         curve = {k: [line[k] for line in lines] for k in ("step", "train_return_mean",
                                                     "train_return_cvar10")}
-        results[method] = dict(summarize_seeds(per_seed), inbox=summarize_grid(cell_mean[inbox]),
+        results[method] = dict(summarize_seeds(per_seed),
+                               over_seeds={k: stats.seed_summary(v)
+                                           for k, v in seed_metrics[method].items()},
+                               inbox_grid=summarize_grid(cell_mean[inbox]),
                                curve=curve, final_train_return=curve["train_return_mean"][-1],
                                target_return=stats.seed_summary(on_target))
-        if method == "adr":  # the ranges ADR reached, mean over seeds (value units)
-            low, high = np.asarray(state.space.adr.low), np.asarray(state.space.adr.high)
-            results[method]["final_ranges"] = {
-                f: [float(low[:, i].mean()), float(high[:, i].mean())]
-                for i, f in enumerate(state.space.adr.fields)}
+        if method == "adr":
+            results[method].update(adr_ranges(state.space.adr, lines))
         if method == "epopt_adapt":
             results[method]["posterior"] = posterior_rounds(run_dir, config, state,
                                                             (name1, name2), target)
@@ -363,13 +446,22 @@ def main(args) -> dict:
     grid_info["relative"] = [name1, name2]
     # Traces of the one program every method trains through (0: finished before a resume).
     compiles = {k: ppo.traces.get(k, 0) for k in ("train_chunk_seeds", "init")}
-    table = format_table([dict(method=m, **{k: results[m][k] for k in (
-        "heldout_mean", "heldout_worst", "heldout_cvar10")}, inbox_mean=results[m]["inbox"][
-        "heldout_mean"], inbox_cvar10=results[m]["inbox"]["heldout_cvar10"],
-        target=results[m]["target_return"]["mean"],
-        final_train_return=results[m]["final_train_return"]) for m in config.methods])
+    vs_dr = compare_to(seed_metrics, "dr") if "dr" in seed_metrics else {}
+    ci = lambda m, k: (results[m]["over_seeds"][k]["mean"], results[m]["over_seeds"][k]["ci95"]
+                       or 0.0)
+    table = format_table([dict(method=m, heldout_mean=ci(m, "heldout_mean"),
+                               heldout_cvar10=ci(m, "heldout_cvar10"),
+                               inbox_mean=ci(m, "inbox_mean"), inbox_cvar10=ci(m, "inbox_cvar10"),
+                               target=results[m]["target_return"]["mean"],
+                               final_train_return=results[m]["final_train_return"])
+                          for m in config.methods])
+    if vs_dr:
+        table += "\n" + format_table([dict(
+            method=f"{m} - dr", **{k: (d["mean"], d["ci95"] or 0.0) for k, d in diffs.items()},
+            inbox_cvar10_verdict=diffs["inbox_cvar10"]["ci_verdict"])
+            for m, diffs in vs_dr.items()])
     return finish(run_dir, {"results": results, "grid": grid_info, "compiles": compiles,
-                            "target_comparison": target_comparison}, table)
+                            "target_comparison": target_comparison, "vs_dr": vs_dr}, table)
 
 
 if __name__ == "__main__":

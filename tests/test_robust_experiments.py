@@ -43,6 +43,23 @@ def test_robust_dr_quick_preset_writes_the_contract(robust_run):
     for field, (low, high) in summary["results"]["adr"]["final_ranges"].items():
         box = config.mass_scale if field == "m" else config.length_scale
         assert box[0] - 1e-6 <= low <= 1.0 <= high <= box[1] + 1e-6
+    adr = summary["results"]["adr"]
+    assert len(adr["reached_box_per_seed"]) == config.num_seeds
+    assert all(len(r) == config.num_seeds for r in adr["final_ranges_per_seed"].values())
+    # Per seed: the in-box draws' mean and CVaR10, the grid's; one seed, so no CI (yet keys).
+    for result in summary["results"].values():
+        over = result["over_seeds"]
+        assert set(over) == set(robust_dr.SEED_METRICS)
+        assert all(len(v["per_seed"]) == config.num_seeds and v["ci95"] is None
+                   for v in over.values())
+        assert over["inbox_cvar10"]["mean"] <= over["inbox_mean"]["mean"] < 0
+        assert over["heldout_cvar10"]["mean"] == pytest.approx(
+            result["per_seed"][0]["heldout_cvar10"])
+    assert set(summary["vs_dr"]) == set(robust_dr.METHODS) - {"dr"}
+    dr_cvar = summary["results"]["dr"]["over_seeds"]["inbox_cvar10"]["mean"]
+    epopt = summary["vs_dr"]["epopt"]["inbox_cvar10"]
+    assert epopt["mean"] == pytest.approx(
+        summary["results"]["epopt"]["over_seeds"]["inbox_cvar10"]["mean"] - dr_cvar)
     lines = read_metrics(robust_run / METRICS_FILE)
     warmup = round(config.epopt_warmup_frac * config.ppo.num_updates)
     for arm in ("epopt", "epopt_adapt"):
@@ -89,6 +106,47 @@ def test_robust_dr_resumes_adr_and_the_adaptation_from_checkpoints_exactly(robus
     order = lambda lines: sorted(lines, key=lambda line: (line["phase"], line["update"]))
     assert order(read_metrics(out / METRICS_FILE)) == order(read_metrics(robust_run /
                                                                           METRICS_FILE))
+
+
+def test_robust_dr_compares_methods_to_dr_seed_by_seed():
+    """The per-seed metrics, and the paired difference to DR with both verdicts: the paired
+    one (difference's CI against 0) can call a shift that the two methods' own CIs tie."""
+    grid = np.array([[-100.0, -200.0, -300.0], [-110.0, -210.0, -310.0]])  # [S=2, C=3]
+    inbox = np.tile(np.arange(-1000.0, 0.0, 1.0), (2, 1))  # [S, N=1000]
+    got = robust_dr.per_seed_metrics(grid, inbox)
+    np.testing.assert_allclose(got["inbox_mean"], [-500.5, -500.5])
+    np.testing.assert_allclose(got["inbox_cvar10"], [-950.5, -950.5])  # the 100 lowest
+    np.testing.assert_allclose(got["heldout_worst"], [-300.0, -310.0])
+    np.testing.assert_allclose(got["heldout_mean"], [-200.0, -210.0])
+    dr = {k: np.array([-500.0, -600.0, -700.0]) for k in robust_dr.SEED_METRICS}
+    shifted = {k: v + np.array([10.0, 11.0, 9.0]) for k, v in dr.items()}  # +10 on every seed
+    far = {k: v + 1000.0 for k, v in dr.items()}
+    vs = robust_dr.compare_to({"dr": dr, "epopt": shifted, "adr": far}, "dr")
+    assert set(vs) == {"epopt", "adr"}
+    cvar = vs["epopt"]["inbox_cvar10"]
+    assert cvar["mean"] == pytest.approx(10.0) and cvar["per_seed"] == [10.0, 11.0, 9.0]
+    assert cvar["ci95"] == pytest.approx(4.303 * 1.0 / np.sqrt(3), rel=1e-3)
+    assert (cvar["paired_verdict"], cvar["ci_verdict"]) == ("better", "tie")
+    assert vs["adr"]["heldout_mean"]["ci_verdict"] == "better"
+    one = robust_dr.compare_to({"dr": {"inbox_mean": [1.0]}, "mrpo": {"inbox_mean": [0.0]}},
+                               "dr")["mrpo"]["inbox_mean"]
+    assert one["mean"] == -1.0 and one["paired_verdict"] is one["ci_verdict"] is None
+
+
+def test_robust_dr_reports_adr_ranges_per_seed():
+    from types import SimpleNamespace
+
+    adr = SimpleNamespace(fields=("m", "l"), low=np.array([[0.5, 0.6], [0.7, 0.6]]),
+                          high=np.array([[2.0, 1.5], [2.0, 1.5]]),
+                          hard_low=np.array([[0.5, 0.6]] * 2), hard_high=np.array([[2.0, 1.5]] * 2))
+    lines = [dict(update=u, adr_low_m=lo, adr_high_m=2.0, adr_low_l=0.6, adr_high_l=1.5)
+             for u, lo in ((10, 0.8), (20, 0.5), (30, 0.6))]
+    got = robust_dr.adr_ranges(adr, lines)
+    assert got["reached_box_per_seed"] == [True, False]
+    assert got["final_ranges_per_seed"]["m"] == [[0.5, 2.0], [0.7, 2.0]]
+    assert got["final_ranges"]["m"] == pytest.approx([0.6, 2.0])
+    assert got["full_box_update"] == 20
+    assert robust_dr.adr_ranges(adr, lines[:1])["full_box_update"] is None
 
 
 def test_robust_dr_rejects_a_rollout_that_is_not_one_episode(capsys):
