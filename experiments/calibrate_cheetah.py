@@ -105,6 +105,7 @@ class Config:
     # LM's Jacobian: "central" differences (2n + 1 batched forward passes) or "forward" mode
     # (n jvps; ~30x slower through MJX on CPU, measured).
     lm_jacobian: str = "central"
+    lm_batch: int = 1  # central differences' evaluations vmapped at once (each: every window)
     grad_iterations: int = 150
     learning_rate: float = 0.05
     cem_iterations: int = 20
@@ -124,9 +125,9 @@ class Config:
     def __post_init__(self):
         self.ppo.validate()
         for name in ("num_seeds", "updates_per_chunk", "max_steps", "record_episodes",
-                     "record_steps", "horizon", "stride", "lm_iterations", "grad_iterations",
-                     "cem_iterations",
-                     "cem_population", "particles", "posterior_rounds", "eval_episodes"):
+                     "record_steps", "horizon", "stride", "lm_iterations", "lm_batch",
+                     "grad_iterations", "cem_iterations", "cem_population", "particles",
+                     "posterior_rounds", "eval_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.optimizer not in ("lm", "adam"):
@@ -156,16 +157,18 @@ PRESETS = {
                                             total_steps=8 * 32 * 4, num_epochs=2,
                                             num_minibatches=2),
                     num_seeds=2, updates_per_chunk=2, max_steps=50, record_episodes=2,
-                    record_steps=24, horizon=4, grad_iterations=10, cem_iterations=3,
+                    record_steps=24, horizon=4, lm_iterations=3, grad_iterations=10,
+                    cem_iterations=3,
                     cem_population=8, particles=8, posterior_rounds=1, eval_episodes=1),
     # Sized to finish in < 30 min on 2 idle cores (the defaults' 96 windows x 150 Adam
     # iterations, 20 x 24 CEM, 3 x 48 particles and 163,840 PPO steps per policy did not finish
-    # in 37 min on the loaded machine): 64 windows (stride 12), 50 Adam iterations (the
-    # prototype's errors were within a few % after 40), 10 x 16 CEM, 2 x 32 particles, 98,304
-    # PPO steps per policy (24 updates); every MJX program still compiles once.
+    # in 37 min on the loaded machine): 64 windows (stride 12), 12 LM iterations (each 41
+    # forward passes over the 64 windows; 50 Adam iterations had left the loss at 0.0224 vs
+    # 7e-8 at the truth), 10 x 16 CEM, 2 x 32 particles, 98,304 PPO steps per policy (24
+    # updates); every MJX program still compiles once.
     "cpu": Config(ppo=dataclasses.replace(Config.ppo, total_steps=98_304), stride=12,
-                  grad_iterations=50, cem_iterations=10, cem_population=16, particles=32,
-                  posterior_rounds=2),
+                  lm_iterations=12, grad_iterations=50, cem_iterations=10, cem_population=16,
+                  particles=32, posterior_rounds=2),
     "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=64,
                                             total_steps=50_000_000),
                     num_seeds=8, record_episodes=32, grad_iterations=400, cem_iterations=60,
@@ -221,7 +224,7 @@ def calibrate(config: Config, robot, obs, actions, truth_theta):
         residuals = cal.prediction_residuals(robot, cal.cheetah_state_from_obs(robot), scale,
                                              std, reverse=config.lm_jacobian == "central")
         gradient = cal.least_squares_fit(residuals, config.lm_iterations, mask=scale.mask(),
-                                         jacobian=config.lm_jacobian)
+                                         jacobian=config.lm_jacobian, batch_size=config.lm_batch)
     else:
         gradient = cal.gradient_fit(loss, config.grad_iterations, config.learning_rate)
     fits = {"gradient": lambda: gradient(scale.init(), windows),

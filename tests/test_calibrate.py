@@ -128,7 +128,8 @@ def test_levenberg_marquardt_recovers_the_pendulum_in_a_few_iterations(pendulum_
     assert history.loss.shape == (5,) and np.all(np.diff(np.asarray(history.loss)) <= 0)
     assert float(loss(theta, windows)) < 1e-8 * float(history.loss[0])
     # Central differences instead of jvps (the MJX setting): the same recovery.
-    theta, _ = least_squares_fit(residuals, 5, jacobian="central")(scale.init(), windows)
+    theta, _ = least_squares_fit(residuals, 5, jacobian="central", batch_size=2)(scale.init(),
+                                                                               windows)
     assert max(e["max"] for e in relative_error(scale, theta, true_theta).values()) < 1e-4
     adam, _ = gradient_fit(loss, num_iterations=50)(scale.init(), windows)
     assert max(e["max"] for e in relative_error(scale, adam, true_theta).values()) > 1e-3

@@ -384,7 +384,7 @@ def cem_fit(loss: Callable[[Theta, Windows], jax.Array], num_iterations: int,
 def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iterations: int,
                       mask: Theta | None = None, init_damping: float = 1e-3,
                       step_tolerance: float = 1e-6, jacobian: str = "forward",
-                      fd_step: float = 1e-2
+                      fd_step: float = 1e-2, batch_size: Optional[int] = None
                       ) -> Callable[[Theta, Windows], Tuple[Theta, FitHistory]]:
     """A jitted ``fit(theta0, windows) -> (theta, FitHistory)``: Levenberg-Marquardt (Marquardt
     1963; Nielsen's damping update, Madsen, Nielsen & Tingleff 2004, sec. 3.2) on
@@ -395,15 +395,17 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
     to the ``n`` active elements (``mask``: 1 = fitted, 0 = frozen at theta0; default all), by
     forward mode (``jacobian="forward"``: ``n`` jvps in one ``vmap``, cheaper than ``M`` backward
     passes) or by central differences (``"central"``: the residuals at ``theta +- fd_step`` along
-    each element, ``2 n + 1`` evaluations in one ``vmap``; no derivative through the simulator,
-    which on MJX is ~30x cheaper than its batched jvps on CPU), and the step
+    each element, ``2 n + 1`` evaluations, ``batch_size`` of them vmapped at a time (``None``:
+    all), the rest in a ``lax.map``; no derivative through the simulator, which on MJX is ~30x
+    cheaper than its batched jvps on CPU), and the step
     ``(J^T J + lambda diag(J^T J)) delta = -J^T r``, solved through the SVD of the
     column-normalized ``J`` (no squared condition number in float32). A step that lowers the
     loss is taken and ``lambda`` shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (``rho``: actual over
     predicted decrease); otherwise it is rejected and ``lambda`` grows by ``nu`` (doubling on each
     consecutive rejection). Non-finite Jacobian entries (a contact's kink) are zeroed; a
     non-finite loss rejects the step. Iterations after convergence (a step below
-    ``step_tolerance`` in theta, or ``lambda > 1e10``) are skipped. Every iteration evaluates the
+    ``step_tolerance`` in theta, or ``lambda > 1e10``) leave the estimate as it is (they are
+    computed and discarded: no ``lax.cond`` around MJX). Every iteration evaluates the
     residuals and the Jacobian once, at the candidate; the returned theta is the last accepted
     one (every accepted step lowers the loss). History: ``loss`` at the estimate before each
     iteration, ``theta`` after it."""
@@ -411,6 +413,8 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
         raise ValueError(f"need num_iterations >= 1, init_damping > 0, step_tolerance >= 0, "
                          f"fd_step > 0, got {num_iterations}, {init_damping}, {step_tolerance}, "
                          f"{fd_step}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
     if jacobian not in ("forward", "central"):
         raise ValueError(f"jacobian must be 'forward' or 'central', got {jacobian!r}")
 
@@ -436,8 +440,9 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
                 # jacfwd's own form, keeping the (unbatched) primal: residuals once, not twice.
                 r, jac = jax.vmap(lambda v: jax.jvp(r_of, (z,), (v,)), out_axes=(None, 1))(basis)
             else:
-                out = jax.vmap(r_of)(jnp.concatenate([z[None], z + fd_step * basis,
-                                                      z - fd_step * basis]))
+                out = jax.lax.map(r_of, jnp.concatenate([z[None], z + fd_step * basis,
+                                                         z - fd_step * basis]),
+                                  batch_size=batch_size or 2 * z.size + 1)
                 r, n = out[0], z.size
                 jac = (out[1:n + 1] - out[n + 1:]).T / (2 * fd_step)
             jac = jnp.where(jnp.isfinite(jac), jac, 0.0)
@@ -464,8 +469,8 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
                     pick(cost_new, cost), lam, nu, done)
 
         def iteration(carry, _):
-            cost = carry[3]
-            carry = jax.lax.cond(carry[-1], lambda c: c, step, carry)
+            cost, done = carry[3], carry[-1]
+            carry = jax.tree.map(lambda old, new: jnp.where(done, old, new), carry, step(carry))
             return carry, (to_theta(carry[0]), cost)
 
         z0 = flat0[active]
