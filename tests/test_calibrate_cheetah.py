@@ -49,6 +49,11 @@ def test_quick_preset_writes_the_contract(quick_run):
         "per_element"]) == 6
     gradient = results["calibration"]["gradient"]
     assert gradient["loss"] < gradient["loss_nominal"]
+    # Levenberg-Marquardt takes only steps that lower the loss, and reports the Jacobian's
+    # singular values over the 20 acting elements (7 masses + friction + 6 dampings + 6 gears).
+    assert gradient["optimizer"] == "lm"
+    assert np.all(np.diff(gradient["loss_history"]) <= 0), gradient["loss_history"]
+    assert len(gradient["identifiability"]["singular_values"]) == 20
     for variant in calibrate_cheetah.VARIANTS:
         real = results["policy"][variant]["real_return"]
         assert len(real["per_seed"]) == config.num_seeds and np.isfinite(real["mean"])
