@@ -32,7 +32,9 @@ true_goals, and true_goals vs scratch (is meta-learning worth anything here at a
 "worse" only when the CIs are apart, else "tie"; ``results.paired_acquired_minus_scratch``: the
 per-seed difference (a) - (b) of the curve's mean and at every ``k``, mean and 95% CI over
 seeds (the seeds share DIAYN's initial policy and the test keys); ``results.far_goals``: the same
-for the far family; ``results.diayn``: the skills' discriminator accuracy and pseudo-reward),
+for the far family; ``results.training_tasks``: the same on acquired training tasks
+(``training_tasks_per_skill`` per skill; rewards ``log q``), a check of meta-training itself
+rather than of transfer; ``results.diayn``: the skills' discriminator accuracy and pseudo-reward),
 ``trajectories.png`` / ``trajectories_far.png`` (seed 0's sampled paths to a few goals before
 and after adaptation), ``skills.png`` (DIAYN's skills; not in ``quick``, see ``report_skills``),
 ``curves.png``, ``metrics.jsonl``, ``config.json``, ``checkpoints/``.
@@ -85,6 +87,9 @@ class Config:
     # at the 0.108 top speed along those bearings the goal is 39 of the 50 steps away.
     far_goal_radius: float = 4.25
     eval_steps: int = 10
+    # Also adapt every method to this many acquired TRAINING tasks per skill (results.
+    # training_tasks; 0: none): does meta-training give a faster learner on its own tasks?
+    training_tasks_per_skill: int = 2
     plot_goals: int = 4
     # Roll out DIAYN's skills for their accuracy and skills.png (experiments.diayn.evaluate; its
     # own tests cover it, so the quick preset skips its compile).
@@ -104,6 +109,9 @@ class Config:
         for name in ("goal_range", "eval_goal_radius"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.training_tasks_per_skill < 0:
+            raise ValueError(f"training_tasks_per_skill must be >= 0, got "
+                             f"{self.training_tasks_per_skill}")
         if not self.far_goal_radius >= 0:
             raise ValueError(f"far_goal_radius must be >= 0 (0: none), got "
                              f"{self.far_goal_radius}")
@@ -193,19 +201,36 @@ def meta_train(run_dir, config: Config, learner: MAMLRL, spaces, seed: int):
 
 def meta_test(config: Config, learner: MAMLRL, states, spaces, key):
     """Adapt every method's seeds to the held-out goals of every family (``families``, in
-    order, ``G`` goals each): ``(returns[M, S, F*G, k+1], positions[M, S, F*G, k+1, T, N, 2])``
-    for ``METHODS``; one key per seed, the same for every method (common random numbers)."""
+    order, ``G`` goals each) and to the acquired training tasks (``training_tasks_per_skill``
+    per skill, skills in turn, ``A`` tasks): ``(returns[M, S, F*G + A, k+1],
+    positions[M, S, F*G + A, k+1, T, N, 2])`` for ``METHODS``; one key per seed, the same for
+    every method (common random numbers)."""
     goals = jnp.concatenate([eval_goals(config, r) for r in families(config).values()])
+    num_goals, num_skills = goals.shape[0], config.skills.num_skills
+    num_acquired = num_skills * config.training_tasks_per_skill
     metas = jax.tree.map(lambda *x: jnp.stack(x), *[states[m].meta for m in METHODS])
 
     def one(meta, space, seed_key):
-        nominal = jax.tree.map(lambda x: jnp.broadcast_to(x, goals.shape[:1] + jnp.shape(x)),
-                               space.replace(acquired=jnp.bool_(False)).nominal)
-        tasks = nominal.replace(inner=nominal.inner.replace(goal=goals))
-        return learner._evaluate(meta, config.maml, tasks, seed_key, config.eval_steps)
+        def batch(n):
+            return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)),
+                                space.nominal)
+
+        goal_tasks = batch(num_goals).replace(acquired=jnp.zeros(num_goals, jnp.bool_))
+        goal_tasks = goal_tasks.replace(inner=goal_tasks.inner.replace(goal=goals))
+        acquired_tasks = batch(num_acquired).replace(
+            acquired=jnp.ones(num_acquired, jnp.bool_),
+            skill=jnp.arange(num_acquired, dtype=jnp.int32) % num_skills)
+        tasks = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), goal_tasks, acquired_tasks)
+        # The held-out goals' keys as MAMLRL._evaluate draws them; the training tasks' apart.
+        keys = jnp.concatenate([jax.random.split(seed_key, num_goals),
+                                jax.random.split(jax.random.fold_in(seed_key, 1),
+                                                 num_acquired)])
+        chains = jax.vmap(lambda t, k: learner.sample_chain(meta, config.maml, t, k,
+                                                            config.eval_steps))(tasks, keys)
+        return chains.episode_return.mean(-1), chains.obs
 
     program = jax.jit(jax.vmap(jax.vmap(one), in_axes=(0, None, None)))
-    returns, positions = program(metas, spaces["true_goals"],
+    returns, positions = program(metas, spaces["acquired"],
                                  jax.random.split(key, config.skills.num_seeds))
     return np.asarray(returns), np.asarray(positions)
 
@@ -291,6 +316,9 @@ def main(args) -> dict:
                           np.asarray(eval_goals(config, radius))[:num_plot],
                           {m: positions[i, 0, part][:num_plot] for i, m in enumerate(METHODS)},
                           config.eval_steps)
+    if config.training_tasks_per_skill:
+        results["training_tasks"] = summarize(returns[:, :, len(families(config)) * num_goals:],
+                                              config)
     results["diayn"] = report_skills(run_dir, config, diayn, diayn_states, seed)
     plot_meta_training(run_dir / "curves.png", run_dir, tuple(PHASES.values()),
                        ylabel="mean return (acquired: log q; true goals: -distance)",

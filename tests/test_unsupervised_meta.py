@@ -160,6 +160,14 @@ def test_quick_preset_writes_the_contract(quick_run):
         assert paired["mean_over_adapted_steps"]["mean"] == pytest.approx(
             part["mean_over_adapted_steps"]["acquired"]["mean"]
             - part["mean_over_adapted_steps"]["scratch"]["mean"], rel=1e-9, abs=1e-9)
+    # The acquired training tasks, adapted by every method the same way: returns are sums of
+    # log q floored at min_log_q, so between min_log_q * T and 0.
+    training = results["training_tasks"]
+    for method, rows in training["returns_by_steps"].items():
+        assert len(rows) == config.eval_steps + 1, method
+        for row in rows:
+            assert config.min_log_q * skills.episode_steps <= row["mean"] <= 0, method
+    assert training["paired_acquired_minus_scratch"]["mean_over_adapted_steps"]["ci95"] >= 0
     diayn = results["diayn"]
     assert 0 <= diayn["train_disc_accuracy"] <= 1
     assert diayn["train_pseudo_reward"] <= math.log(skills.num_skills) + 1e-6
