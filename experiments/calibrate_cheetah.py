@@ -244,6 +244,11 @@ def calibrate(config: Config, robot, obs, actions, truth_theta):
             out[method]["identifiability"] = cal.identifiability(
                 np.asarray(history.jacobian), cal.active_names(scale))
         _stage(f"{method} fit", start)
+        errors = "  ".join(f"{f} {e['mean']:.1%}/{e['max']:.1%}"
+                           for f, e in out[method]["param_error"].items())
+        print(f"[{NAME}] {method}: loss {out[method]['loss']:.3g} (nominal "
+              f"{out[method]['loss_nominal']:.3g}, truth {out[method]['loss_truth']:.3g}); "
+              f"relative error mean/max: {errors}", flush=True)
     out["gradient"]["optimizer"] = config.optimizer
     # EPOpt: the wide DR space updated by the trajectories' likelihood (Gaussian, std
     # noise_std in units of each observation dimension's spread).
