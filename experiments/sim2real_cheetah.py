@@ -252,7 +252,8 @@ def main(args) -> dict:
         per_cell[phase] = seed_cells.mean(0)
         results[phase] = dict(
             sim_return=float(sim.mean()), **summarize_real(seed_cells.mean(0)[:, None]),
-            per_seed=[dict(sim_return=float(r), **summarize_real(c[:, None]))
+            per_seed=[dict(sim_return=float(r), **summarize_real(c[:, None]),
+                           cell_returns=c.tolist())
                       for r, c in zip(sim, seed_cells)],
             cell_returns=per_cell[phase].tolist(),
             final_train_return=phase_metrics(run_dir, phase)[-1]["episode_return"],

@@ -42,6 +42,10 @@ def test_quick_preset_writes_summary_policies_and_plots(quick_run):
         assert len(r["cell_returns"]) == len(cells)
         assert r["real_worst"] == pytest.approx(min(r["cell_returns"]))
         assert r["real_worst"] <= r["real_mean"] and r["real_nominal"] == r["cell_returns"][0]
+        (one_seed,) = r["per_seed"]  # one seed: its cells are the phase's cells
+        assert one_seed["cell_returns"] == pytest.approx(r["cell_returns"])
+        over = summary["results"]["over_seeds"][phase]["real_worst"]
+        assert over["per_seed"] == [one_seed["real_worst"]] and over["ci95"] is None
         policy = load_policy(quick_run / "policies" / phase)
         assert policy.spec["metadata"]["real_env"] == "HalfCheetah-v5"
         assert policy.obs_size == 17 and policy.action_size == 6
