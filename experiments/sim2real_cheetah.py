@@ -121,8 +121,8 @@ PRESETS = {
                     eval_friction_scales=(0.25,), eval_strength_scales=(0.5,), eval_delays=(2,),
                     eval_noise_stds=(0.1,), eval_episodes=1, sim_eval_episodes=1),
     "cpu": Config(),
-    # The cpu preset over 3 seeds vmapped in one program (issue #18): ~45-50 min on the shared
-    # 2-core CPU (load 4-8), both cores busy.
+    # The cpu preset over 3 seeds vmapped in one program (issue #18): 40.7 min measured on the
+    # 2-core CPU shared with other runs (load 5.7-11).
     "cpu_seeds": Config(num_seeds=3),
     "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=64,
                                             num_minibatches=32, total_steps=100_000_000),
