@@ -162,12 +162,13 @@ PRESETS = {
                     cem_population=8, particles=8, posterior_rounds=1, eval_episodes=1),
     # Sized to finish in < 30 min on 2 idle cores (the defaults' 96 windows x 150 Adam
     # iterations, 20 x 24 CEM, 3 x 48 particles and 163,840 PPO steps per policy did not finish
-    # in 37 min on the loaded machine): 64 windows (stride 12), 12 LM iterations (each 41
-    # forward passes over the 64 windows; 50 Adam iterations had left the loss at 0.0224 vs
-    # 7e-8 at the truth), 10 x 16 CEM, 2 x 32 particles, 98,304 PPO steps per policy (24
-    # updates); every MJX program still compiles once.
+    # in 37 min on the loaded machine): 64 windows (stride 12), 36 LM iterations (each 41
+    # forward passes over the 64 windows, ~12 s here; 50 Adam iterations had left the loss at
+    # 0.0224 vs 7e-8 at the truth, 12 LM iterations at 0.0196, 36 at 0.0025: README), 10 x 16
+    # CEM, 2 x 32 particles, 98,304 PPO steps per policy (24 updates); every MJX program still
+    # compiles once.
     "cpu": Config(ppo=dataclasses.replace(Config.ppo, total_steps=98_304), stride=12,
-                  lm_iterations=12, grad_iterations=50, cem_iterations=10, cem_population=16,
+                  lm_iterations=36, grad_iterations=50, cem_iterations=10, cem_population=16,
                   particles=32, posterior_rounds=2),
     "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=64,
                                             total_steps=50_000_000),
