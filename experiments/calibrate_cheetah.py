@@ -20,7 +20,7 @@ distributions (one compiled program):
     nominal     the simulator's nominal physics, no latency
     calibrated  the gradient estimate (and its latency) +- ``calibrated_width`` relative
     posterior   EPOpt's posterior space (the screened latency)
-    wide_dr     sim2real_cheetah's ranges around nominal, latency 0-1
+    wide_dr     sim2real_cheetah's earlier per-element ranges around nominal, latency 0-1
 
 and evaluate every exported policy (numpy forward pass) in the hidden real world.
 
@@ -114,7 +114,7 @@ class Config:
     posterior_rounds: int = 3
     noise_std: float = 0.01  # likelihood's std, in units of each observation dimension's spread
     calibrated_width: float = 0.05  # calibrated DR: estimate x U[1 - w, 1 + w]
-    # Wide DR (sim2real_cheetah's training ranges), also EPOpt's prior.
+    # Wide DR (sim2real_cheetah's per-element training ranges before #18), also EPOpt's prior.
     wide_mass: Tuple[float, float] = (0.6, 1.5)
     wide_friction: Tuple[float, float] = (0.4, 1.5)
     wide_damping: Tuple[float, float] = (0.7, 1.3)
