@@ -110,6 +110,7 @@ class Config:
     learning_rate: float = 0.05
     cem_iterations: int = 20
     cem_population: int = 24
+    cem_batch: int = 1  # CEM candidates per lax.map step (the whole population vmapped wedged)
     particles: int = 48  # EPOpt posterior, per round
     posterior_rounds: int = 3
     noise_std: float = 0.01  # likelihood's std, in units of each observation dimension's spread
@@ -126,8 +127,8 @@ class Config:
         self.ppo.validate()
         for name in ("num_seeds", "updates_per_chunk", "max_steps", "record_episodes",
                      "record_steps", "horizon", "stride", "lm_iterations", "lm_batch",
-                     "grad_iterations", "cem_iterations", "cem_population", "particles",
-                     "posterior_rounds", "eval_episodes"):
+                     "grad_iterations", "cem_iterations", "cem_population", "cem_batch",
+                     "particles", "posterior_rounds", "eval_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.optimizer not in ("lm", "adam"):
@@ -137,6 +138,9 @@ class Config:
                              f"{self.lm_jacobian!r}")
         if self.horizon > self.record_steps:
             raise ValueError(f"horizon={self.horizon} exceeds record_steps={self.record_steps}")
+        if self.cem_batch > self.cem_population:
+            raise ValueError(f"cem_batch={self.cem_batch} exceeds cem_population="
+                             f"{self.cem_population}")
         if self.record_steps >= self.max_steps:
             raise ValueError("record_steps must be < max_steps (episodes must not end)")
         for name in ("hidden_mass", "hidden_friction", "hidden_damping", "hidden_gear",
@@ -230,7 +234,8 @@ def calibrate(config: Config, robot, obs, actions, truth_theta):
         gradient = cal.gradient_fit(loss, config.grad_iterations, config.learning_rate)
     fits = {"gradient": lambda: gradient(scale.init(), windows),
             "cem": lambda: cal.cem_fit(loss, config.cem_iterations, config.cem_population,
-                                       mask=scale.mask())(key, scale.init(), windows)}
+                                       mask=scale.mask(), batch_size=config.cem_batch
+                                       )(key, scale.init(), windows)}
     out = {}
     for method, fit in fits.items():
         start = time.time()

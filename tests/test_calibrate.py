@@ -158,6 +158,22 @@ def test_cem_reduces_the_pendulum_loss_and_moves_towards_the_truth(pendulum_prob
     assert float(history.loss[-1]) < 1e-2 * float(loss(scale.init(), windows))
 
 
+def test_cem_in_lax_map_batches_matches_the_vmapped_population(pendulum_problem):
+    """``batch_size`` only changes how the candidates are evaluated (a ``lax.map`` instead of one
+    ``vmap``, what calibrate_cheetah uses on MJX): same draws, same fit up to rounding."""
+    env, scale, truth, windows, loss = pendulum_problem
+    key = jax.random.PRNGKey(0)
+    vmapped, h_vmapped = cem_fit(loss, num_iterations=3, population=8)(key, scale.init(), windows)
+    mapped, h_mapped = cem_fit(loss, num_iterations=3, population=8, batch_size=3)(
+        key, scale.init(), windows)
+    np.testing.assert_allclose(np.asarray(h_mapped.loss), np.asarray(h_vmapped.loss), rtol=1e-4)
+    for field in vmapped:
+        np.testing.assert_allclose(np.asarray(mapped[field]), np.asarray(vmapped[field]),
+                                   rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        cem_fit(loss, num_iterations=3, population=8, batch_size=9)
+
+
 @pytest.mark.slow
 @pytest.mark.mjx_e2e
 def test_mjx_prediction_loss_gradient_matches_finite_differences(request):

@@ -73,16 +73,23 @@ def gradient_fit(loss: Callable[[Theta, Windows], jax.Array], num_iterations: in
 
 def cem_fit(loss: Callable[[Theta, Windows], jax.Array], num_iterations: int,
             population: int = 32, elite_fraction: float = 0.25, init_std: float = 0.3,
-            min_std: float = 1e-3, mask: Theta | None = None
+            min_std: float = 1e-3, mask: Theta | None = None, batch_size: Optional[int] = None
             ) -> Callable[[jax.Array, Theta, Windows], Tuple[Theta, FitHistory]]:
     """A jitted ``fit(key, theta0, windows) -> (theta, FitHistory)``: the cross-entropy method
     (Rubinstein 1999) on ``loss``: draw ``population`` thetas from ``N(mu, sigma^2)`` per element,
     refit ``mu, sigma`` to the ``ceil(elite_fraction * population)`` lowest losses; ``mask`` (0 =
-    frozen element) keeps uninformative elements at theta0. Returns the final mean."""
+    frozen element) keeps uninformative elements at theta0. Returns the final mean.
+    ``batch_size``: candidates evaluated at once in a ``lax.map`` (None: the whole population
+    in one ``vmap``; on XLA:CPU the vmapped MJX population has wedged, see the README)."""
+    if batch_size is not None and not 1 <= batch_size <= population:
+        raise ValueError(f"batch_size must be in [1, population={population}], got {batch_size}")
     num_elites = max(1, int(np.ceil(elite_fraction * population)))
     if not 1 <= num_elites <= population:
         raise ValueError(f"need 0 < elite_fraction <= 1, got {elite_fraction}")
-    batched_loss = jax.vmap(loss, in_axes=(0, None))
+    def batched_loss(samples, windows):
+        if batch_size is None:
+            return jax.vmap(loss, in_axes=(0, None))(samples, windows)
+        return jax.lax.map(lambda theta: loss(theta, windows), samples, batch_size=batch_size)
 
     def fit(key, theta0, windows):
         keep = mask if mask is not None else jax.tree.map(jnp.ones_like, theta0)
