@@ -334,21 +334,8 @@ def compare_to(seed_metrics: dict, reference: str) -> dict:
     (the two methods' own 95% CIs: "better" / "worse" only when they do not overlap, else
     "tie"); both None with one seed."""
     ref = seed_metrics[reference]
-    out = {}
-    for method, metrics in seed_metrics.items():
-        if method == reference:
-            continue
-        out[method] = {}
-        for k, values in metrics.items():
-            diff = stats.seed_summary(np.asarray(values) - np.asarray(ref[k]))
-            mine, theirs = stats.seed_summary(values), stats.seed_summary(ref[k])
-            paired = unpaired = None
-            if diff["ci95"] is not None:
-                paired = stats.ci_verdict(diff["mean"], diff["ci95"], 0.0, 0.0)
-                unpaired = stats.ci_verdict(mine["mean"], mine["ci95"], theirs["mean"],
-                                            theirs["ci95"])
-            out[method][k] = dict(diff, paired_verdict=paired, ci_verdict=unpaired)
-    return out
+    return {method: {k: stats.paired_comparison(values, ref[k]) for k, values in metrics.items()}
+            for method, metrics in seed_metrics.items() if method != reference}
 
 
 def adr_ranges(adr, lines) -> dict:

@@ -53,7 +53,7 @@ from metarl_jax.scale import is_primary, mesh_size, run_mesh, sync
 from metarl_jax.sim2real.deploy import RealWorld, summarize_real, sweep_grid
 from metarl_jax.sim2real.export import export_ppo, load_policy
 from metarl_jax.sim2real.report import plot_sweeps
-from metarl_jax.stats import ci_verdict, seed_summary
+from metarl_jax.stats import paired_comparison, seed_summary
 from metarl_jax.transfer.evaluation import check_grid_axis, seed_evaluator
 from metarl_jax.transfer.phases import phase_curves, train_ppo_phases
 
@@ -190,16 +190,16 @@ def seed_comparison(results: dict) -> dict:
     Here ``real_worst`` is each seed's own worst cell, then averaged (the phase's top-level
     ``real_worst`` is the worst cell of the seed-averaged returns: at one seed the two agree).
     ``dr_minus_nominal``: the paired per-seed differences (both phases train from the same seed
-    keys). ``dr_vs_nominal``: ``ci_verdict`` of DR against nominal per metric ("better"/"worse"
-    only when the two 95% intervals do not overlap; ``None`` at one seed) and DR's ``real_mean``
-    as a fraction of nominal's (of the over-seed means)."""
+    keys; ``stats.paired_comparison``, with its paired and CI verdicts). ``dr_vs_nominal``:
+    ``ci_verdict`` of DR against nominal per metric ("better"/"worse" only when the two 95%
+    intervals do not overlap; ``None`` at one seed) and DR's ``real_mean`` as a fraction of
+    nominal's (of the over-seed means)."""
     over = {phase: {k: seed_summary([s[k] for s in results[phase]["per_seed"]])
                     for k in SEED_METRICS} for phase in ("nominal", "dr")}
-    diff = {k: seed_summary(np.subtract(over["dr"][k]["per_seed"], over["nominal"][k]["per_seed"]))
+    diff = {k: paired_comparison(over["dr"][k]["per_seed"], over["nominal"][k]["per_seed"])
             for k in SEED_METRICS}
     dr, nom = over["dr"], over["nominal"]
-    verdicts = {k: None if dr[k]["ci95"] is None else ci_verdict(
-        dr[k]["mean"], dr[k]["ci95"], nom[k]["mean"], nom[k]["ci95"]) for k in SEED_METRICS}
+    verdicts = {k: diff[k]["ci_verdict"] for k in SEED_METRICS}
     ratio = dr["real_mean"]["mean"] / nom["real_mean"]["mean"] if nom["real_mean"]["mean"] else None
     return {"over_seeds": over, "dr_minus_nominal": diff,
             "dr_vs_nominal": dict(verdict=verdicts, real_mean_ratio=ratio)}

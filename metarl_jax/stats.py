@@ -103,6 +103,24 @@ def ci_verdict(mean_a: float, ci_a: float, mean_b: float, ci_b: float) -> str:
     return "worse" if mean_a + ci_a < mean_b - ci_b else "tie"
 
 
+def paired_comparison(a, b) -> dict:
+    """Method ``a`` against ``b`` over paired seeds (seed i of both started from the same key),
+    from per-seed results ``a[S]``, ``b[S]``: ``seed_summary`` of the difference ``a - b`` plus
+    ``paired_verdict`` (the difference's 95% CI against 0) and ``ci_verdict`` (``a``'s and
+    ``b``'s own 95% CIs, ``ci_verdict``); both verdicts None with one seed."""
+    a, b = np.asarray(a, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_comparison needs one value per seed on both sides, got "
+                         f"{a.size} and {b.size}")
+    diff = seed_summary(a - b)
+    paired = unpaired = None
+    if diff["ci95"] is not None:
+        mine, theirs = seed_summary(a), seed_summary(b)
+        paired = ci_verdict(diff["mean"], diff["ci95"], 0.0, 0.0)
+        unpaired = ci_verdict(mine["mean"], mine["ci95"], theirs["mean"], theirs["ci95"])
+    return dict(diff, paired_verdict=paired, ci_verdict=unpaired)
+
+
 def _sample(values) -> np.ndarray:
     values = np.asarray(values, np.float64).reshape(-1)
     if values.size < 2:

@@ -84,3 +84,16 @@ def test_ci_verdict_is_a_tie_whenever_the_intervals_overlap():
     assert ci_verdict(7.0, 1.0, 10.0, 1.0) == "worse"
     assert ci_verdict(10.0, 1.0, 8.5, 1.0) == "tie"  # 9 < 9.5: the intervals overlap
     assert ci_verdict(10.0, 0.0, 10.0, 0.0) == "tie"
+
+
+def test_paired_comparison_pairs_seeds_and_gives_both_verdicts():
+    # a is ahead of b by 1 on every seed but the seeds spread widely: the paired CI clears 0,
+    # the two methods' own CIs overlap.
+    b = np.array([0.0, 10.0, 20.0])
+    out = stats.paired_comparison(b + 1.0, b)
+    assert out["per_seed"] == [1.0, 1.0, 1.0] and out["mean"] == 1.0 and out["ci95"] == 0.0
+    assert (out["paired_verdict"], out["ci_verdict"]) == ("better", "tie")
+    one = stats.paired_comparison([0.0], [1.0])
+    assert one["mean"] == -1.0 and one["paired_verdict"] is one["ci_verdict"] is None
+    with pytest.raises(ValueError, match="one value per seed"):
+        stats.paired_comparison([1.0, 2.0], [1.0])
