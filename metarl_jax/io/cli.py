@@ -52,7 +52,9 @@ from metarl_jax.io.config import (
     field_notes,
 )
 from metarl_jax.io.run_dir import AlreadyFinished, DamagedRunError, unlock_run_dirs
+from metarl_jax.io.stall_watchdog import stall_seconds, stall_watchdog
 from metarl_jax.io.stop_signals import EXIT_CODE, stop_signals
+from metarl_jax.io.stop_signals import current as current_stop_signals
 from metarl_jax.io.training_loop import Interrupted
 
 C = TypeVar("C")
@@ -339,7 +341,10 @@ def cli(name: str, main: Callable[[RunArgs], Any], config_cls: type,
 
     Returns 0 on success (or a resume of a finished run, which says so), 1 on an unreadable
     checkpoint, ``config.json`` or ``metrics.jsonl`` (message, nothing overwritten), 3 when
-    training hit a NaN/inf (which quantity, which update), 130 when stopped by SIGINT/SIGTERM
+    training hit a NaN/inf (which quantity, which update), 75 when the process used no CPU time
+    for ``METARL_JAX_STALL_S`` seconds (default 600; 0: off) on JAX's CPU backend -- an XLA:CPU
+    hang, ``metarl_jax.io.stall_watchdog``; resume from the last checkpoint --, 130 when stopped
+    by SIGINT/SIGTERM
     (``metarl_jax.io.stop_signals``: the message says how to resume; a second signal, or one
     outside the training loop, ends the process at once with status 130). A ``UsageError`` (bad
     flag/field/value, overrides given with ``--resume``, a run folder that would be overwritten
@@ -371,7 +376,15 @@ def _run(name, prog, main, config_cls, presets, description, argv) -> int:
 
                 initialize(args.distributed)  # before the experiment's first computation
             check_devices(name, main, args.devices)
-            main(args)
+            # Multi-process runs wait on each other (idle CPU by design): no stall watchdog.
+            try:
+                stall_s = 0.0 if args.distributed is not None else stall_seconds()
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            signals = current_stop_signals()
+            hint = signals.resume_hint if signals is not None else (lambda: "")
+            with stall_watchdog(stall_s, label=name, hint=hint):
+                main(args)
         except AlreadyFinished as e:
             print(str(e), file=sys.stderr)
         except UsageError as e:

@@ -80,14 +80,19 @@ class StopSignals:
         finally:
             self._stoppable -= 1
 
+    def resume_hint(self) -> str:
+        """``"Continue with: <command> --resume <run_dir>"``, or "" before the run folder exists."""
+        if self.run_dir is None:
+            return ""
+        resume = f"{self.command} --resume {self.run_dir}" if self.command else \
+            f"--resume {self.run_dir}"
+        return f"Continue with: {resume}"
+
     def abort_message(self) -> str:
         label = f"{self.label}: " if self.label else ""
         if self.run_dir is None:
             return f"\n{label}interrupted before the run started; nothing was saved."
-        resume = f"{self.command} --resume {self.run_dir}" if self.command else \
-            f"--resume {self.run_dir}"
-        return (f"\n{label}aborted; the last complete checkpoint is kept. "
-                f"Continue with: {resume}")
+        return f"\n{label}aborted; the last complete checkpoint is kept. {self.resume_hint()}"
 
     def _received(self, signum: int) -> bool:
         """Count a signal; True when it aborts, False when it only requests a stop."""
