@@ -48,6 +48,25 @@ def scratch_returns(config: Any, learner: MAMLRL, spaces: Any, tasks: Any, lr: f
     return np.asarray(program(metas, cfg, tasks, jax.random.split(key, num_seeds)))
 
 
+def tune_scratch_lr(config: Any, learner: MAMLRL, spaces: Any, tasks: Any, key: jax.Array,
+                    seed: int) -> dict:
+    """(b)'s learning rate: the candidate of ``config.scratch_lrs`` with the best mean episode
+    return over ``tasks[S, M]`` (training tasks, never the held-out ones), seeds pooled; a
+    candidate whose updates diverge (any non-finite return) is never picked. Returns
+    ``{candidates, mean_episode_return, nonfinite_fraction, picked}``."""
+    means, nonfinite = [], []
+    for lr in config.scratch_lrs:
+        r = scratch_returns(config, learner, spaces, tasks, lr, key, seed)
+        finite = np.isfinite(r)
+        nonfinite.append(float(1 - finite.mean()))
+        means.append(float(r.mean()) if finite.all() else None)
+    scores = [-np.inf if m is None else m for m in means]
+    if not np.isfinite(max(scores)):
+        raise FloatingPointError(f"every scratch learning rate diverged: {config.scratch_lrs}")
+    return dict(candidates=list(config.scratch_lrs), mean_episode_return=means,
+                nonfinite_fraction=nonfinite, picked=config.scratch_lrs[int(np.argmax(scores))])
+
+
 _PROGRAMS: dict = {}
 
 

@@ -53,6 +53,7 @@ from experiments._unsupervised_rl2_eval import (
     scratch_returns,
     summarize_family,
     table_rows,
+    tune_scratch_lr,
 )
 from metarl_jax.algos.learner import select_seed
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
@@ -195,19 +196,30 @@ def main(args) -> dict:
     test_key = jax.random.fold_in(jax.random.PRNGKey(seed), 3)
     returns = rl2_returns(config, rl2, states, tasks, test_key)
 
+    # (b): the lr for the held-out goals picked on training goals ~ U[-goal_range,
+    # goal_range]^2, the one for the acquired training tasks on those tasks (other keys).
     scratch_learner = MAMLRL(acquired_env)
     tune_key, scratch_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), 4))
     tune_goals = jax.random.uniform(tune_key, (config.scratch_tune_goals, 2),
                                     minval=-config.goal_range, maxval=config.goal_range)
-    tune_tasks = jax.vmap(lambda sp: tasks_for(config, sp, (tune_goals, 0)))(spaces["acquired"])
-    tune_tasks = jax.tree.map(lambda x: jnp.repeat(x, config.eval_trials, axis=1), tune_tasks)
-    tuning = {lr: scratch_returns(config, scratch_learner, spaces["acquired"], tune_tasks, lr,
-                                  jax.random.fold_in(scratch_key, 1), seed)
-              for lr in config.scratch_lrs}
-    tune_means = {lr: float(r.mean()) for lr, r in tuning.items()}  # mean episode return
-    best_lr = max(tune_means, key=tune_means.get)
-    returns["scratch"] = scratch_returns(config, scratch_learner, spaces["acquired"], tasks,
-                                         best_lr, scratch_key, seed)
+    tuning = {}
+    for kind, (kind_goals, kind_acquired) in (("goals", (tune_goals, 0)),
+                                              ("acquired", (goals[:0], num_acquired))):
+        if kind_goals.shape[0] + kind_acquired == 0:
+            continue
+        kind_tasks = jax.vmap(lambda sp: tasks_for(config, sp, (kind_goals, kind_acquired)))(
+            spaces["acquired"])
+        kind_tasks = jax.tree.map(lambda x: jnp.repeat(x, config.eval_trials, axis=1),
+                                  kind_tasks)
+        tuning[kind] = tune_scratch_lr(config, scratch_learner, spaces["acquired"], kind_tasks,
+                                       jax.random.fold_in(scratch_key, 1), seed)
+    scratch = np.array(scratch_returns(config, scratch_learner, spaces["acquired"], tasks,
+                                       tuning["goals"]["picked"], scratch_key, seed))
+    if num_acquired:
+        scratch[:, -num_acquired * config.eval_trials:] = scratch_returns(
+            config, scratch_learner, spaces["acquired"], tasks, tuning["acquired"]["picked"],
+            scratch_key, seed)[:, -num_acquired * config.eval_trials:]
+    returns["scratch"] = scratch
 
     per_task = {m: r.reshape(r.shape[0], -1, config.eval_trials, r.shape[-1]).mean(2)
                 for m, r in returns.items()}  # [S, tasks, E]
@@ -223,9 +235,7 @@ def main(args) -> dict:
     if num_acquired:
         results["training_tasks"] = summarize_family(
             {m: r[:, goals.shape[0]:] for m, r in per_task.items()})
-    results["scratch_lr"] = dict(candidates=list(config.scratch_lrs),
-                                 mean_episode_return_on_training_goals=list(tune_means.values()),
-                                 picked=best_lr)
+    results["scratch_lr"] = tuning
     results["diayn"] = maml_route.report_skills(run_dir, config, diayn, diayn_states, seed)
     plot_results(run_dir, results, tuple(PHASES.values()))
     return finish(run_dir, {"results": results, "num_seeds": config.skills.num_seeds,
