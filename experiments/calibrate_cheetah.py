@@ -10,9 +10,10 @@ damping scale per joint, a strength scale per actuator, and an actuation latency
 ``record_episodes`` trajectories of scripted open-loop actions there (observations only), then
 identify the physics in MJX (``metarl_jax.sim2real.calibrate``): the latency first (the candidate
 0..max_delay of lowest prediction loss at nominal physics), then Levenberg-Marquardt on the
-``horizon``-step prediction residuals (``optimizer="lm"``, Jacobian by central differences
-through the simulator; ``optimizer="adam"``: first-order descent on the loss), and CEM as the
-gradient-free baseline.
+``horizon``-step prediction residuals (1 step by default: the full state is observed, and
+longer windows are rough, see ``Config.horizon``; ``optimizer="lm"``, Jacobian by central
+differences through the simulator; ``optimizer="adam"``: first-order descent on the loss), and
+CEM as the gradient-free baseline.
 EPOpt's source adaptation (``metarl_jax.randomization.posterior``) turns the wide DR space into
 a posterior from the same data. Then PPO, same seeds and budget, on four training
 distributions (one compiled program):
@@ -35,8 +36,9 @@ Writes: ``config.json``, ``metrics.jsonl`` (PPO phases), ``summary.json`` (``res
 ``results.calibration.<gradient|cem>``: ``param_error`` per field (relative: mean, max,
 per_element), ``estimate``, ``delay`` (and the screen's ``loss_per_delay``), ``loss`` (final,
 at nominal, at the truth), ``loss_history``, ``wall_s``; the gradient fit's ``optimizer`` and,
-for LM, ``identifiability`` (singular values of the column-normalized Jacobian at the estimate
-and its weakest directions, ``calibrate.identifiability``); ``results.posterior``;
+for LM, ``lm_history`` (per iteration: ``damping``, ``ratio`` rho, ``step_norm``,
+``accepted``) and ``identifiability`` (singular values of the column-normalized Jacobian at
+the estimate and its weakest directions, ``calibrate.identifiability``); ``results.posterior``;
 ``results.timing_s`` (wall seconds per stage);
 ``results.policy.<variant>.real_return`` (mean, ci95 over seeds, per_seed); ``results.comparison``),
 ``calibration.png`` (estimate / truth per element over iterations, both methods), ``curves.png``,
@@ -96,12 +98,18 @@ class Config:
     # Data and calibration.
     record_episodes: int = 8
     record_steps: int = 100
-    horizon: int = 8
-    stride: int = 8
+    # One-step prediction windows: the observation is the full state, so one step holds the
+    # dynamics' information, and short windows keep the residuals smooth enough for LM (2
+    # steps converged too, in 12 iterations against 6). Over 8 steps chaos (contacts, float32)
+    # makes a window's late residuals rough at every scale: step 8's difference quotient along
+    # the path to the truth grew from 25 over the whole path to 1840 over 0.1% of it (step 1:
+    # 11-18), so the central-difference Jacobian measured roughness and LM crawled (README).
+    horizon: int = 1
+    stride: int = 2
     # The gradient calibration: "lm" (Levenberg-Marquardt on the residuals, forward-mode
     # Jacobian; lm_iterations) or "adam" (first order on the loss; grad_iterations).
     optimizer: str = "lm"
-    lm_iterations: int = 15
+    lm_iterations: int = 10
     # LM's Jacobian: "central" differences (2n + 1 batched forward passes) or "forward" mode
     # (n jvps; ~30x slower through MJX on CPU, measured).
     lm_jacobian: str = "central"
@@ -112,6 +120,7 @@ class Config:
     cem_population: int = 24
     cem_batch: int = 1  # CEM candidates per lax.map step (the whole population vmapped wedged)
     particles: int = 48  # EPOpt posterior, per round
+    posterior_batch: int = 1  # particles per lax.map step (32 vmapped particles wedged XLA:CPU)
     posterior_rounds: int = 3
     noise_std: float = 0.01  # likelihood's std, in units of each observation dimension's spread
     calibrated_width: float = 0.05  # calibrated DR: estimate x U[1 - w, 1 + w]
@@ -128,7 +137,7 @@ class Config:
         for name in ("num_seeds", "updates_per_chunk", "max_steps", "record_episodes",
                      "record_steps", "horizon", "stride", "lm_iterations", "lm_batch",
                      "grad_iterations", "cem_iterations", "cem_population", "cem_batch",
-                     "particles", "posterior_rounds", "eval_episodes"):
+                     "particles", "posterior_batch", "posterior_rounds", "eval_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.optimizer not in ("lm", "adam"):
@@ -141,6 +150,9 @@ class Config:
         if self.cem_batch > self.cem_population:
             raise ValueError(f"cem_batch={self.cem_batch} exceeds cem_population="
                              f"{self.cem_population}")
+        if self.posterior_batch > self.particles:
+            raise ValueError(f"posterior_batch={self.posterior_batch} exceeds particles="
+                             f"{self.particles}")
         if self.record_steps >= self.max_steps:
             raise ValueError("record_steps must be < max_steps (episodes must not end)")
         for name in ("hidden_mass", "hidden_friction", "hidden_damping", "hidden_gear",
@@ -164,16 +176,15 @@ PRESETS = {
                     record_steps=24, horizon=4, lm_iterations=3, grad_iterations=10,
                     cem_iterations=3,
                     cem_population=8, particles=8, posterior_rounds=1, eval_episodes=1),
-    # Sized to finish in < 30 min on 2 idle cores (the defaults' 96 windows x 150 Adam
-    # iterations, 20 x 24 CEM, 3 x 48 particles and 163,840 PPO steps per policy did not finish
-    # in 37 min on the loaded machine): 64 windows (stride 12), 36 LM iterations (each 41
-    # forward passes over the 64 windows, ~12 s here; 50 Adam iterations had left the loss at
-    # 0.0224 vs 7e-8 at the truth, 12 LM iterations at 0.0196, 36 at 0.0025: README), 10 x 16
-    # CEM, 2 x 32 particles, 98,304 PPO steps per policy (24 updates); every MJX program still
-    # compiles once.
-    "cpu": Config(ppo=dataclasses.replace(Config.ppo, total_steps=98_304), stride=12,
-                  lm_iterations=36, grad_iterations=50, cem_iterations=10, cem_population=16,
-                  particles=32, posterior_rounds=2),
+    # Sized to finish in < 30 min on 2 idle cores (the defaults' 150 Adam iterations, 20 x 24
+    # CEM, 3 x 48 particles and 163,840 PPO steps per policy did not finish in 37 min on the
+    # loaded machine): 400 one-step windows (stride 2), 10 LM iterations (each 41 forward
+    # passes over the 400 windows; on this recording LM reached the loss at the truth, 4e-11,
+    # in 6: README), 10 x 16 CEM, 2 x 32 particles, 98,304 PPO steps per policy (24 updates);
+    # every MJX program compiles once.
+    "cpu": Config(ppo=dataclasses.replace(Config.ppo, total_steps=98_304), lm_iterations=10,
+                  grad_iterations=50, cem_iterations=10, cem_population=16, particles=32,
+                  posterior_rounds=2),
     "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=64,
                                             total_steps=50_000_000),
                     num_seeds=8, record_episodes=32, grad_iterations=400, cem_iterations=60,
@@ -258,11 +269,14 @@ def calibrate(config: Config, robot, obs, actions, truth_theta):
     out["gradient"]["optimizer"] = config.optimizer
     # EPOpt: the wide DR space updated by the trajectories' likelihood (Gaussian, std
     # noise_std in units of each observation dimension's spread).
+    # The particles' losses in a lax.map of posterior_batch at a time (the whole vmapped batch
+    # wedged XLA:CPU, as CEM's population did: README).
     n = windows.targets.size
-    batched = jax.vmap(loss, in_axes=(0, None))
+    batched = lambda thetas: jax.lax.map(lambda t: loss(t, windows), thetas,
+                                         batch_size=config.posterior_batch)
     prior = dr_space(robot, robot.default_params(), wide_ranges(config), (0, 0))
     log_likelihood = lambda p: (-0.5 * n / config.noise_std ** 2) * batched(
-        jax.vmap(scale.of_params)(p), windows)
+        jax.vmap(scale.of_params)(p))
     start = time.time()
     space, info = jax.block_until_ready(jax.jit(lambda k: posterior_rounds(
         k, prior, log_likelihood, config.particles, config.posterior_rounds))(key))
@@ -406,6 +420,11 @@ def main(args) -> dict:
         calibration[m]["estimate"] = {f: np.exp(np.asarray(fits[m]["theta"][f])).tolist()
                                       for f in FIELDS}
         calibration[m]["loss_history"] = np.asarray(fits[m]["history"].loss).tolist()
+        if fits[m]["history"].damping is not None:  # LM's per-iteration diagnostics
+            calibration[m]["lm_history"] = {  # non-finite (after convergence) -> None: JSON
+                k: [v if np.isfinite(v) else None for v in np.asarray(
+                    getattr(fits[m]["history"], k)).tolist()]
+                for k in ("damping", "ratio", "step_norm", "accepted")}
     post_space = post["space"]
     results = {
         "hidden": {k: np.asarray(v).tolist() for k, v in hidden.items()}

@@ -66,6 +66,7 @@ from metarl_jax.sim2real.deploy import Perturbation, RealWorld
 from metarl_jax.sim2real.fitting import (  # noqa: F401  (re-exported: calibrate's public API)
     FitHistory,
     cem_fit,
+    central_jacobian,
     gradient_fit,
     identifiability,
     least_squares_fit,

@@ -31,11 +31,18 @@ class FitHistory:
     """Per iteration: ``theta`` (leaves ``[N, *field]``, the estimate after the iteration) and
     ``loss [N]`` (at the estimate before the iteration; CEM: at the mean). ``least_squares_fit``
     also returns ``jacobian [M, n]``: the residuals' Jacobian at the returned estimate with
-    respect to its ``n`` active elements (``identifiability``)."""
+    respect to its ``n`` active elements (``identifiability``), and per iteration ``[N]``:
+    ``damping`` (the lambda the step was solved with), ``ratio`` (rho: the loss's actual over
+    its predicted decrease; 1 where the local linear model is exact), ``step_norm`` (|delta|
+    in theta) and ``accepted`` (the step lowered the loss and was taken)."""
 
     theta: Theta
     loss: jax.Array
     jacobian: Optional[jax.Array] = None
+    damping: Optional[jax.Array] = None
+    ratio: Optional[jax.Array] = None
+    step_norm: Optional[jax.Array] = None
+    accepted: Optional[jax.Array] = None
 
 
 def gradient_fit(loss: Callable[[Theta, Windows], jax.Array], num_iterations: int,
@@ -120,7 +127,8 @@ def cem_fit(loss: Callable[[Theta, Windows], jax.Array], num_iterations: int,
 def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iterations: int,
                       mask: Theta | None = None, init_damping: float = 1e-3,
                       step_tolerance: float = 1e-6, jacobian: str = "forward",
-                      fd_step: float = 1e-2, batch_size: Optional[int] = None
+                      fd_step: float = 1e-2, batch_size: Optional[int] = None,
+                      jump_tolerance: Optional[float] = None
                       ) -> Callable[[Theta, Windows], Tuple[Theta, FitHistory]]:
     """A jitted ``fit(theta0, windows) -> (theta, FitHistory)``: Levenberg-Marquardt (Marquardt
     1963; Nielsen's damping update, Madsen, Nielsen & Tingleff 2004, sec. 3.2) on
@@ -135,7 +143,22 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
     all), the rest in a ``lax.map``; no derivative through the simulator, which on MJX is ~30x
     cheaper than its batched jvps on CPU), and the step
     ``(J^T J + lambda diag(J^T J)) delta = -J^T r``, solved through the SVD of the
-    column-normalized ``J`` (no squared condition number in float32). A step that lowers the
+    column-normalized ``J`` (no squared condition number in float32).
+
+    **Jumps.** Residuals of a time-stepped simulation with contacts are piecewise smooth in
+    theta: a parameter change that moves a contact's onset across a time step changes the
+    rollout after it by O(1) however small the change (MuJoCo's contact damping acts from the
+    first penetrating step), so a central difference straddling such an event is the jump over
+    ``2 fd_step`` -- wrong by O(1 / fd_step), and the larger the smaller the step. With
+    ``jump_tolerance`` (central differences only; None, the default: plain central
+    differences), an entry
+    whose one-sided differences ``f = r(z + h e_i) - r(z)`` and ``b = r(z) - r(z - h e_i)``
+    disagree, ``|f - b| > jump_tolerance (|f| + |b|)`` (0 for a smooth residual as h -> 0, 1 for
+    a jump on one side), takes the one of smaller magnitude (the side without the event: the
+    derivative of the smooth piece the estimate is on) instead of ``(f + b) / 2``; same
+    evaluations. (On calibrate_cheetah's 8-step windows it changed nothing: there the Jacobian
+    is wrong because chaos makes late steps rough at every scale, not because of a few jumps;
+    the cure was 1-step windows, README.) A step that lowers the
     loss is taken and ``lambda`` shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (``rho``: actual over
     predicted decrease); otherwise it is rejected and ``lambda`` grows by ``nu`` (doubling on each
     consecutive rejection). Non-finite Jacobian entries (a contact's kink) are zeroed; a
@@ -145,6 +168,8 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
     residuals and the Jacobian once, at the candidate; the returned theta is the last accepted
     one (every accepted step lowers the loss). History: ``loss`` at the estimate before each
     iteration, ``theta`` after it."""
+    if jump_tolerance is not None and not jump_tolerance > 0:
+        raise ValueError(f"jump_tolerance must be > 0 or None, got {jump_tolerance}")
     if num_iterations < 1 or not init_damping > 0 or not step_tolerance >= 0 or not fd_step > 0:
         raise ValueError(f"need num_iterations >= 1, init_damping > 0, step_tolerance >= 0, "
                          f"fd_step > 0, got {num_iterations}, {init_damping}, {step_tolerance}, "
@@ -171,16 +196,12 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
 
         def linearize(z):
             r_of = lambda z: residuals(to_theta(z), windows).reshape(-1)
-            basis = jnp.eye(z.size, dtype=z.dtype)
             if jacobian == "forward":
                 # jacfwd's own form, keeping the (unbatched) primal: residuals once, not twice.
-                r, jac = jax.vmap(lambda v: jax.jvp(r_of, (z,), (v,)), out_axes=(None, 1))(basis)
+                r, jac = jax.vmap(lambda v: jax.jvp(r_of, (z,), (v,)), out_axes=(None, 1))(
+                    jnp.eye(z.size, dtype=z.dtype))
             else:
-                out = jax.lax.map(r_of, jnp.concatenate([z[None], z + fd_step * basis,
-                                                         z - fd_step * basis]),
-                                  batch_size=batch_size or 2 * z.size + 1)
-                r, n = out[0], z.size
-                jac = (out[1:n + 1] - out[n + 1:]).T / (2 * fd_step)
+                r, jac = central_jacobian(r_of, z, fd_step, batch_size, jump_tolerance)
             jac = jnp.where(jnp.isfinite(jac), jac, 0.0)
             cost = jnp.mean(jnp.square(r))
             return r, jac, jnp.where(jnp.isfinite(cost), cost, jnp.inf)
@@ -201,22 +222,53 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
             small = jnp.linalg.norm(delta) <= step_tolerance * (jnp.linalg.norm(z) +
                                                                step_tolerance)
             done = (accept & small) | (lam > 1e10) | (cost_new == 0)
+            diagnostics = (carry[4], rho, jnp.linalg.norm(delta), accept)
             return (pick(z + delta, z), pick(r_new, r), pick(jac_new, jac),
-                    pick(cost_new, cost), lam, nu, done)
+                    pick(cost_new, cost), lam, nu, done), diagnostics
 
         def iteration(carry, _):
             cost, done = carry[3], carry[-1]
-            carry = jax.tree.map(lambda old, new: jnp.where(done, old, new), carry, step(carry))
-            return carry, (to_theta(carry[0]), cost)
+            new, (lam, rho, norm, accept) = step(carry)
+            carry = jax.tree.map(lambda old, new: jnp.where(done, old, new), carry, new)
+            nan = jnp.float32(jnp.nan)  # after convergence: nothing was solved
+            return carry, (to_theta(carry[0]), cost, jnp.where(done, nan, lam),
+                           jnp.where(done, nan, rho), jnp.where(done, 0.0, norm),
+                           accept & ~done)
 
         z0 = flat0[active]
         r, jac, cost = linearize(z0)
         init = (z0, r, jac, cost, jnp.float32(init_damping), jnp.float32(2.0),
                 jnp.asarray(False))
-        final, (thetas, values) = jax.lax.scan(iteration, init, None, length=num_iterations)
-        return to_theta(final[0]), FitHistory(theta=thetas, loss=values, jacobian=final[2])
+        final, (thetas, values, lams, rhos, norms, accepted) = jax.lax.scan(
+            iteration, init, None, length=num_iterations)
+        return to_theta(final[0]), FitHistory(theta=thetas, loss=values, jacobian=final[2],
+                                              damping=lams, ratio=rhos, step_norm=norms,
+                                              accepted=accepted)
 
     return jax.jit(fit)
+
+
+def central_jacobian(fun: Callable[[jax.Array], jax.Array], z: jax.Array, step: float,
+                     batch_size: Optional[int] = None, jump_tolerance: Optional[float] = None
+                     ) -> Tuple[jax.Array, jax.Array]:
+    """``(fun(z) [M], J [M, n])``: central differences of ``fun: [n] -> [M]`` at ``z [n]``,
+    ``2 n + 1`` evaluations in a ``lax.map`` (``batch_size`` vmapped at a time; None: all).
+    ``jump_tolerance``: an entry whose one-sided differences ``f = fun(z + step e_i) - fun(z)``
+    and ``b = fun(z) - fun(z - step e_i)`` disagree, ``|f - b| > jump_tolerance (|f| + |b|)``,
+    takes the smaller of the two over ``step`` (a jump on the other side; None: always
+    ``(f + b) / (2 step)``; ``least_squares_fit``'s docstring)."""
+    n = z.size
+    basis = jnp.eye(n, dtype=z.dtype)
+    out = jax.lax.map(fun, jnp.concatenate([z[None], z + step * basis, z - step * basis]),
+                      batch_size=batch_size or 2 * n + 1)
+    r = out[0]
+    ahead, behind = out[1:n + 1] - r, r - out[n + 1:]  # [n, M] one-sided differences
+    diff = 0.5 * (ahead + behind)
+    if jump_tolerance is not None:
+        jump = jnp.abs(ahead - behind) > jump_tolerance * (jnp.abs(ahead) + jnp.abs(behind))
+        smaller = jnp.where(jnp.abs(ahead) <= jnp.abs(behind), ahead, behind)
+        diff = jnp.where(jump, smaller, diff)
+    return r, diff.T / step
 
 
 def identifiability(jacobian: np.ndarray, names: Sequence[str], top: int = 4) -> dict:
