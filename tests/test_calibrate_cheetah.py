@@ -66,6 +66,7 @@ def test_quick_preset_writes_the_contract(quick_run):
     ("horizon=500", "horizon"),
     ("hidden_delay=5", "hidden_delay"),
     ("hidden_mass=0,1", "hidden_mass"),
+    ("posterior_batch=99", "posterior_batch"),
 ])
 def test_bad_config_exits_2(tmp_path, override, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
