@@ -29,8 +29,10 @@ Writes ``summary.json``: per family (``results`` for near, ``results.far_goals``
 trial over the family's tasks: mean, 95% CI over seeds and per-seed values), ``trial_mean``
 (mean over the trial's episodes, the primary measure), ``gain`` (last minus first episode),
 ``comparisons`` (verdict "better"/"worse" only when the CIs are apart, else "tie") and
-``paired_acquired_minus_scratch`` (per-seed (a) - (b)); ``results.scratch_lr`` (the tuning
-table and the pick); ``results.diayn``. Also ``per_episode.png``, ``curves.png``,
+``paired_acquired_minus_scratch`` (per-seed (a) - (b)); ``results.scratch_lr.goals`` /
+``.acquired`` ((b)'s lr tuning on training goals / on the acquired training tasks, which the
+training-task rows use: mean episode return per candidate, None where it diverged, the pick);
+``results.diayn``. Also ``per_episode.png``, ``curves.png``,
 ``metrics.jsonl``, ``config.json``, ``checkpoints/``.
 """
 
