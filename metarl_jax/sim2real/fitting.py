@@ -156,9 +156,9 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
     disagree, ``|f - b| > jump_tolerance (|f| + |b|)`` (0 for a smooth residual as h -> 0, 1 for
     a jump on one side), takes the one of smaller magnitude (the side without the event: the
     derivative of the smooth piece the estimate is on) instead of ``(f + b) / 2``; same
-    evaluations. (On calibrate_cheetah's 8-step windows it changed nothing: there the Jacobian
-    is wrong because chaos makes late steps rough at every scale, not because of a few jumps;
-    the cure was 1-step windows, README.) A step that lowers the
+    evaluations. (On calibrate_cheetah's 8-step windows it did not help: there the Jacobian is
+    wrong because chaos makes late steps rough at every scale, not because of a few jumps; the
+    cure was 1-step windows, README.) A step that lowers the
     loss is taken and ``lambda`` shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (``rho``: actual over
     predicted decrease); otherwise it is rejected and ``lambda`` grows by ``nu`` (doubling on each
     consecutive rejection). Non-finite Jacobian entries (a contact's kink) are zeroed; a
