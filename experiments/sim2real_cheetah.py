@@ -12,7 +12,8 @@ redrawn every episode inside the compiled program -- export both deterministic p
 portable files (``.npz`` + JSON, numpy forward pass), then run those files in "the real world":
 gymnasium's MuJoCo-C environment (another engine, float64, full solver) under a one-at-a-time
 grid of perturbations (body mass, friction, actuator strength, action latency, sensor noise) that
-reaches beyond the training ranges.
+reaches beyond the training ranges. ``privileged_critic=True``: an asymmetric actor-critic whose
+critic also sees the episode's physics, latency and noise level (the exported actor does not).
 
 Presets: ``quick`` (tests, ~1 min), ``cpu`` (1.02M steps per policy, one seed), ``cpu_seeds``
 (the cpu preset over 3 vmapped seeds; README for wall times and results), ``accel`` (2048
@@ -40,6 +41,7 @@ import numpy as np
 import envs
 from metarl_jax.algos.learner import select_seed
 from metarl_jax.algos.ppo import PPO, PPOConfig
+from metarl_jax.core.context_wrappers import ParamObservation
 from metarl_jax.core.wrappers import ActionDelay, ObservationNoise
 from metarl_jax.io import plots
 from metarl_jax.io.cli import supports_devices
@@ -77,6 +79,10 @@ class Config:
     # factor per body (mass), per dof (damping) and per actuator (strength), drawn independently;
     # False: one factor per quantity for the whole robot -- the form of the real-world grid's axes.
     per_element_physics: bool = False
+    # Asymmetric actor-critic (both phases): the critic also sees the episode's physics, latency
+    # and noise level (``ParamObservation``, each DR range mapped to [-1, 1]); the actor, and so
+    # the exported policy, sees only the robot's observation. Needs whole-robot factors.
+    privileged_critic: bool = False
     mass_scale: Tuple[float, float] = (0.6, 1.5)
     friction_scale: Tuple[float, float] = (0.4, 1.5)
     damping_scale: Tuple[float, float] = (0.7, 1.3)
@@ -106,6 +112,9 @@ class Config:
                 raise ValueError(f"{name} must be a range 0 <= low <= high, got {low},{high}")
         for name in ("eval_mass_scales", "eval_friction_scales", "eval_strength_scales"):
             check_grid_axis(name, getattr(self, name), "scale")
+        if self.privileged_critic and self.per_element_physics:
+            raise ValueError("privileged_critic needs per_element_physics=False (one factor per "
+                             "quantity: the critic's inputs are those scalars)")
         if self.delay_steps[1] > self.max_delay:
             raise ValueError(f"delay_steps must be <= max_delay={self.max_delay}")
         # The real engine's latency buffer is sized per cell: no max_delay bound here.
@@ -155,6 +164,26 @@ def nominal_params(config: Config, env):
                            damping_scale=jax.numpy.asarray(one), gear_scale=jax.numpy.asarray(one))
 
 
+PRIVILEGED_RANGES = (("body_mass_scale", "mass_scale"), ("friction_scale", "friction_scale"),
+                     ("damping_scale", "damping_scale"), ("gear_scale", "strength_scale"),
+                     ("action_delay", "delay_steps"), ("obs_noise_std", "obs_noise_std"))
+
+
+def critic_view(config: Config, env):
+    """``env`` with the privileged critic's inputs appended to its observation (module doc):
+    every randomized Params field (``PRIVILEGED_RANGES``: the field and its DR range in
+    ``config``; fixed ones are left out), normalized to [-1, 1] over its training range. The
+    env itself when ``privileged_critic`` is off."""
+    if not config.privileged_critic:
+        return env
+    ranges = [(field, getattr(config, name)) for field, name in PRIVILEGED_RANGES
+              if getattr(config, name)[0] < getattr(config, name)[1]]
+    if not ranges:
+        raise ValueError("privileged_critic needs at least one randomized range")
+    return ParamObservation(env, [f for f, _ in ranges], [float(r[0]) for _, r in ranges],
+                            [float(r[1]) for _, r in ranges])
+
+
 def real_grid(config: Config):
     return sweep_grid({"mass_scale": config.eval_mass_scales,
                        "friction_scale": config.eval_friction_scales,
@@ -168,13 +197,15 @@ def policies(config: Config, robot=None):
     args)}``. ``main`` trains exactly these; ``metarl_jax.load_run`` restores them. ``robot``:
     the MJX env, if already built."""
     robot = robot or make_robot(config)
-    env = ObservationNoise(ActionDelay(robot, config.max_delay))
+    env = critic_view(config, ObservationNoise(ActionDelay(robot, config.max_delay)))
     nominal = nominal_params(config, env)
     # Nominal = the same space with every range collapsed to the nominal point: one program.
     point = dataclasses.replace(config, mass_scale=(1.0, 1.0), friction_scale=(1.0, 1.0),
                                 damping_scale=(1.0, 1.0), strength_scale=(1.0, 1.0),
                                 delay_steps=(0, 0), obs_noise_std=(0.0, 0.0))
-    ppo = PPO(env)
+    # The actor reads the robot's observation (the first entries); with privileged_critic the
+    # critic also reads the physics appended after it.
+    ppo = PPO(env, actor_obs_size=robot.observation_size if config.privileged_critic else None)
     return {"nominal": (ppo, config.ppo, (training_space(point, nominal),)),
             "dr": (ppo, config.ppo, (training_space(config, nominal),))}
 

@@ -15,6 +15,7 @@ import pytest
 from envs.half_cheetah import HalfCheetah
 from metarl_jax.algos.ppo import PPO, PPOConfig
 from metarl_jax.core import normalization
+from metarl_jax.core.context_wrappers import ParamObservation
 from metarl_jax.sim2real import PolicyFormatError, export_ppo, load_policy
 from metarl_jax.sim2real.deploy import Perturbation, RealWorld, summarize_real, sweep_grid
 from metarl_jax.sim2real.report import plot_sweeps, sweep_curves
@@ -59,6 +60,40 @@ def test_numpy_policy_matches_the_jax_policy(trained_like):
     assert spec["observation"]["layout"] == [{"name": "qpos", "size": 8},
                                              {"name": "qvel", "size": 9}]
     assert spec["format_version"] == 1 and spec["metadata"]["env"] == "HalfCheetah"
+
+
+def test_asymmetric_critic_export_keeps_the_actor_and_its_normalizer_slice(tmp_path):
+    """``PPO(env, actor_obs_size=k)``: the actor reads obs[:k], the critic all of it; the file
+    is the actor alone and acts on the robot's k entries as make_policy does on the whole obs."""
+    env = ParamObservation(HalfCheetah(), ("body_mass_scale", "friction_scale"), (0.5, 0.4),
+                           (1.5, 1.5))
+    with pytest.raises(ValueError, match="actor_obs_size"):
+        PPO(env, actor_obs_size=env.observation_size + 1)
+    ppo = PPO(env, actor_obs_size=17)
+    params = ppo.network(CONFIG).init(jax.random.PRNGKey(0), jnp.zeros((1, 19)))
+    assert params["params"]["actor"]["Dense_0"]["kernel"].shape == (17, 32)
+    assert params["params"]["critic"]["Dense_0"]["kernel"].shape == (19, 32)
+    rng = np.random.default_rng(0)
+    stats = normalization.RunningStats(mean=jnp.asarray(rng.normal(size=19), jnp.float32),
+                                       var=jnp.asarray(rng.uniform(0.1, 4.0, 19), jnp.float32),
+                                       count=jnp.float32(100.0))
+    state = SimpleNamespace(params=params, obs_stats=stats)
+    export_ppo(tmp_path / "asym", state, CONFIG, env.action_space,
+               obs_layout=HalfCheetah().observation_structure)
+    policy = load_policy(tmp_path / "asym")
+    obs = rng.normal(0, 3, size=(64, 19)).astype(np.float32)
+    act = ppo.make_policy(state, CONFIG, deterministic=True)
+    expected = np.clip(np.asarray(act(None, jnp.asarray(obs))), -1, 1)
+    np.testing.assert_allclose(policy(obs[:, :17]), expected, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(policy.arrays["obs_mean"], np.asarray(stats.mean)[:17])
+    # The privileged entries move the value, never the action.
+    other = obs.copy()
+    other[:, 17:] += 5.0
+    np.testing.assert_array_equal(np.asarray(act(None, jnp.asarray(other))),
+                                  np.asarray(act(None, jnp.asarray(obs))))
+    norm = lambda o: normalization.normalize(stats, jnp.asarray(o))  # noqa: E731
+    net = ppo.network(CONFIG)
+    assert not np.allclose(net.apply(params, norm(other))[1], net.apply(params, norm(obs))[1])
 
 
 def test_loader_runs_without_importing_jax(trained_like):

@@ -71,6 +71,7 @@ def test_the_reported_nominal_cell_is_what_the_policy_file_does_in_mujoco_c(quic
     (["env=walker"], "env must be one of halfcheetah, hopper"),
     (["mass_scale=1.5,0.5"], "0 <= low <= high"),
     (["delay_steps=0,3"], "must be <= max_delay=2"),
+    (["privileged_critic=true", "per_element_physics=true"], "privileged_critic needs"),
     (["eval_mass_scales=0,1"], "eval_mass_scales are scales of a physical quantity and must be "
                                "> 0, got [0.0, 1.0]"),
 ])
@@ -105,6 +106,32 @@ def test_hopper_variant_wires_the_hopper_robot_into_export_and_the_real_engine(t
     jax_action = ppo.make_policy(state, ppo_config, deterministic=True)(
         jax.random.PRNGKey(1), jax.numpy.asarray(obs))
     np.testing.assert_allclose(policy(obs), np.asarray(jax_action), rtol=1e-5, atol=1e-6)
+
+
+def test_privileged_critic_sees_the_episode_physics_and_the_exported_actor_does_not(tmp_path):
+    """``privileged_critic=True``: both phases share one env whose observation ends with the
+    episode's 6 randomized factors in [-1, 1] (critic only); the exported actor takes the
+    robot's 17 entries and acts as the JAX policy does on the whole observation."""
+    config = exp.Config(**{**exp.PRESETS["quick"].__dict__, "privileged_critic": True})
+    robot = exp.make_robot(config)
+    trained = exp.policies(config, robot)
+    ppo, ppo_config, (space,) = trained["dr"]
+    assert trained["nominal"][0] is ppo and ppo.actor_obs_size == 17
+    assert ppo.env.observation_size == 17 + 6
+    state = ppo.init(jax.random.PRNGKey(0), ppo_config, space)
+    privileged = np.asarray(state.obs)[:, 17:]  # [N, 6]: mass, friction, damping, gear, delay, noise
+    assert np.all(np.abs(privileged) <= 1.0) and np.all(privileged.std(0) > 0.05)
+    drawn = state.env_state.inner.params  # EpisodeStats(AutoReset(...)): the episodes' params
+    np.testing.assert_allclose(privileged[:, 0], 2 * (np.asarray(drawn.body_mass_scale) - 0.6)
+                               / 0.9 - 1, atol=1e-5)
+    export_ppo(tmp_path / "dr", state, ppo_config, robot.action_space,
+               obs_layout=robot.observation_structure)
+    policy = load_policy(tmp_path / "dr")
+    assert policy.obs_size == 17
+    obs = np.asarray(state.obs)
+    jax_action = ppo.make_policy(state, ppo_config, deterministic=True)(None, jax.numpy.asarray(obs))
+    np.testing.assert_allclose(policy(obs[:, :17]), np.clip(np.asarray(jax_action), -1, 1),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_seed_comparison_gives_over_seed_cis_paired_differences_and_verdicts():

@@ -129,14 +129,24 @@ class PPO(Learner):
         resample_every: draw new params every N steps (``None``: once per episode).
         robust: an optional ``RobustHook`` (EPOpt, MRPO, ADR, ...): per-episode loss weights and
             updates of the randomization distribution, computed from each rollout.
+        actor_obs_size: ``None``, or ``k``: an asymmetric actor-critic whose actor reads only the
+            first ``k`` observation entries and whose critic reads them all (privileged entries
+            at the end, e.g. ``ParamObservation``'s physics). Policies (``act``,
+            ``make_policy``) still take the env's whole observation; ``export_ppo`` writes an
+            actor that takes the first ``k``.
     """
 
     def __init__(self, env: Env, resample_every: int | None = None,
-                 robust: robust_lib.RobustHook | None = None):
+                 robust: robust_lib.RobustHook | None = None,
+                 actor_obs_size: int | None = None):
         if robust is not None:  # resample_every must be None; num_steps is checked at init
             robust_lib.check_alignment(env, env.max_steps, resample_every)
+        if actor_obs_size is not None and not 1 <= actor_obs_size <= env.observation_size:
+            raise ValueError(f"actor_obs_size must be in [1, {env.observation_size}] (the env's "
+                             f"observation size), got {actor_obs_size}")
         self.env = env
         self.robust = robust
+        self.actor_obs_size = actor_obs_size
         self.train_env = EpisodeStats(AutoReset(env, resample_every))
         self.discrete = is_discrete(env.action_space)
         super().__init__()
@@ -144,7 +154,8 @@ class PPO(Learner):
     # ----------------------------------------------------------------------------- networks
     def network(self, config: PPOConfig) -> ActorCritic:
         return ActorCritic(self.env.action_size, self.discrete, tuple(config.hidden_sizes),
-                           0.0)  # init_log_std is set by init (a traced config leaf)
+                           0.0,  # init_log_std is set by init (a traced config leaf)
+                           actor_obs_size=self.actor_obs_size)
 
     def _normalize(self, config, stats, obs):
         return normalization.normalize(stats, obs) if config.normalize_obs else obs

@@ -111,16 +111,22 @@ def export_ppo(path, state, config, action_space,
     ``PPOConfig`` (hidden sizes, whether observations are normalized) and the env's continuous
     ``action_space`` (a ``Box``; its bounds become the clip). The file's forward pass is
     ``ppo.make_policy(state, config, deterministic=True)``'s. The normalizer constants (clip 10,
-    eps 1e-8) are those of ``metarl_jax.core.normalization.normalize``."""
+    eps 1e-8) are those of ``metarl_jax.core.normalization.normalize``.
+
+    An asymmetric actor-critic (``PPO(..., actor_obs_size=k)``) exports its actor alone: the
+    file takes the first ``k`` observation entries (the actor's first kernel has ``k`` rows) and
+    keeps the normalizer statistics of those entries; the critic's privileged entries are not
+    needed on the robot."""
     params, obs_stats = state.params, state.obs_stats
     actor = params["params"]["actor"]
     layers = [(actor[f"Dense_{i}"]["kernel"], actor[f"Dense_{i}"]["bias"])
               for i in range(len(config.hidden_sizes) + 1)]
+    actor_obs_size = int(np.shape(layers[0][0])[0])
     normalize = bool(config.normalize_obs)
     return export_policy(
         path, layers, action_low=action_space.low, action_high=action_space.high,
-        obs_mean=obs_stats.mean if normalize else None,
-        obs_var=obs_stats.var if normalize else None,
+        obs_mean=np.asarray(obs_stats.mean)[:actor_obs_size] if normalize else None,
+        obs_var=np.asarray(obs_stats.var)[:actor_obs_size] if normalize else None,
         activation="tanh", obs_clip=10.0, obs_eps=1e-8, obs_layout=obs_layout, metadata=metadata)
 
 
