@@ -119,7 +119,8 @@ def test_privileged_critic_sees_the_episode_physics_and_the_exported_actor_does_
     assert trained["nominal"][0] is ppo and ppo.actor_obs_size == 17
     assert ppo.env.observation_size == 17 + 6
     state = ppo.init(jax.random.PRNGKey(0), ppo_config, space)
-    privileged = np.asarray(state.obs)[:, 17:]  # [N, 6]: mass, friction, damping, gear, delay, noise
+    # [N, 6]: mass, friction, damping, gear, delay, noise
+    privileged = np.asarray(state.obs)[:, 17:]
     assert np.all(np.abs(privileged) <= 1.0) and np.all(privileged.std(0) > 0.05)
     drawn = state.env_state.inner.params  # EpisodeStats(AutoReset(...)): the episodes' params
     np.testing.assert_allclose(privileged[:, 0], 2 * (np.asarray(drawn.body_mass_scale) - 0.6)
@@ -129,7 +130,8 @@ def test_privileged_critic_sees_the_episode_physics_and_the_exported_actor_does_
     policy = load_policy(tmp_path / "dr")
     assert policy.obs_size == 17
     obs = np.asarray(state.obs)
-    jax_action = ppo.make_policy(state, ppo_config, deterministic=True)(None, jax.numpy.asarray(obs))
+    act = ppo.make_policy(state, ppo_config, deterministic=True)
+    jax_action = act(None, jax.numpy.asarray(obs))
     np.testing.assert_allclose(policy(obs[:, :17]), np.clip(np.asarray(jax_action), -1, 1),
                                rtol=1e-5, atol=1e-5)
 
