@@ -32,7 +32,7 @@ bench: install
 	$(PY) -m benchmarks.run --preset quick
 
 lint: install
-	$(PY) -m ruff check metarl_jax envs experiments benchmarks tests
+	$(PY) -m ruff check metarl_jax envs experiments benchmarks tests notebooks
 
 clean:
 	rm -rf $(VENV) .jax_cache .pytest_cache *.egg-info
