@@ -16,7 +16,8 @@ reaches beyond the training ranges. ``privileged_critic=True``: an asymmetric ac
 critic also sees the episode's physics, latency and noise level (the exported actor does not).
 
 Presets: ``quick`` (tests, ~1 min), ``cpu`` (1.02M steps per policy, one seed), ``cpu_seeds``
-(the cpu preset over 3 vmapped seeds; README for wall times and results), ``accel`` (2048
+(5 vmapped seeds, 2.048M steps per policy per seed: issue #18's comparison, ~97 min on 2 cores;
+README for results), ``accel`` (2048
 envs, 4 seeds, 100M steps per policy, for a GPU; not run yet).
 
 Writes to the run folder: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.nominal``
@@ -130,9 +131,10 @@ PRESETS = {
                     eval_friction_scales=(0.25,), eval_strength_scales=(0.5,), eval_delays=(2,),
                     eval_noise_stds=(0.1,), eval_episodes=1, sim_eval_episodes=1),
     "cpu": Config(),
-    # The cpu preset over 3 seeds vmapped in one program (issue #18): 40.7 min measured on the
-    # 2-core CPU shared with other runs (load 5.7-11).
-    "cpu_seeds": Config(num_seeds=3),
+    # Issue #18's comparison: 5 seeds vmapped in one program, each phase 2.048M env steps per seed
+    # (twice the cpu preset: DR was still learning at 1.024M). 97.3 min wall (wall_time_s 5836)
+    # on the 2-core EPYC, load ~1.5-4.5 (pre-registered run of 2026-12-03, README).
+    "cpu_seeds": Config(ppo=dataclasses.replace(Config.ppo, total_steps=2_048_000), num_seeds=5),
     "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=64,
                                             num_minibatches=32, total_steps=100_000_000),
                     num_seeds=4, updates_per_chunk=20, eval_episodes=8, sim_eval_episodes=16),
