@@ -170,20 +170,15 @@ def meta_train(run_dir, config: Config, rl2: RL2, spaces, seed: int):
     return states
 
 
-_EVALUATORS: dict = {}
-
-
 def rl2_returns(config: Config, rl2: RL2, states, tasks, key) -> dict:
     """``{method: returns[S, M, E]}`` for the RL^2 methods: one sampled trial per task of
     ``tasks[S, M]`` (``eval_trials`` repeats folded into ``M`` by the caller), seed ``s`` with
     key ``fold_in(key, s)``, the same keys for every method."""
     keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(config.skills.num_seeds))
-    cache_key = (id(rl2), id(config))  # one program for every family of the same shapes
-    if cache_key not in _EVALUATORS:
-        _EVALUATORS.clear()
-        _EVALUATORS[cache_key] = jax.jit(jax.vmap(
-            lambda p, t, k: rl2.evaluate(p, config.rl2, t, k)["episode_returns"]))
-    program = _EVALUATORS[cache_key]
+    # ``main`` calls this once with every goal family concatenated, and the three methods share
+    # the program: one compile per run.
+    program = jax.jit(jax.vmap(lambda p, t, k: rl2.evaluate(p, config.rl2, t, k)
+                               ["episode_returns"]))
     return {m: np.asarray(program(states[m].params, tasks, keys))
             for m in ("acquired", "true_goals", "untrained")}
 
