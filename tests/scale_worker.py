@@ -38,12 +38,6 @@ from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.scale import ShardedMAMLRL, ShardedPPO, ShardedRL2, ShardedSAC, data_mesh
 from metarl_jax.stats import mean_ci95
 
-# XLA flags of the test subprocesses: LLVM's optimizations off. Programs here run a few tiny
-# updates, so compiling is nearly all their cost, and unoptimized codegen compiles about twice as
-# fast (MAML-RL's chunk 37 -> 14 s, RL²'s 30 -> 18 s on the loaded 2-core CPU). Every side of
-# a comparison is compiled with the same flags, so what is compared -- one device against four,
-# a run against its resumed copy -- does not change.
-FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 CONFIG = PPOConfig(num_envs=8, num_steps=16, total_steps=8 * 16 * 4, num_epochs=2,
                    num_minibatches=4, hidden_sizes=(16,))
 # dr_pendulum's quick preset at the sizes of CONFIG: 4 updates in chunks of 2 per phase.

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from metarl_jax.io.config import ConfigError
-from tests.scale_worker import FAST_COMPILE_FLAGS
+from metarl_jax.xla_flags import with_defaults
+from tests.conftest import FAST_COMPILE_FLAGS
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +36,9 @@ def two_processes(tmp_path_factory):
     import jax  # conftest has set the suite's persistent compilation cache; the workers share it
 
     root = tmp_path_factory.mktemp("distributed")
-    flags = " ".join([f for f in os.environ.get("XLA_FLAGS", "").split()
-                      if "force_host_platform_device_count" not in f] + [FAST_COMPILE_FLAGS])
+    flags = with_defaults(" ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                                   if "force_host_platform_device_count" not in f),
+                          FAST_COMPILE_FLAGS)
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_PYTHON_CLIENT_PREALLOCATE="false",
                XLA_FLAGS=flags, JAX_COMPILATION_CACHE_DIR=str(jax.config.jax_compilation_cache_dir),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
@@ -170,13 +172,16 @@ def test_spec_from_flags_and_environment():
         process_slice(6, 0, 4)
 
 
-def test_gpu_settings_only_change_gpu_runs():
-    from tests.conftest import gpu_platform, gpu_test_settings
+def test_suite_settings_fast_compiles_on_cpu_and_exact_numerics_on_gpu():
+    from tests.conftest import gpu_platform, suite_settings
 
-    env, config = gpu_test_settings({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
-                                    gpu=False)
-    assert env == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"} and config == {}
-    env, config = gpu_test_settings({"XLA_FLAGS": "--a=1"}, gpu=True)
+    env, config = suite_settings({"XLA_FLAGS": "--xla_force_host_platform_device_count=4 "
+                                               "--xla_backend_optimization_level=2"}, gpu=False)
+    assert env == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                   "XLA_FLAGS": "--xla_force_host_platform_device_count=4 "
+                                "--xla_backend_optimization_level=2 "
+                                "--xla_llvm_disable_expensive_passes=true"} and config == {}
+    env, config = suite_settings({"XLA_FLAGS": "--a=1"}, gpu=True)
     assert env["XLA_FLAGS"] == "--a=1 --xla_gpu_deterministic_ops=true"
     assert env["JAX_DEFAULT_MATMUL_PRECISION"] == "highest"
     assert config == {"jax_default_matmul_precision": "highest"}

@@ -38,7 +38,7 @@ def test_import_envs_does_not_import_mujoco_and_make_builds_every_mjx_env():
             "env = envs.make('HalfCheetahVel', max_steps=7); "
             "print(type(env).__name__, env.max_steps, 'mujoco' in sys.modules)")
     # A clean environment, but on a GPU the MJX model must not preallocate 75% of its memory
-    # beside the test workers' (conftest.gpu_test_settings).
+    # beside the test workers' (conftest.suite_settings).
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
                               "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})

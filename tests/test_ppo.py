@@ -118,13 +118,19 @@ def test_ppo_learns_cartpole_discrete():
 
 @pytest.mark.slow
 def test_ppo_learns_pendulum_continuous():
+    """Five seeds, one vmapped program: one seed's outcome is bimodal (a seed either swings up,
+    about -170, or settles in a no-swing-up optimum near -600) and which one it lands in changes
+    with XLA's float rounding (codegen flags, CPU), so the claim is about the seeds' mean."""
     env = Pendulum()
+    ppo = PPO(env)
     config = PPOConfig(num_envs=64, num_steps=200, total_steps=64 * 200 * 30, num_epochs=10,
                        num_minibatches=16, learning_rate=1e-3, reward_scale=0.1).validate()
-    _, metrics = PPO(env).train(jax.random.PRNGKey(0), config, fixed_space(env.default_params()))
-    returns = np.asarray(metrics["episode_return"])
+    keys = jax.random.split(jax.random.PRNGKey(0), 5)
+    states = ppo.init_seeds(keys, config, fixed_space(env.default_params()))
+    _, metrics = ppo.train_chunk_seeds(states, config, num_updates=30)
+    returns = np.asarray(metrics["episode_return"])  # [seeds, updates]
     # Random torques score about -1200; a swing-up policy about -150 to -250.
-    assert returns[1] < -700 and returns[-1] > -400, returns
+    assert (returns[:, 1] < -700).all() and returns[:, -1].mean() > -400, returns
 
 
 def test_init_refuses_a_delay_range_beyond_the_wrappers_buffer():

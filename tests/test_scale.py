@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.scale_worker import FAST_COMPILE_FLAGS
+from metarl_jax.xla_flags import with_defaults
+from tests.conftest import FAST_COMPILE_FLAGS
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +32,9 @@ def sharded_run(tmp_path_factory):
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_PYTHON_CLIENT_PREALLOCATE="false",
                JAX_COMPILATION_CACHE_DIR=str(jax.config.jax_compilation_cache_dir),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
-               XLA_FLAGS=" ".join([os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_FLAGS,
-                                   "--xla_force_host_platform_device_count=4"]).strip())
+               XLA_FLAGS=with_defaults(os.environ.get("XLA_FLAGS", ""),
+                                       (*FAST_COMPILE_FLAGS,
+                                        "--xla_force_host_platform_device_count=4")))
     root = tmp_path_factory.mktemp("scale")
     proc = subprocess.run([sys.executable, "-m", "tests.scale_worker", str(root)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
