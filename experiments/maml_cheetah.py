@@ -1,4 +1,5 @@
-"""MAML-TRPO on MJX HalfCheetah velocity / direction tasks vs a pretrained policy (Finn 2017).
+"""MAML-RL (ProMP / TRPO outer step) on MJX HalfCheetah velocity / direction tasks vs a pretrained
+policy (Finn 2017; Rothfuss 2019).
 
     python -m experiments.maml_cheetah --preset quick|cpu|accel [--task vel|dir] [--seed N]
                                        [--out DIR] [field=value ...]
@@ -8,17 +9,19 @@
 Story (MAML paper, sec. 5.3): the cheetah must run at a target velocity ``~ U[0, 2]`` m/s
 (``--task vel``: reward ``-|v_x - v*| - 0.05 |a|^2``) or in a direction ``+-1`` (``--task dir``:
 ``direction * v_x - 0.05 |a|^2``), a task drawn per meta-batch entry and hidden from the policy.
-``maml``: MAML-TRPO (one inner policy-gradient step from ``episodes_per_task`` episodes, trust
-region on the post-adaptation KL), the whole meta-iteration -- MJX rollouts of every task, the
-inner step, post-adaptation rollouts, conjugate gradient and line search -- one compiled program.
-``pretrained``: the same network trained by TRPO on all tasks at once (zero inner steps), adapted
-at test time with MAML's inner step. Both are evaluated on ``eval_tasks`` held-out tasks after
-0..``eval_steps`` inner steps.
+``maml``: MAML-RL (one inner policy-gradient step from ``episodes_per_task`` episodes; outer step
+``maml.outer``: ``promp``, ProMP's clipped post-adaptation surrogate with the LVC inner
+estimator, or ``trpo``, the MAML paper's trust region on the post-adaptation KL), the whole
+meta-iteration -- MJX rollouts of every task, the inner step, post-adaptation rollouts, the outer
+step -- one compiled program. ``pretrained``: the same network trained by the same outer
+optimizer on all tasks at once (zero inner steps), adapted at test time with MAML's inner step.
+Both are evaluated on ``eval_tasks`` held-out tasks after 0..``eval_steps`` inner steps.
 
-Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps), ``cpu`` (8 tasks x
-8 episodes x 100-step episodes, 32x32 policy, 150 meta-iterations; about 15-20 minutes on a
-2-core CPU; far smaller than the paper's, so expect a small adaptation gain), ``accel``
-(the paper's scale: 40 tasks x 20 episodes x 200 steps, 2x100 ReLU policy, 500 iterations).
+Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps, ProMP), ``cpu`` (8
+tasks x 8 episodes x 100-step episodes, 32x32 policy, ProMP + LVC, 300 meta-iterations per
+method; about 45 minutes on a 2-core CPU; at this size MAML-TRPO shows no adaptation gain, ProMP
+does: see the README), ``accel`` (the MAML paper: MAML-TRPO, 40 tasks x 20 episodes x 200
+steps, 2x100 ReLU policy, 500 iterations).
 
 Writes: ``summary.json`` (``results.returns_by_steps.<method>``: mean return per episode after
 0..S inner steps; ``results.returns_ci95``; ``results.velocity_by_steps`` (vel: mean |v_x - v*|
@@ -38,6 +41,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from metarl_jax import stats
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
 from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
@@ -97,14 +101,19 @@ def _sized(config: MAMLRLConfig, **changes) -> MAMLRLConfig:
 
 
 _TINY = dict(meta_batch_size=4, episodes_per_task=2, cg_iters=3, max_backtracks=5)
+# ProMP's outer step (Rothfuss 2019) with its LVC inner estimator, for both methods: at the cpu
+# size MAML-TRPO's meta-policy shows no gain from its inner step, ProMP's does (README, #19).
+_PROMP = dict(outer="promp", estimator="lvc")
 _PAPER = dict(meta_batch_size=40, episodes_per_task=20, hidden_sizes=(100, 100),
               activation="relu")
 PRESETS = {
-    "quick": Config(maml=_sized(Config.maml, **_TINY), pretrained=_sized(Config.pretrained,
-                                                                         **_TINY),
+    "quick": Config(maml=_sized(Config.maml, **_TINY, **_PROMP),
+                    pretrained=_sized(Config.pretrained, **_TINY, **_PROMP),
                     episode_steps=20, maml_iterations=2, pretrained_iterations=2,
                     updates_per_chunk=1, eval_tasks=4, eval_steps=1),
-    "cpu": Config(),
+    "cpu": Config(maml=_sized(Config.maml, **_PROMP), pretrained=_sized(Config.pretrained,
+                                                                        **_PROMP),
+                  maml_iterations=300, pretrained_iterations=300),
     "accel": Config(maml=_sized(Config.maml, **_PAPER), pretrained=_sized(Config.pretrained,
                                                                           **_PAPER),
                     episode_steps=200, maml_iterations=500, pretrained_iterations=500,
@@ -168,17 +177,34 @@ def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key):
     pre/post returns); ``obs[method]``: ``[G, S+1, T, N, obs_size]`` observed trajectories."""
     eval_key = jax.random.fold_in(base_key, 10_000)
     tasks = space.sample(jax.random.fold_in(eval_key, 0), (config.eval_tasks,))
-    by_steps, ci95, final, observed = {}, {}, {}, {}
+    by_steps, ci95, final, observed, per_task = {}, {}, {}, {}, {}
     for method in METHODS:
         returns, obs = learner.evaluate(states[method].meta, eval_config(config, method), tasks,
                                         jax.random.fold_in(eval_key, 1), config.eval_steps)
         by_steps[method], ci95[method] = returns_by_steps(returns)  # returns: [G, S+1]
+        per_task[method] = np.asarray(returns, np.float64)
         observed[method] = np.asarray(obs)
         last = phase_metrics(run_dir, method)[-1]
         final[method] = {"return_pre": last["return_pre"], "return_post": last["return_post"]}
     results = {"task": config.task, "returns_by_steps": by_steps, "returns_ci95": ci95,
-               "final_train": final}
+               "returns_per_task": {m: r.tolist() for m, r in per_task.items()},
+               "paired_over_tasks": paired_gains(per_task), "final_train": final}
     return tasks, results, observed
+
+
+def paired_gains(per_task: dict) -> dict:
+    """The adaptation gains, paired over the held-out tasks (both methods are evaluated on the
+    same tasks with the same rollout keys, so the task-to-task spread cancels): for each inner
+    step count s >= 1, ``maml_s_minus_maml_0`` and ``maml_s_minus_pretrained_s``, each
+    ``stats.paired_comparison`` (mean, 95% CI of the difference, verdicts). ``per_task[m]``:
+    ``[G, S+1]`` returns."""
+    maml, pretrained = per_task["maml"], per_task["pretrained"]
+    out = {}
+    for s in range(1, maml.shape[1]):
+        out[f"maml_{s}_minus_maml_0"] = stats.paired_comparison(maml[:, s], maml[:, 0])
+        out[f"maml_{s}_minus_pretrained_{s}"] = stats.paired_comparison(maml[:, s],
+                                                                         pretrained[:, s])
+    return out
 
 
 def train_and_evaluate(name: str, args, make_env_fn):

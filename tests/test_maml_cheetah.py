@@ -33,6 +33,11 @@ def test_quick_preset_writes_returns_before_and_after_adaptation(tmp_path):
         assert all(-30.0 * config.episode_steps < r < 0 for r in returns), (method, returns)
         assert all(c > 0 for c in results["returns_ci95"][method])
         assert len(results["velocity_error_by_steps"][method]) == config.eval_steps + 1
+        per_task = np.asarray(results["returns_per_task"][method])
+        assert per_task.shape == (config.eval_tasks, config.eval_steps + 1)
+        np.testing.assert_allclose(per_task.mean(0), returns, rtol=1e-6)
+    gain = results["paired_over_tasks"]["maml_1_minus_pretrained_1"]
+    assert gain["paired_verdict"] in ("better", "worse", "tie")
     lines = read_metrics(out / METRICS_FILE)
     for method in maml_cheetah.METHODS:
         updates = [line["update"] for line in lines if line["phase"] == method]
@@ -44,6 +49,26 @@ def test_quick_preset_writes_returns_before_and_after_adaptation(tmp_path):
     for png in ("adaptation.png", "curves.png"):
         assert (out / png).stat().st_size > 10_000
     assert json.loads((out / "config.json").read_text())["config"]["task"] == "vel"
+
+
+def test_paired_gains_cancel_the_task_spread():
+    """Tasks whose returns differ by far more than the methods do: the unpaired CIs overlap, the
+    paired differences are exact and their verdicts see the gain."""
+    rng = np.random.default_rng(0)
+    difficulty = rng.normal(0.0, 50.0, size=(40, 1))  # the target's spread, shared by methods
+    noise = rng.normal(0.0, 0.5, size=(40, 3))
+    maml = difficulty + noise + np.array([0.0, 4.0, 5.0])
+    pretrained = difficulty + rng.normal(0.0, 0.5, size=(40, 3)) + np.array([0.0, 1.0, 1.0])
+    gains = maml_cheetah.paired_gains({"maml": maml, "pretrained": pretrained})
+    assert sorted(gains) == ["maml_1_minus_maml_0", "maml_1_minus_pretrained_1",
+                             "maml_2_minus_maml_0", "maml_2_minus_pretrained_2"]
+    one = gains["maml_1_minus_pretrained_1"]
+    np.testing.assert_allclose(one["per_seed"], maml[:, 1] - pretrained[:, 1])
+    assert abs(one["mean"] - 3.0) < 0.5
+    assert one["paired_verdict"] == "better" and one["ci_verdict"] == "tie"
+    assert gains["maml_2_minus_maml_0"]["paired_verdict"] == "better"
+    reversed_gain = maml_cheetah.paired_gains({"maml": pretrained, "pretrained": maml})
+    assert reversed_gain["maml_1_minus_pretrained_1"]["paired_verdict"] == "worse"
 
 
 def test_task_flag_and_bad_task():
