@@ -10,7 +10,9 @@ Story (the MAML paper's ant tasks): the ant must walk forward or backward (``--t
 or to a goal position ``~ U[-3, 3]^2`` (``--task goal``: ``envs.AntGoal``, reward
 ``-|xy - goal|_1`` + healthy - costs), the task drawn per meta-batch entry and hidden from the
 policy. The methods, training and evaluation are ``experiments.maml_cheetah``'s (MAML-TRPO vs
-a TRPO policy pretrained on all tasks and adapted with MAML's inner step), on the Ant.
+a TRPO policy pretrained on all tasks and adapted with MAML's inner step), on the Ant; unlike
+``maml_cheetah``'s ``cpu`` preset this one keeps TRPO (``maml.outer=promp maml.estimator=lvc
+pretrained.outer=promp`` switches to ProMP; not yet measured on the Ant).
 
 Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps), ``cpu`` (8 tasks
 x 8 episodes x 100 steps, 32x32 policy, 100 meta-iterations per method), ``accel`` (the paper's
@@ -18,6 +20,7 @@ scale: 40 tasks x 20 episodes x 200 steps, 2x100 ReLU policy, 500 iterations).
 
 Writes: ``summary.json`` (``results.returns_by_steps.<method>``: mean return per episode after
 0..S inner steps over ``eval_tasks`` held-out tasks; ``results.returns_ci95``;
+``results.returns_per_task``; ``results.paired_over_tasks``: ``maml_cheetah.paired_gains``;
 ``results.final_train``; ``results.task``; dir: ``results.direction_velocity_by_steps`` (mean
 velocity along the task's direction)), ``curves.png``, ``metrics.jsonl``, ``config.json``,
 ``checkpoints/``.
