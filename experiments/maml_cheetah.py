@@ -18,10 +18,10 @@ optimizer on all tasks at once (zero inner steps), adapted at test time with MAM
 Both are evaluated on ``eval_tasks`` held-out tasks after 0..``eval_steps`` inner steps.
 
 Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps, ProMP), ``cpu`` (8
-tasks x 8 episodes x 100-step episodes, 32x32 policy, ProMP + LVC, 300 meta-iterations per
-method; about 45 minutes on a 2-core CPU; at this size MAML-TRPO shows no adaptation gain, ProMP
-does: see the README), ``accel`` (the MAML paper: MAML-TRPO, 40 tasks x 20 episodes x 200
-steps, 2x100 ReLU policy, 500 iterations).
+tasks x 8 episodes x 100-step episodes, 32x32 policy, ProMP + LVC, 600 meta-iterations per
+method, 200 held-out tasks; about an hour on a 2-core CPU shared by three such runs; at this size
+MAML-TRPO shows no adaptation gain, ProMP does: see the README), ``accel`` (the MAML paper:
+MAML-TRPO, 40 tasks x 20 episodes x 200 steps, 2x100 ReLU policy, 500 iterations).
 
 Writes: ``summary.json`` (``results.returns_by_steps.<method>``: mean return per episode after
 0..S inner steps; ``results.returns_ci95``; ``results.velocity_by_steps`` (vel: mean |v_x - v*|
@@ -113,7 +113,7 @@ PRESETS = {
                     updates_per_chunk=1, eval_tasks=4, eval_steps=1),
     "cpu": Config(maml=_sized(Config.maml, **_PROMP), pretrained=_sized(Config.pretrained,
                                                                         **_PROMP),
-                  maml_iterations=300, pretrained_iterations=300),
+                  maml_iterations=600, pretrained_iterations=600, eval_tasks=200),
     "accel": Config(maml=_sized(Config.maml, **_PAPER), pretrained=_sized(Config.pretrained,
                                                                           **_PAPER),
                     episode_steps=200, maml_iterations=500, pretrained_iterations=500,

@@ -82,3 +82,15 @@ def test_task_flag_and_bad_task():
     directions = maml_cheetah.task_values(tasks, "dir")
     assert set(np.unique(directions)) == {-1.0, 1.0}
     assert env.max_steps == 10
+
+
+def test_cpu_preset_is_the_measured_promp_setting():
+    """The README's cpu-preset numbers come from ProMP + LVC for both methods, 600 iterations
+    each on 200 held-out tasks; the paper's accel preset stays MAML-TRPO."""
+    cpu, accel = maml_cheetah.PRESETS["cpu"], maml_cheetah.PRESETS["accel"]
+    for method in maml_cheetah.METHODS:
+        assert getattr(cpu, method).outer == "promp"
+        assert getattr(cpu, method).estimator == "lvc"
+        assert getattr(cpu, f"{method}_iterations") == 600
+        assert getattr(accel, method).outer == "trpo"
+    assert cpu.eval_tasks == 200 and cpu.maml.num_inner_steps == 1
