@@ -24,9 +24,11 @@ MAML-TRPO shows no adaptation gain, ProMP does: see the README), ``accel`` (the 
 MAML-TRPO, 40 tasks x 20 episodes x 200 steps, 2x100 ReLU policy, 500 iterations).
 
 Writes: ``summary.json`` (``results.returns_by_steps.<method>``: mean return per episode after
-0..S inner steps; ``results.returns_ci95``; ``results.velocity_by_steps`` (vel: mean |v_x - v*|
-after 0..S steps); ``results.final_train``; ``results.task``), ``adaptation.png`` (mean x-velocity
-per held-out task before and after adaptation, against the task's target), ``curves.png``,
+0..S inner steps; ``results.returns_ci95``; ``results.returns_per_task`` (``[G][S+1]``);
+``results.paired_over_tasks`` (``paired_gains``); ``results.velocity_error_by_steps`` (vel: mean
+|v_x - v*| after 0..S steps); ``results.final_train``; ``results.task``), ``adaptation.png``
+(mean x-velocity per held-out task before and after adaptation, against the task's target),
+``curves.png``,
 ``metrics.jsonl``, ``config.json``, ``checkpoints/``.
 """
 
