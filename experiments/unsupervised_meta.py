@@ -35,6 +35,9 @@ seeds (the seeds share DIAYN's initial policy and the test keys); ``results.far_
 for the far family; ``results.training_tasks``: the same on acquired training tasks
 (``training_tasks_per_skill`` per skill; rewards ``log q``), a check of meta-training itself
 rather than of transfer; ``results.diayn``: the skills' discriminator accuracy and pseudo-reward),
+``diverged_chains`` (per family and method: adaptation chains, seed x task, whose return went
+NaN or infinite at some inner step; such means are written as null, listed under the summary's
+``nonfinite``, and their verdicts are "undefined"),
 ``trajectories.png`` / ``trajectories_far.png`` (seed 0's sampled paths to a few goals before
 and after adaptation), ``skills.png`` (DIAYN's skills; not in ``quick``, see ``report_skills``),
 ``curves.png``, ``metrics.jsonl``, ``config.json``, ``checkpoints/``.
@@ -264,8 +267,13 @@ def summarize(returns: np.ndarray, config: Config) -> dict:
     diff = per_seed[METHODS.index("acquired")] - per_seed[METHODS.index("scratch")]
     paired = dict(mean_over_adapted_steps=stats.seed_summary(diff[:, 1:].mean(-1)),
                   by_steps=[stats.seed_summary(diff[:, k]) for k in range(diff.shape[1])])
+    # Adaptation chains (seed, task) whose return went NaN/inf at some step: the plain `pg`
+    # inner step has no trust region, and a meta-learned small log-std can make it diverge.
+    # Their means are then NaN (written as null; finish lists them) and verdicts "undefined".
+    diverged = {m: int((~np.isfinite(returns[i])).any(-1).sum()) for i, m in enumerate(METHODS)}
     return dict(returns_by_steps=by_steps, improvement=gain, mean_over_adapted_steps=curve,
-                comparisons=comparisons, paired_acquired_minus_scratch=paired)
+                comparisons=comparisons, paired_acquired_minus_scratch=paired,
+                diverged_chains=diverged)
 
 
 def report_skills(run_dir, config: Config, diayn, diayn_states, seed: int) -> dict:

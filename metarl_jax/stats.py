@@ -97,7 +97,11 @@ def seed_summary(values) -> dict:
 
 def ci_verdict(mean_a: float, ci_a: float, mean_b: float, ci_b: float) -> str:
     """``a`` against ``b`` from their means and 95% half-widths: "better" / "worse" only when
-    the two intervals do not overlap, else "tie" (the verdict every method comparison reports)."""
+    the two intervals do not overlap, else "tie" (the verdict every method comparison reports);
+    "undefined" when a mean or half-width is NaN or infinite (e.g. a diverged adaptation), where
+    every comparison would be False and a silent "tie" would be garbage."""
+    if not np.all(np.isfinite([mean_a, ci_a, mean_b, ci_b])):
+        return "undefined"
     if mean_a - ci_a > mean_b + ci_b:
         return "better"
     return "worse" if mean_a + ci_a < mean_b - ci_b else "tie"

@@ -71,6 +71,22 @@ def test_config_and_summary_record_environment_and_wall_time(tmp_path, capsys):
     assert "smoke test" not in out  # only the quick preset says so
 
 
+def test_a_nan_result_is_written_as_null_and_listed_not_lost(tmp_path, capsys):
+    # A diverged adaptation (NaN return) must not crash the run at its last line, losing
+    # everything else it measured: the value becomes null and its path is listed.
+    import numpy as np
+
+    run_dir, _, _ = start_run("tiny", _args(tmp_path, "cpu"))
+    finish(run_dir, {"results": {"ok": 1.0, "curve": np.array([1.0, np.nan, np.inf]),
+                                 "mean": float("nan")}}, "table")
+    written = read_json(run_dir / "summary.json")
+    assert written["results"] == {"ok": 1.0, "curve": [1.0, None, None], "mean": None}
+    assert written["nonfinite"] == ["$['results']['curve'][1]", "$['results']['curve'][2]",
+                                    "$['results']['mean']"]
+    captured = capsys.readouterr()
+    assert "3 result(s) are NaN or infinite" in captured.err and "table" in captured.out
+
+
 def test_quick_preset_table_says_it_is_a_smoke_test(tmp_path, capsys):
     run_dir, _, _ = start_run("tiny", _args(tmp_path, "quick"))
     finish(run_dir, {"results": {}}, "policy  return\n------  ------\nx          1.0")

@@ -21,6 +21,7 @@ from metarl_jax.io import (
     create_run_dir,
     open_for_resume,
     read_json,
+    to_jsonable,
     write_json,
 )
 from metarl_jax.io.metrics import read_metrics
@@ -85,6 +86,10 @@ def test_write_json_converts_arrays_and_rejects_nan_naming_the_key(tmp_path):
     assert "['eval']['return'][1]" in str(e.value) and "NaN" in str(e.value)
     with pytest.raises(ValueError, match="'loss'"):
         write_json(path, {"loss": jnp.array([1.0, jnp.inf])})
+    found = []  # asked to, to_jsonable turns them into null and names where they were
+    assert to_jsonable({"loss": jnp.array([1.0, jnp.inf]), "x": float("nan")},
+                       nonfinite=found) == {"loss": [1.0, None], "x": None}
+    assert found == ["$['loss'][1]", "$['x']"]
     # Failed writes leave the old file and no temporary files behind.
     assert path.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]

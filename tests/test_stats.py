@@ -84,6 +84,9 @@ def test_ci_verdict_is_a_tie_whenever_the_intervals_overlap():
     assert ci_verdict(7.0, 1.0, 10.0, 1.0) == "worse"
     assert ci_verdict(10.0, 1.0, 8.5, 1.0) == "tie"  # 9 < 9.5: the intervals overlap
     assert ci_verdict(10.0, 0.0, 10.0, 0.0) == "tie"
+    # A NaN side (a diverged run) gets no verdict, not a silent "tie".
+    assert ci_verdict(float("nan"), 1.0, 7.0, 1.0) == "undefined"
+    assert ci_verdict(10.0, 1.0, 7.0, float("inf")) == "undefined"
 
 
 def test_paired_comparison_pairs_seeds_and_gives_both_verdicts():

@@ -178,3 +178,19 @@ def test_bad_config_exits_2(tmp_path, capsys):
         run_quick(unsupervised_meta, tmp_path / "bad", "maml.num_inner_steps=0")
     assert exit_info.value.code == 2
     assert "num_inner_steps" in capsys.readouterr().err
+
+
+def test_a_diverged_adaptation_is_counted_and_gets_no_verdict():
+    # ProMP-trained policies (maml.outer=promp) once sent one true_goals chain to NaN at inner
+    # step 7: the summary must say so, not crash or call NaN a tie.
+    config = unsupervised_meta.PRESETS["cpu"]
+    rng = np.random.default_rng(0)
+    returns = rng.normal(-100.0, 5.0, (3, 3, 4, config.eval_steps + 1))  # [M, S, G, k+1]
+    returns[2, 1, 3, 7:] = np.nan  # true_goals, seed 1, task 3, steps 7..10
+    out = unsupervised_meta.summarize(returns, config)
+    assert out["diverged_chains"] == {"acquired": 0, "scratch": 0, "true_goals": 1}
+    assert math.isnan(out["returns_by_steps"]["true_goals"][7]["mean"])
+    assert math.isfinite(out["returns_by_steps"]["true_goals"][6]["mean"])
+    rows = out["comparisons"]["true_goals_vs_scratch"]
+    assert rows["7_steps"]["verdict"] == rows["mean_over_adapted_steps"]["verdict"] == "undefined"
+    assert rows["6_steps"]["verdict"] in ("better", "worse", "tie")

@@ -56,6 +56,7 @@ from metarl_jax.io.run_dir import (
     lock_run_dir,
     open_for_resume,
     read_json,
+    to_jsonable,
     write_json,
 )
 from metarl_jax.io.stop_signals import note_run_dir
@@ -183,14 +184,24 @@ def _saved_config(run_dir: Path, name: str, config_cls: type) -> Tuple[Any, int]
 def finish(run_dir: Path, summary: Mapping[str, Any], table: str = "") -> dict:
     """Write ``summary.json`` (atomically; last, so its presence means the run finished) and
     print the results table (with a note when it comes from the ``quick`` preset). On processes
-    other than 0, only returns the summary (process 0 writes and prints it)."""
+    other than 0, only returns the summary (process 0 writes and prints it).
+
+    A NaN or infinite result (e.g. an adaptation that diverged) does not lose the run: it is
+    written as ``null``, its path listed under the summary's ``nonfinite`` key, and a warning
+    naming the count and the first path goes to stderr."""
     started = _START.pop("monotonic", None)
     summary = dict(summary, run_dir=str(run_dir), finished_at=_now(),
                    wall_time_s=None if started is None else round(time.monotonic() - started, 1),
                    environment=run_environment())
     if jax.process_index() != 0:
         return summary
-    write_json(run_dir / SUMMARY_FILE, summary)
+    nonfinite: list = []
+    jsonable = to_jsonable(summary, nonfinite=nonfinite)
+    if nonfinite:
+        summary["nonfinite"] = jsonable["nonfinite"] = nonfinite
+        print(f"warning: {len(nonfinite)} result(s) are NaN or infinite, written as null and "
+              f"listed under summary.json's 'nonfinite' (first: {nonfinite[0]})", file=sys.stderr)
+    write_json(run_dir / SUMMARY_FILE, jsonable)
     if table:
         print(table)
         note = _quick_preset_note(run_dir)

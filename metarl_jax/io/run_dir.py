@@ -205,15 +205,16 @@ def _has_complete_step(directory: Path) -> bool:
 # JSON
 
 
-def to_jsonable(obj: Any, where: str = "$") -> Any:
+def to_jsonable(obj: Any, where: str = "$", nonfinite: list | None = None) -> Any:
     """Convert ``obj`` to plain JSON types: dicts, lists, str, int, float, bool, None.
 
     numpy / jax scalars become Python numbers, arrays become nested lists, tuples become lists,
-    dataclasses become dicts, paths become strings.
+    dataclasses become dicts, paths become strings. With a list ``nonfinite``, a NaN or
+    infinite float becomes ``None`` and its path is appended to the list instead of raising.
 
     Raises:
-        ValueError: a float is NaN or infinite (JSON has neither); the message names the key,
-            e.g. ``$['eval']['return'][3]``.
+        ValueError: a float is NaN or infinite (JSON has neither) and ``nonfinite`` is None; the
+            message names the key, e.g. ``$['eval']['return'][3]``.
         TypeError: a value has no JSON form.
     """
     if obj is None or isinstance(obj, (bool, str)):
@@ -222,7 +223,10 @@ def to_jsonable(obj: Any, where: str = "$") -> Any:
         return int(obj)
     if isinstance(obj, float):
         if not math.isfinite(obj):
-            raise ValueError(f"{where} is {obj}; JSON cannot hold NaN or infinity.")
+            if nonfinite is None:
+                raise ValueError(f"{where} is {obj}; JSON cannot hold NaN or infinity.")
+            nonfinite.append(where)
+            return None
         return float(obj)
     if isinstance(obj, Mapping):
         out = {}
@@ -230,20 +234,22 @@ def to_jsonable(obj: Any, where: str = "$") -> Any:
             if not isinstance(k, (str, int)):
                 raise TypeError(f"{where} has a key {k!r} of type {type(k).__name__}; "
                                 "JSON keys are strings.")
-            out[str(k)] = to_jsonable(v, f"{where}[{k!r}]")
+            out[str(k)] = to_jsonable(v, f"{where}[{k!r}]", nonfinite)
         return out
     if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return [to_jsonable(v, f"{where}[{i}]", nonfinite) for i, v in enumerate(obj)]
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(config_to_dict(obj), where)
+        return to_jsonable(config_to_dict(obj), where, nonfinite)
     if isinstance(obj, np.generic) or hasattr(obj, "__array__"):
         arr = np.asarray(obj)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{where} is an array of dtype {arr.dtype}, which has no JSON form.")
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise ValueError(f"{where} holds NaN or infinity; JSON cannot hold them.")
+            if nonfinite is None:
+                raise ValueError(f"{where} holds NaN or infinity; JSON cannot hold them.")
+            return to_jsonable(arr.tolist(), where, nonfinite)
         return arr.tolist() if arr.ndim else arr.item()
     raise TypeError(f"{where} is a {type(obj).__name__}, which has no JSON form.")
 
