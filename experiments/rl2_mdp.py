@@ -18,7 +18,9 @@ trial for ``rl2``, its ``rl2_stderr``, ``random`` and ``oracle``), ``results.tri
 ``results.adaptation`` (last minus first episode, paired over tasks, with its standard error),
 ``results.psrl`` (``per_episode`` mean and ``per_episode_ci95``, ``trial_return`` and its
 ``ci95``, all over tasks; ``rl2_minus_psrl``: RL^2's minus PSRL's mean episode return of a trial,
-paired over tasks, with its 95% CI and ``verdict`` ahead / behind / tie),
+paired over tasks, with its 95% CI and ``verdict`` ahead / behind / tie; with
+``num_seeds >= 2`` also ``rl2_minus_psrl_over_seeds``: each training seed's difference and the
+t-CI over seeds),
 ``per_episode.png`` (return vs episode index), ``curves.png`` (training) and ``checkpoints/``.
 """
 
@@ -44,7 +46,7 @@ from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.scale import mesh_size, run_mesh
 from metarl_jax.transfer.trials import (
-    episode_returns_over_seeds,
+    episode_returns_per_seed,
     per_episode_rows,
     plot_per_episode,
     report_per_episode,
@@ -111,7 +113,8 @@ def main(args) -> dict:
     # Held-out MDPs, drawn with a key training never uses.
     task_key, eval_key = jax.random.split(jax.random.PRNGKey(seed + 1_000_003))
     tasks = space.sample(task_key, (config.eval_tasks,))
-    episode_returns = episode_returns_over_seeds(rl2, states, config.rl2, tasks, eval_key)
+    per_seed = episode_returns_per_seed(rl2, states, config.rl2, tasks, eval_key)  # [S, M, E]
+    episode_returns = per_seed.mean(0)
     exact = {name: float(np.mean(jax.vmap(lambda p: fn(p, config.episode_length))(tasks)))
              for name, fn in (("random", random_episode_return),
                               ("oracle", optimal_episode_return))}
@@ -122,7 +125,7 @@ def main(args) -> dict:
         ylabel="mean episode return (held-out MDPs)", title=title)
     psrl = np.asarray(psrl_returns(jax.random.fold_in(eval_key, 0x9512), rl2.env, tasks, space,
                                    config.episodes_per_trial))  # [M, E]
-    results["psrl"] = psrl_summary(psrl, episode_returns)
+    results["psrl"] = psrl_summary(psrl, per_seed)
     results["per_episode"]["psrl"] = results["psrl"]["per_episode"]
     plot_per_episode(run_dir / "per_episode.png", results["per_episode"],
                      dict(labels, psrl="PSRL (posterior sampling)"),
@@ -132,16 +135,30 @@ def main(args) -> dict:
                             "devices": mesh_size(mesh)}, table)
 
 
-def psrl_summary(psrl: np.ndarray, rl2_returns: np.ndarray) -> dict:
-    """PSRL's per-episode returns ``[M, E]`` summarized over tasks (95% CIs), and RL^2's mean
-    episode return of a trial minus PSRL's, paired over the same tasks."""
+def _verdict(diff: float, ci: float) -> str:
+    return "tie" if abs(diff) <= ci else ("rl2 ahead" if diff > 0 else "psrl ahead")
+
+
+def psrl_summary(psrl: np.ndarray, rl2_per_seed: np.ndarray) -> dict:
+    """PSRL's per-episode returns ``psrl[M, E]`` summarized over tasks (95% CIs), and RL^2's
+    mean episode return of a trial minus PSRL's: ``rl2_minus_psrl`` with RL^2 averaged over its
+    ``S`` training seeds (``rl2_per_seed[S, M, E]``), paired over the same tasks (95% CI over
+    tasks); with ``S >= 2`` also ``rl2_minus_psrl_over_seeds``: each seed's difference (mean
+    over tasks) and the t-CI over seeds -- the one that says whether another training seed
+    would change the verdict."""
     mean_ci = [stats.mean_ci95(psrl[:, i]) for i in range(psrl.shape[1])]
     trial = stats.mean_ci95(psrl.sum(1))
-    diff, ci = stats.mean_ci95(rl2_returns.mean(1) - psrl.mean(1))
-    verdict = "tie" if abs(diff) <= ci else ("rl2 ahead" if diff > 0 else "psrl ahead")
-    return {"per_episode": [m for m, _ in mean_ci], "per_episode_ci95": [c for _, c in mean_ci],
-            "trial_return": trial[0], "trial_return_ci95": trial[1],
-            "rl2_minus_psrl": {"mean_episode_return": diff, "ci95": ci, "verdict": verdict}}
+    per_seed_diff = rl2_per_seed.mean(2) - psrl.mean(1)  # [S, M]
+    diff, ci = stats.mean_ci95(per_seed_diff.mean(0))
+    out = {"per_episode": [m for m, _ in mean_ci], "per_episode_ci95": [c for _, c in mean_ci],
+           "trial_return": trial[0], "trial_return_ci95": trial[1],
+           "rl2_minus_psrl": {"mean_episode_return": diff, "ci95": ci,
+                              "verdict": _verdict(diff, ci)}}
+    if rl2_per_seed.shape[0] >= 2:
+        over = stats.seed_summary(per_seed_diff.mean(1))
+        out["rl2_minus_psrl_over_seeds"] = dict(over, verdict=_verdict(over["mean"],
+                                                                       over["ci95"]))
+    return out
 
 
 if __name__ == "__main__":

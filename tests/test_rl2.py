@@ -394,3 +394,19 @@ def test_update_keeps_the_previous_state_on_nonfinite_values():
     bad, metrics = rl2.update(state, SMALL.replace(learning_rate=jnp.inf))
     assert int(metrics["nonfinite_flags"]) != 0
     chex.assert_trees_all_equal(bad, state)
+
+
+def test_psrl_summary_pairs_over_tasks_and_gives_a_ci_over_training_seeds():
+    rng = np.random.default_rng(0)
+    psrl = rng.normal(13.0, 2.0, (50, 4))  # [M tasks, E episodes]
+    # Three training seeds, each a constant offset from PSRL on every task and episode.
+    rl2 = np.stack([psrl + offset for offset in (0.5, 0.7, 0.9)])  # [S, M, E]
+    out = rl2_mdp.psrl_summary(psrl, rl2)
+    paired = out["rl2_minus_psrl"]  # seeds averaged first: +0.7 on every task, no spread
+    assert paired["mean_episode_return"] == pytest.approx(0.7) and paired["ci95"] < 1e-9
+    assert paired["verdict"] == "rl2 ahead"
+    over = out["rl2_minus_psrl_over_seeds"]  # t-CI over 3 seeds: 0.7 +- 4.30 * 0.2 / sqrt(3)
+    assert over["per_seed"] == pytest.approx([0.5, 0.7, 0.9])
+    assert over["ci95"] == pytest.approx(4.303 * 0.2 / np.sqrt(3), rel=1e-3)
+    assert over["verdict"] == "rl2 ahead"  # 0.7 > 0.497
+    assert "rl2_minus_psrl_over_seeds" not in rl2_mdp.psrl_summary(psrl, rl2[:1])

@@ -43,15 +43,20 @@ def train_rl2_phase(run_dir: Path, rl2, config: Any, space: Any, seed_keys: jax.
         steps_per_update=config.batch_size * num_seeds, show=("trial_return",)))
 
 
+def episode_returns_per_seed(rl2, states: Any, config: Any, tasks: Any, key: jax.Array,
+                             **evaluate_kwargs) -> np.ndarray:
+    """``[S, M, E]``: the return of every episode of a trial on each of ``tasks[M]`` for each of
+    the ``S`` seeds of ``states`` (seed ``s`` plays with ``fold_in(key, s)``; ``rl2.evaluate``)."""
+    num_seeds = jax.tree.leaves(states)[0].shape[0]
+    return np.stack([np.asarray(rl2.evaluate(select_seed(states.params, s), config, tasks,
+                                             jax.random.fold_in(key, s), **evaluate_kwargs)
+                                ["episode_returns"]) for s in range(num_seeds)])
+
+
 def episode_returns_over_seeds(rl2, states: Any, config: Any, tasks: Any, key: jax.Array,
                                **evaluate_kwargs) -> np.ndarray:
-    """``[M, E]``: the return of every episode of a trial on each of ``tasks[M]``, averaged over
-    the seeds of ``states`` (seed ``s`` plays with ``fold_in(key, s)``; ``rl2.evaluate``)."""
-    num_seeds = jax.tree.leaves(states)[0].shape[0]
-    per_seed = [np.asarray(rl2.evaluate(select_seed(states.params, s), config, tasks,
-                                        jax.random.fold_in(key, s), **evaluate_kwargs)
-                           ["episode_returns"]) for s in range(num_seeds)]
-    return np.mean(per_seed, axis=0)
+    """``[M, E]``: ``episode_returns_per_seed`` averaged over the seeds."""
+    return episode_returns_per_seed(rl2, states, config, tasks, key, **evaluate_kwargs).mean(0)
 
 
 def per_episode_results(episode_returns: np.ndarray, references: Mapping[str, float],
