@@ -139,7 +139,9 @@ def main(args) -> dict:
 
 
 def _verdict(diff: float, ci: float) -> str:
-    return "tie" if abs(diff) <= ci else ("rl2 ahead" if diff > 0 else "psrl ahead")
+    """RL^2 - PSRL's 95% CI against 0 (``stats.ci_verdict``), in this summary's words."""
+    verdict = stats.ci_verdict(diff, ci, 0.0, 0.0)  # "tie" and "undefined" pass through
+    return {"better": "rl2 ahead", "worse": "psrl ahead"}.get(verdict, verdict)
 
 
 def psrl_summary(psrl: np.ndarray, rl2_per_seed: np.ndarray) -> dict:
