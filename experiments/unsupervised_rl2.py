@@ -72,7 +72,8 @@ PHASES = {"acquired": "rl2_acquired", "true_goals": "rl2_true_goals"}
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    skills: diayn_experiment.Config = maml_route._CPU.skills  # K = 12, 50-step episodes
+    # K = 12, 50-step episodes, 3 seeds (the MAML route's cpu DIAYN before it went to 8 seeds)
+    skills: diayn_experiment.Config = dataclasses.replace(maml_route._CPU.skills, num_seeds=3)
     # Trials of 5 episodes of 50 steps (250 steps): one trial per env per update. lr 3e-3 and
     # reward_scale 0.02 chosen on the true-goal task (README: lr 1e-3 with reward_scale 0.1 or
     # 0.02 did not beat standing still in 120 updates).
@@ -242,7 +243,8 @@ def main(args) -> dict:
         results["training_tasks"] = summarize_family(
             {m: r[:, goals.shape[0]:] for m, r in per_task.items()})
     results["scratch_lr"] = tuning
-    results["diayn"] = maml_route.report_skills(run_dir, config, diayn, diayn_states, seed)
+    results["diayn"] = maml_route.report_skills(run_dir, config, maml_route.skill_rollouts(
+        config, diayn, diayn_states, seed, config.report_skills))
     plot_results(run_dir, results, tuple(PHASES.values()))
     return finish(run_dir, {"results": results, "num_seeds": config.skills.num_seeds,
                             "methods": list(METHODS)}, format_table(table_rows(results)))

@@ -10,7 +10,7 @@ from jax.flatten_util import ravel_pytree
 from envs import sinusoid
 from envs.point_nav import PointNav2D
 from metarl_jax.algos import maml
-from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig, Samples, gaussian_kl
+from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig, Samples, gaussian_kl, linear_baseline
 from metarl_jax.algos.trpo import conjugate_gradient, gauss_newton_fvp, hvp, trpo_step
 from metarl_jax.nets.mlp import MLP
 from metarl_jax.randomization.distributions import uniform
@@ -232,3 +232,32 @@ def test_meta_rl_update_runs_compiled_and_adaptation_improves_the_return(outer, 
     assert returns.shape == (8, 2) and positions.shape == (8, 2, 100, 10, 2)
     # One inner policy-gradient step toward a hidden goal beats drifting from the origin.
     assert float(returns[:, 1].mean()) > float(returns[:, 0].mean()) + 5
+
+
+def test_linear_baseline_is_the_ridge_fit_and_survives_identical_straight_paths():
+    # A well-posed fit: exactly the closed-form ridge solution (no retry taken).
+    key_obs, key_ret = jax.random.split(jax.random.PRNGKey(0))
+    obs = jax.random.normal(key_obs, (50, 10, 2))
+    returns = jax.random.normal(key_ret, (50, 10))
+    t = jnp.broadcast_to((jnp.arange(50) / 50)[:, None, None], (50, 10, 1))
+    feats = jnp.concatenate([obs, obs ** 2, t, t ** 2, t ** 3, jnp.ones_like(t)], -1)
+
+    @jax.jit
+    def ridge(feats, returns):  # the fit before retries existed, compiled the same way
+        x = feats.reshape(-1, 8)
+        return feats @ jnp.linalg.solve(x.T @ x + 1e-4 * jnp.eye(8), x.T @ returns.reshape(-1))
+
+    np.testing.assert_array_equal(np.asarray(jax.jit(linear_baseline)(obs, returns)),
+                                  np.asarray(ridge(feats, returns)))
+    # Every episode the same diagonal run at the speed limit (all actions clipped), as a
+    # meta-learned policy produced in unsupervised_meta: position is a function of t, the
+    # float32 normal equations are singular and the plain ridge solve is NaN. The fit retries
+    # with a larger ridge (rllab's LinearFeatureBaseline) and stays finite and accurate.
+    path = 0.1 * jnp.arange(1, 51, dtype=jnp.float32)[:, None, None] * jnp.ones((1, 10, 2))
+    to_go = jnp.broadcast_to(-jnp.cumsum(jnp.arange(50.0, 0.0, -1.0))[::-1][:, None], (50, 10))
+    path_feats = jnp.concatenate([path, path ** 2, t, t ** 2, t ** 3, jnp.ones_like(t)], -1)
+    assert not bool(jnp.all(jnp.isfinite(ridge(path_feats, to_go))))  # the failure guarded
+    values = jax.jit(linear_baseline)(path, to_go)
+    assert bool(jnp.all(jnp.isfinite(values)))
+    np.testing.assert_allclose(np.asarray(values), np.asarray(to_go),
+                               atol=0.05 * float(jnp.abs(to_go).max()))

@@ -1,6 +1,7 @@
 """Unsupervised meta-RL: the acquired-task env and space against hand-computed rewards, and the
 experiment's quick preset end to end (DIAYN -> acquired tasks -> MAML -> held-out goals)."""
 
+import dataclasses
 import json
 import math
 
@@ -14,7 +15,12 @@ from experiments import unsupervised_meta
 from metarl_jax.algos.diayn import Discriminator
 from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
-from metarl_jax.transfer.acquired_tasks import AcquiredTasks, acquired_task_space
+from metarl_jax.transfer.acquired_tasks import (
+    AcquiredTasks,
+    SkillDensity,
+    acquired_task_space,
+    fit_skill_density,
+)
 from tests.experiment_contract import check_run_folder, run_quick
 
 pytestmark = pytest.mark.slow
@@ -81,6 +87,83 @@ def test_acquired_task_space_samples_every_skill_and_keeps_the_discriminator():
         acquired_task_space(goals, disc_params, 3, min_log_q=1.0)
     with pytest.raises(ValueError, match="feature_size"):
         AcquiredTasks(env, disc, feature_size=3)
+
+
+def test_skill_density_fit_is_the_maximum_likelihood_spherical_gaussian():
+    rng = np.random.default_rng(0)
+    # Skill 0 around (1, 2) with std 0.5, skill 1 around (-3, 0) with std 2, skill 2 never moves.
+    states = np.stack([rng.normal((1.0, 2.0), 0.5, (4000, 2)),
+                       rng.normal((-3.0, 0.0), 2.0, (4000, 2)),
+                       np.zeros((4000, 2))]).astype(np.float32)
+    params = fit_skill_density(states, min_std=0.1)["params"]
+    np.testing.assert_allclose(params["mean"], states.mean(1), atol=1e-5)
+    std = np.exp(0.5 * np.asarray(params["log_var"]))
+    np.testing.assert_allclose(std[:2], [0.5, 2.0], rtol=0.03)
+    assert std[2] == pytest.approx(0.1)  # floored: a still skill is not an infinitely sharp task
+    # The module's logits are log N(x; mean_z, var_z I), by hand at one point.
+    x = np.array([0.5, 1.0], np.float32)
+    logits = np.asarray(SkillDensity(3).apply({"params": params}, jnp.asarray(x)))
+    var = std ** 2
+    by_hand = (-0.5 * np.sum((x - np.asarray(params["mean"])) ** 2, 1) / var
+               - np.log(2 * np.pi * var))
+    np.testing.assert_allclose(logits, by_hand, rtol=1e-5)
+    for bad in (states[:, :1], states[0], np.full((2, 5, 2), np.nan)):
+        with pytest.raises(ValueError, match="states"):
+            fit_skill_density(bad)
+
+
+def test_density_reward_is_carmls_lambda_log_q_s_given_z_minus_log_q_s():
+    # Two skills' Gaussians; the reward of skill 1 at s' must be lambda log N_1(s') -
+    # log(mean_z N_z(s')) - log K, and lambda = 1 must give the posterior log q(1 | s') exactly.
+    params = {"params": {"mean": jnp.array([[1.0, 0.0], [0.0, 2.0]]),
+                         "log_var": jnp.log(jnp.array([0.25, 1.0]))}}
+    env = PointNav2D(max_steps=10)
+    tasks = AcquiredTasks(env, SkillDensity(2), feature_size=2)
+    goals = make_param_space(env.default_params(), {"goal": uniform(-1.0, 1.0)})
+    obs = jnp.array([0.3, 0.4])
+    log_n = np.asarray(SkillDensity(2).apply(params, obs), np.float64)
+    log_mix = np.log(np.mean(np.exp(log_n)))
+    for weight in (1.0, 2.0, 5.0):
+        task = acquired_task_space(goals, params, 2, density_weight=weight).nominal.replace(
+            skill=jnp.int32(1))
+        expected = weight * log_n[1] - log_mix - math.log(2)
+        assert float(tasks.acquired_reward(task, obs)) == pytest.approx(expected, abs=1e-5)
+    posterior = log_n[1] - np.log(np.sum(np.exp(log_n)))
+    assert float(tasks.log_q(task, obs)) == pytest.approx(posterior, abs=1e-5)
+    # A bowl: with lambda > 1 the reward falls the further s' is from the skill's centre,
+    # also along the direction where the posterior saturates at log q = 0.
+    far_task = task.replace(density_weight=jnp.float32(2.0))
+    rewards = [float(tasks.acquired_reward(far_task, jnp.array([0.0, y]))) for y in (2, 4, 8)]
+    assert rewards[0] > rewards[1] > rewards[2]
+    assert float(tasks.log_q(far_task, jnp.array([0.0, 8.0]))) > -1e-3  # saturated cone
+    # A NaN state (a diverged policy) keeps its NaN reward under a floor, also compiled: it
+    # must show up as a diverged chain, never as a finite floored return.
+    floored = task.replace(min_log_q=jnp.float32(-1e30))
+    assert math.isnan(float(jax.jit(tasks.acquired_reward)(floored, jnp.array([jnp.nan, 0.0]))))
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="density_weight"):
+            acquired_task_space(goals, params, 2, density_weight=bad)
+
+
+def test_density_task_model_fits_each_seed_and_skill_from_skill_major_rollouts():
+    config = dataclasses.replace(unsupervised_meta.PRESETS["quick"], task_reward="density",
+                                 density_weight=3.0)
+    num_seeds, num_k = config.skills.num_seeds, config.skills.num_skills
+    reps, steps = 5, 6
+    rng = np.random.default_rng(1)
+    centres = rng.normal(0.0, 3.0, (num_seeds, num_k, 2))
+    paths = rng.normal(np.repeat(centres, reps, axis=1)[:, :, None], 0.3,
+                       (num_seeds, num_k * reps, steps + 1, 2))
+    paths[:, :, 0] = 100.0  # the start state is not a visited state: it must not be fitted
+    module, params, weight = unsupervised_meta.task_model(config, None, None, paths)
+    assert isinstance(module, SkillDensity) and weight == 3.0
+    assert params["params"]["mean"].shape == (num_seeds, num_k, 2)
+    np.testing.assert_allclose(params["params"]["mean"], centres, atol=0.3)
+    with pytest.raises(ValueError, match="multiple"):
+        unsupervised_meta.task_model(config, None, None, paths[:, 1:])
+    for bad in (dict(task_reward="cone"), dict(density_weight=0.9), dict(density_min_std=0.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            dataclasses.replace(config, **bad)
 
 
 def test_eval_goals_are_hand_designed_on_a_circle():
@@ -160,14 +243,20 @@ def test_quick_preset_writes_the_contract(quick_run):
         assert paired["mean_over_adapted_steps"]["mean"] == pytest.approx(
             part["mean_over_adapted_steps"]["acquired"]["mean"]
             - part["mean_over_adapted_steps"]["scratch"]["mean"], rel=1e-9, abs=1e-9)
-    # The acquired training tasks, adapted by every method the same way: returns are sums of
-    # log q floored at min_log_q, so between min_log_q * T and 0.
+    # The acquired training tasks (the presets' density tasks), adapted by every method the
+    # same way: finite returns (a NaN would be null here), none diverged.
+    assert config.task_reward == "density"
     training = results["training_tasks"]
     for method, rows in training["returns_by_steps"].items():
         assert len(rows) == config.eval_steps + 1, method
-        for row in rows:
-            assert config.min_log_q * skills.episode_steps <= row["mean"] <= 0, method
+        assert all(math.isfinite(row["mean"]) for row in rows), method
+    assert set(training["diverged_chains"].values()) == {0}
     assert training["paired_acquired_minus_scratch"]["mean_over_adapted_steps"]["ci95"] >= 0
+    # The fitted bowls, one per seed and skill, from DIAYN's rollouts.
+    density = results["skill_density"]
+    assert np.shape(density["mean"]) == (skills.num_seeds, skills.num_skills, 2)
+    assert np.min(density["std"]) >= config.density_min_std * (1 - 1e-6)
+    assert density["density_weight"] == config.density_weight > 1
     diayn = results["diayn"]
     assert 0 <= diayn["train_disc_accuracy"] <= 1
     assert diayn["train_pseudo_reward"] <= math.log(skills.num_skills) + 1e-6

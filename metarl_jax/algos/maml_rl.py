@@ -153,17 +153,29 @@ class Samples(NamedTuple):
     episode_return: jax.Array
 
 
-def linear_baseline(obs: jax.Array, returns: jax.Array, reg: float = 1e-4) -> jax.Array:
+def linear_baseline(obs: jax.Array, returns: jax.Array, reg: float = 1e-4,
+                    retries: int = 4) -> jax.Array:
     """Ridge fit of ``returns[T, N]`` on features ``(o, o^2, t, t^2, t^3, 1)`` (t scaled to
-    [0, 1)), evaluated on the same states: ``[T, N]``."""
+    [0, 1)), evaluated on the same states: ``[T, N]``.
+
+    As rllab's ``LinearFeatureBaseline`` (Duan et al. 2016), a fit that comes out non-finite is
+    redone with the ridge ``reg`` ten times larger, up to ``retries`` times: when every episode
+    is the same path (e.g. all actions clipped at the speed limit) ``o`` is a function of ``t``,
+    the normal equations are singular in float32 and the first solve gives NaN. The first
+    finite fit is used, so a well-posed fit is exactly the plain ridge one."""
     num_steps, num_episodes = returns.shape
     t = jnp.broadcast_to((jnp.arange(num_steps) / num_steps)[:, None, None],
                          (num_steps, num_episodes, 1)).astype(obs.dtype)
     o = jnp.clip(obs, -10.0, 10.0)
     feats = jnp.concatenate([o, o**2, t, t**2, t**3, jnp.ones_like(t)], axis=-1)
     x = feats.reshape(-1, feats.shape[-1])
-    w = jnp.linalg.solve(x.T @ x + reg * jnp.eye(x.shape[1], dtype=x.dtype),
-                         x.T @ returns.reshape(-1))
+    gram, target = x.T @ x, x.T @ returns.reshape(-1)
+    eye = jnp.eye(x.shape[1], dtype=x.dtype)
+    regs = reg * 10.0 ** jnp.arange(retries + 1, dtype=x.dtype)
+    ws = jax.vmap(lambda r: jnp.linalg.solve(gram + r * eye, target))(regs)  # [retries+1, D]
+    finite = jnp.all(jnp.isfinite(ws), axis=-1)
+    # The first finite fit (the last one if none is: its NaNs then reach the caller's guards).
+    w = ws[jnp.where(jnp.any(finite), jnp.argmax(finite), retries)]
     return feats @ w
 
 

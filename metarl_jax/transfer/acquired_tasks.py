@@ -14,9 +14,20 @@ program trains on acquired tasks or on the env's own task distribution (the uppe
     true_goals = acquired.replace(acquired=jnp.bool_(False))   # reward: -distance to the goal
     state = MAMLRL(env).init(key, maml_config, acquired)
 
+Goal-like tasks from the same skills (``SkillDensity``): a spherical Gaussian fitted to each
+skill's visited states is a generative model ``q(s | z)`` whose posterior is a discriminator;
+with ``density_weight`` ``lambda > 1`` the reward becomes CARML's (Jabri et al. 2019)
+``lambda log q(s'|z) - log q(s')`` (up to the constant ``log K``), a bowl around the skill's
+states rather than DIAYN's saturating cone::
+
+    density = fit_skill_density(skill_states)           # [K, N, F] visited states per skill
+    env = AcquiredTasks(PointNav2D(max_steps=50), SkillDensity(K), feature_size=2)
+    acquired = acquired_task_space(goal_space, density, K, density_weight=2.0)
+
 Shapes (unbatched): obs = the inner env's; ``skill`` [] int32; ``acquired`` [] bool;
-``disc_params`` the discriminator's flax params; ``min_log_q`` [] float32. The observation never
-contains the skill: like a hidden goal, it is what the learner must infer from rewards.
+``disc_params`` the discriminator's flax params; ``min_log_q`` and ``density_weight`` []
+float32. The observation never contains the skill: like a hidden goal, it is what the learner
+must infer from rewards.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from typing import Any, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from metarl_jax.core.env import Env
@@ -46,6 +58,10 @@ class AcquiredTaskParams:
         min_log_q: [] float32, floor of the acquired reward (``-inf``: none). Far from the
             states DIAYN visited, ``log q`` can be arbitrarily negative; a floor bounds the
             returns' scale without changing where the reward is high.
+        density_weight: [] float32, ``lambda``: the reward is ``log q(z | s') + (lambda - 1)
+            * logits_z(s')`` (floored). 1: DIAYN's ``log q(z | s')`` exactly. With a
+            ``SkillDensity`` discriminator, whose logits are ``log q(s' | z)``, this is
+            ``lambda log q(s' | z) - log q(s') - log K`` (CARML's task reward).
     """
 
     inner: Any
@@ -53,6 +69,7 @@ class AcquiredTaskParams:
     disc_params: Any
     acquired: jax.Array
     min_log_q: jax.Array
+    density_weight: jax.Array = 1.0
 
 
 class AcquiredTasks(Wrapper):
@@ -79,16 +96,30 @@ class AcquiredTasks(Wrapper):
     def log_q(self, params: AcquiredTaskParams, obs: jax.Array) -> jax.Array:
         """``log q(params.skill | obs[..., :F])``: ``[...]`` (``skill`` broadcasts against the
         leading axes of ``obs``)."""
+        return self._log_q_and_logit(params, obs)[0]
+
+    def _log_q_and_logit(self, params: AcquiredTaskParams, obs: jax.Array):
         logits = self.discriminator.apply(params.disc_params, obs[..., :self.feature_size])
         one_hot = jax.nn.one_hot(params.skill, logits.shape[-1], dtype=logits.dtype)
-        return jnp.sum(jax.nn.log_softmax(logits, axis=-1) * one_hot, axis=-1)
+        return (jnp.sum(jax.nn.log_softmax(logits, axis=-1) * one_hot, axis=-1),
+                jnp.sum(logits * one_hot, axis=-1))
+
+    def acquired_reward(self, params: AcquiredTaskParams, obs: jax.Array) -> jax.Array:
+        """The acquired reward of ``obs[..., :F]`` (``AcquiredTaskParams.density_weight``),
+        floored at ``min_log_q``: ``[...]``."""
+        log_q, logit = self._log_q_and_logit(params, obs)
+        # (lambda - 1) * logit is exactly 0 at lambda = 1 (finite logits): DIAYN's reward.
+        reward = log_q + (params.density_weight - 1.0) * logit
+        # Not jnp.maximum: under jit XLA's max may return the floor for a NaN reward (seen on
+        # CPU), which would hide a diverged policy's NaN state behind a finite return.
+        return jnp.where(reward < params.min_log_q, params.min_log_q, reward)
 
     def reset(self, key, params: AcquiredTaskParams):
         return self.env.reset(key, params.inner)
 
     def step(self, key, state, action, params: AcquiredTaskParams):
         state, obs, reward, done, info = self.env.step(key, state, action, params.inner)
-        acquired = jnp.maximum(self.log_q(params, obs), params.min_log_q)
+        acquired = self.acquired_reward(params, obs)
         return state, obs, jnp.where(params.acquired, acquired, reward), done, info
 
 
@@ -103,6 +134,7 @@ class AcquiredTaskSpace:
         disc_params: the frozen discriminator's parameters.
         acquired: [] bool (``AcquiredTaskParams.acquired``).
         min_log_q: [] float32 (``AcquiredTaskParams.min_log_q``).
+        density_weight: [] float32 (``AcquiredTaskParams.density_weight``).
         num_skills: ``K`` (static); 1 after ``collapse_to_nominal`` (always skill 0).
     """
 
@@ -110,13 +142,15 @@ class AcquiredTaskSpace:
     disc_params: Any
     acquired: jax.Array
     min_log_q: jax.Array = -jnp.inf
+    density_weight: jax.Array = 1.0
     num_skills: int = struct.field(default=2, **static)
 
     @property
     def nominal(self) -> AcquiredTaskParams:
         return AcquiredTaskParams(self.inner.nominal, jnp.int32(0), self.disc_params,
                                   jnp.asarray(self.acquired, jnp.bool_),
-                                  jnp.asarray(self.min_log_q, jnp.float32))
+                                  jnp.asarray(self.min_log_q, jnp.float32),
+                                  jnp.asarray(self.density_weight, jnp.float32))
 
     def sample(self, key: jax.Array, shape: Tuple[int, ...] = ()) -> AcquiredTaskParams:
         """Tasks with every leaf ``[*shape, *field_shape]``."""
@@ -137,12 +171,51 @@ class AcquiredTaskSpace:
 
 
 def acquired_task_space(inner: Any, disc_params: Any, num_skills: int, acquired: bool = True,
-                        min_log_q: float = -float("inf")) -> AcquiredTaskSpace:
-    """A validated ``AcquiredTaskSpace`` (``ValueError`` on ``num_skills < 1`` or a
-    ``min_log_q`` that is NaN or positive: ``log q <= 0``, so a positive floor is a constant)."""
+                        min_log_q: float = -float("inf"),
+                        density_weight: float = 1.0) -> AcquiredTaskSpace:
+    """A validated ``AcquiredTaskSpace`` (``ValueError`` on ``num_skills < 1``, a ``min_log_q``
+    that is NaN or positive -- ``log q <= 0``, so a positive floor is a constant --, or a
+    ``density_weight`` below 1 or not finite)."""
     if int(num_skills) < 1:
         raise ValueError(f"num_skills must be >= 1, got {num_skills}")
     if not float(min_log_q) <= 0.0:
         raise ValueError(f"min_log_q must be <= 0 (log q <= 0), got {min_log_q}")
-    return AcquiredTaskSpace(inner, disc_params, jnp.bool_(acquired),
-                             jnp.float32(min_log_q), int(num_skills))
+    if not (np.isfinite(density_weight) and float(density_weight) >= 1.0):
+        raise ValueError(f"density_weight must be a finite number >= 1, got {density_weight}")
+    return AcquiredTaskSpace(inner, disc_params, jnp.bool_(acquired), jnp.float32(min_log_q),
+                             jnp.float32(density_weight), int(num_skills))
+
+
+class SkillDensity(nn.Module):
+    """``q(s | z)``: one spherical Gaussian per skill, ``features[..., F] -> logits[..., K]``
+    with ``logits_z = log N(features; mean_z, exp(log_var_z) I)``; its softmax is the posterior
+    ``q(z | s)`` under a uniform skill prior. Parameters (``fit_skill_density``):
+    ``{"params": {"mean": [K, F], "log_var": [K]}}``; not trained by gradient here."""
+
+    num_skills: int
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> jax.Array:
+        size = features.shape[-1]
+        mean = self.param("mean", nn.initializers.zeros, (self.num_skills, size))
+        log_var = self.param("log_var", nn.initializers.zeros, (self.num_skills,))
+        sq = jnp.sum(jnp.square(features[..., None, :] - mean), axis=-1)  # [..., K]
+        return -0.5 * (sq * jnp.exp(-log_var) + size * (log_var + jnp.log(2 * jnp.pi)))
+
+
+def fit_skill_density(states: jax.Array, min_std: float = 0.1) -> dict:
+    """Maximum-likelihood spherical Gaussians of ``states[K, N, F]`` (``N`` visited states of
+    each of ``K`` skills): ``SkillDensity`` params with ``mean_z`` the skill's mean state and
+    ``exp(log_var_z)`` its variance averaged over the ``F`` features, floored at ``min_std**2``
+    (a skill that never moves would otherwise give an infinitely sharp task). ``ValueError`` on
+    a non-3-D input, ``N < 2`` or non-finite states."""
+    states = jnp.asarray(states, jnp.float32)
+    if states.ndim != 3 or states.shape[1] < 2:
+        raise ValueError(f"states must be [K, N >= 2, F], got shape {states.shape}")
+    if not bool(jnp.all(jnp.isfinite(states))):
+        raise ValueError("states must be finite")
+    if not min_std > 0:
+        raise ValueError(f"min_std must be > 0, got {min_std}")
+    mean = states.mean(axis=1)
+    var = jnp.mean(jnp.square(states - mean[:, None]), axis=(1, 2))
+    return {"params": {"mean": mean, "log_var": jnp.log(jnp.maximum(var, min_std ** 2))}}
