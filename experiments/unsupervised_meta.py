@@ -137,14 +137,19 @@ class Config:
                              f"{self.far_goal_radius}")
         if not self.min_log_q <= 0:
             raise ValueError(f"min_log_q must be <= 0 (log q <= 0), got {self.min_log_q}")
-        if self.task_reward not in TASK_REWARDS:
-            raise ValueError(f"task_reward must be one of {TASK_REWARDS}, got "
-                             f"{self.task_reward!r}")
-        if not (math.isfinite(self.density_weight) and self.density_weight >= 1):
-            raise ValueError(f"density_weight must be a finite number >= 1, got "
-                             f"{self.density_weight}")
-        if not self.density_min_std > 0:
-            raise ValueError(f"density_min_std must be > 0, got {self.density_min_std}")
+        check_task_reward(self)
+
+
+def check_task_reward(config) -> None:
+    """``ValueError`` unless ``config.task_reward`` is one of ``TASK_REWARDS``, ``density_weight``
+    a finite number >= 1 and ``density_min_std`` > 0 (this Config and ``unsupervised_rl2``'s)."""
+    if config.task_reward not in TASK_REWARDS:
+        raise ValueError(f"task_reward must be one of {TASK_REWARDS}, got {config.task_reward!r}")
+    if not (math.isfinite(config.density_weight) and config.density_weight >= 1):
+        raise ValueError(f"density_weight must be a finite number >= 1, got "
+                         f"{config.density_weight}")
+    if not config.density_min_std > 0:
+        raise ValueError(f"density_min_std must be > 0, got {config.density_min_std}")
 
 
 _SKILLS = diayn_experiment.Config.diayn
@@ -213,6 +218,15 @@ def task_model(config: Config, diayn, diayn_states, skill_paths):
     fits = [fit_skill_density(visited[s], config.density_min_std) for s in range(num_seeds)]
     return (SkillDensity(num_skills), jax.tree.map(lambda *x: jnp.stack(x), *fits),
             config.density_weight)
+
+
+def density_summary(task_params, density_weight: float) -> dict:
+    """``results.skill_density``: the fitted bowls' centres ``[S][K][F]``, stds ``[S][K]`` and
+    ``density_weight``."""
+    fitted = task_params["params"]
+    return dict(mean=np.asarray(fitted["mean"]).tolist(),
+                std=np.exp(0.5 * np.asarray(fitted["log_var"])).tolist(),
+                density_weight=density_weight)
 
 
 def task_spaces(config: Config, env: PointNav2D, disc_params, density_weight: float = 1.0):
@@ -392,11 +406,8 @@ def main(args) -> dict:
         results["training_tasks"] = summarize(returns[:, :, len(families(config)) * num_goals:],
                                               config)
     results["diayn"] = report_skills(run_dir, config, rollouts)
-    if config.task_reward == "density":  # the fitted bowls: centres [S, K, 2] and stds [S, K]
-        fitted = task_params["params"]
-        results["skill_density"] = dict(mean=np.asarray(fitted["mean"]).tolist(),
-                                        std=np.exp(0.5 * np.asarray(fitted["log_var"])).tolist(),
-                                        density_weight=density_weight)
+    if config.task_reward == "density":
+        results["skill_density"] = density_summary(task_params, density_weight)
     plot_meta_training(run_dir / "curves.png", run_dir, tuple(PHASES.values()),
                        ylabel="mean return (acquired: log q; true goals: -distance)",
                        title="MAML meta-training, mean over seeds")

@@ -12,7 +12,9 @@ vmapped through every phase:
    discriminator ``q(z | x, y)`` per seed.
 2. RL^2 (``algos.rl2.RL2``, a GRU policy over trials of ``episodes_per_trial`` episodes of one
    task) meta-trained on the acquired tasks, reward ``log q(z | s')`` floored at ``min_log_q``
-   with the seed's frozen discriminator (phase ``rl2_acquired``; method ``acquired``, (a)), and
+   with the seed's frozen discriminator (phase ``rl2_acquired``; method ``acquired``, (a));
+   ``task_reward=density`` swaps in the MAML route's goal-like density tasks (``results.
+   skill_density``); and
    with the same budget and initial policies on the true goals ``U[-goal_range, goal_range]^2``,
    reward ``-distance`` (phase ``rl2_true_goals``; ``true_goals``, (c), the upper reference).
 3. Meta-test: one trial of ``episodes_per_trial`` episodes (``eval_trials`` trials per task,
@@ -84,6 +86,11 @@ class Config:
                                gae_lambda=0.95, ent_coef=0.0, reward_scale=0.02)
     episodes_per_trial: int = 5
     min_log_q: float = -10.0  # floor of the acquired reward log q(z|s')
+    # The acquired tasks' reward, as the MAML route's (its module doc): "discriminator" (DIAYN's
+    # log q(z|s')) or "density" (a spherical Gaussian per skill, lambda = density_weight).
+    task_reward: str = "discriminator"
+    density_weight: float = 2.0
+    density_min_std: float = 0.1
     goal_range: float = 4.0  # (c)'s goals ~ U[-goal_range, goal_range]^2
     eval_goals: int = 8
     eval_goal_radius: float = 3.0  # the MAML route's near family ...
@@ -114,6 +121,7 @@ class Config:
                 and self.min_log_q <= 0 and self.training_tasks_per_skill >= 0):
             raise ValueError("need goal_range > 0, eval_goal_radius > 0, far_goal_radius >= 0, "
                              "min_log_q <= 0 and training_tasks_per_skill >= 0")
+        maml_route.check_task_reward(self)
 
 
 _QUICK_SKILLS = maml_route.PRESETS["quick"].skills
@@ -187,9 +195,13 @@ def rl2_returns(config: Config, rl2: RL2, states, tasks, key) -> dict:
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     diayn, diayn_states = diayn_experiment.train(run_dir, config.skills, seed)
+    rollouts = maml_route.skill_rollouts(config, diayn, diayn_states, seed,
+                                         config.report_skills or config.task_reward == "density")
+    module, task_params, density_weight = maml_route.task_model(
+        config, diayn, diayn_states, None if rollouts is None else rollouts[1])
     env = PointNav2D(max_steps=config.skills.episode_steps)
-    acquired_env = AcquiredTasks(env, diayn.discriminator(config.skills.diayn), 2)
-    spaces = maml_route.task_spaces(config, env, diayn_states.disc_params)
+    acquired_env = AcquiredTasks(env, module, 2)
+    spaces = maml_route.task_spaces(config, env, task_params, density_weight)
     rl2 = RL2(acquired_env, config.episodes_per_trial)
     states = meta_train(run_dir, config, rl2, spaces, seed)
 
@@ -243,8 +255,9 @@ def main(args) -> dict:
         results["training_tasks"] = summarize_family(
             {m: r[:, goals.shape[0]:] for m, r in per_task.items()})
     results["scratch_lr"] = tuning
-    results["diayn"] = maml_route.report_skills(run_dir, config, maml_route.skill_rollouts(
-        config, diayn, diayn_states, seed, config.report_skills))
+    results["diayn"] = maml_route.report_skills(run_dir, config, rollouts)
+    if config.task_reward == "density":
+        results["skill_density"] = maml_route.density_summary(task_params, density_weight)
     plot_results(run_dir, results, tuple(PHASES.values()))
     return finish(run_dir, {"results": results, "num_seeds": config.skills.num_seeds,
                             "methods": list(METHODS)}, format_table(table_rows(results)))

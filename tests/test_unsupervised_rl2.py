@@ -62,6 +62,16 @@ def test_scratch_budget_in_episodes_is_the_trials():
                                                             episodes_per_task=2))
 
 
+def test_rl2_route_takes_the_same_task_rewards_as_the_maml_route():
+    # Its DIAYN stays at 3 seeds when the MAML route's cpu preset went to 8.
+    assert unsupervised_rl2.PRESETS["cpu"].skills.num_seeds == 3
+    density = unsupervised_rl2.Config(task_reward="density", density_weight=3.0)
+    assert (density.task_reward, density.density_weight) == ("density", 3.0)
+    for bad in (dict(task_reward="cone"), dict(density_weight=0.5), dict(density_min_std=-1.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            unsupervised_rl2.Config(**bad)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("unsupervised_rl2") / "run"
