@@ -50,10 +50,11 @@ class PointNavState:
 
 def safe_norm(x: jax.Array) -> jax.Array:
     """Euclidean norm of ``x`` [..., d] whose gradient at 0 is 0 instead of NaN (reaching the goal
-    exactly must not poison a meta-gradient)."""
+    exactly must not poison a meta-gradient). NaN stays NaN: a diverged policy's NaN position
+    must not score the best possible reward (``sq * 0`` is 0 at 0 and NaN for NaN)."""
     sq = jnp.sum(jnp.square(x), axis=-1)
     positive = sq > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), sq * 0.0)
 
 
 class PointNav2D(Env):

@@ -356,6 +356,16 @@ def test_point_nav_clipping_reward_and_truncation():
     assert int(final.time) == 100 and done[99] and truncated[99]
     assert not done[:99].any() and not terminated.any()
 
+    # A NaN action (a diverged policy) gives a NaN reward, compiled too -- never the 0 of a
+    # reached goal, which once made NaN policies look like the best learners.
+    _, _, r, _, _ = jax.jit(env.step)(KEY, env.reset(KEY, params)[0],
+                                      jnp.array([jnp.nan, 0.0]), params)
+    assert np.isnan(float(r))
+    at_goal = env.reset(KEY, params)[0].replace(position=params.goal - jnp.array([0.05, 0.0]))
+    grad = jax.grad(lambda a: env.step(KEY, at_goal, a, params)[2])(jnp.array([0.05, 0.0]))
+    assert float(env.step(KEY, at_goal, jnp.array([0.05, 0.0]), params)[2]) == 0.0
+    np.testing.assert_array_equal(np.asarray(grad), [0.0, 0.0])  # finite at the goal
+
     with_goal = PointNav2D(goal_in_obs=True)
     _, obs = with_goal.reset(KEY, params)
     np.testing.assert_allclose(obs, [0.0, 0.0, 0.3, -0.2])
