@@ -350,6 +350,21 @@ def skill_rollouts(config, diayn, diayn_states, seed: int, needed: bool):
                                      jax.random.fold_in(jax.random.PRNGKey(seed), 1))
 
 
+def acquired_setup(config, diayn, diayn_states, seed: int):
+    """Everything both routes (this one and ``unsupervised_rl2``) build from the trained DIAYN:
+    ``(env, spaces, rollouts, skill_density)``: the ``AcquiredTasks`` PointNav2D env scored by
+    ``task_model``, its ``task_spaces``, ``skill_rollouts`` (None when neither the report nor the
+    density fit needs them) and ``results.skill_density`` (None for ``discriminator`` tasks)."""
+    density = config.task_reward == "density"
+    rollouts = skill_rollouts(config, diayn, diayn_states, seed, config.report_skills or density)
+    module, task_params, density_weight = task_model(
+        config, diayn, diayn_states, None if rollouts is None else rollouts[1])
+    inner = PointNav2D(max_steps=config.skills.episode_steps)
+    spaces = task_spaces(config, inner, task_params, density_weight)
+    summary = density_summary(task_params, density_weight) if density else None
+    return AcquiredTasks(inner, module, 2), spaces, rollouts, summary
+
+
 def report_skills(run_dir, config: Config, rollouts) -> dict:
     """DIAYN's last training line (discriminator accuracy and pseudo-reward on replayed states,
     mean over seeds) and, with ``config.report_skills``, the per-seed metrics of ``rollouts``
@@ -374,14 +389,8 @@ def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     diayn, diayn_states = diayn_experiment.train(run_dir, config.skills, seed)
 
-    rollouts = skill_rollouts(config, diayn, diayn_states, seed,
-                              config.report_skills or config.task_reward == "density")
-    module, task_params, density_weight = task_model(
-        config, diayn, diayn_states, None if rollouts is None else rollouts[1])
-
-    env = PointNav2D(max_steps=config.skills.episode_steps)
-    learner = MAMLRL(AcquiredTasks(env, module, 2))
-    spaces = task_spaces(config, env, task_params, density_weight)
+    env, spaces, rollouts, skill_density = acquired_setup(config, diayn, diayn_states, seed)
+    learner = MAMLRL(env)
     states = meta_train(run_dir, config, learner, spaces, seed)
     returns, positions = meta_test(config, learner, states, spaces,
                                    jax.random.fold_in(jax.random.PRNGKey(seed), 3))
@@ -406,8 +415,8 @@ def main(args) -> dict:
         results["training_tasks"] = summarize(returns[:, :, len(families(config)) * num_goals:],
                                               config)
     results["diayn"] = report_skills(run_dir, config, rollouts)
-    if config.task_reward == "density":
-        results["skill_density"] = density_summary(task_params, density_weight)
+    if skill_density is not None:
+        results["skill_density"] = skill_density
     plot_meta_training(run_dir / "curves.png", run_dir, tuple(PHASES.values()),
                        ylabel="mean return (acquired: log q; true goals: -distance)",
                        title="MAML meta-training, mean over seeds")

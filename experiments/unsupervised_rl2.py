@@ -48,7 +48,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs.point_nav import PointNav2D
 from experiments import diayn as diayn_experiment
 from experiments import unsupervised_meta as maml_route
 from experiments._unsupervised_rl2_eval import (
@@ -66,7 +65,6 @@ from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import train_phase
-from metarl_jax.transfer.acquired_tasks import AcquiredTasks
 
 NAME = "unsupervised_rl2"
 PHASES = {"acquired": "rl2_acquired", "true_goals": "rl2_true_goals"}
@@ -195,13 +193,8 @@ def rl2_returns(config: Config, rl2: RL2, states, tasks, key) -> dict:
 def main(args) -> dict:
     run_dir, config, seed = start_run(NAME, args)
     diayn, diayn_states = diayn_experiment.train(run_dir, config.skills, seed)
-    rollouts = maml_route.skill_rollouts(config, diayn, diayn_states, seed,
-                                         config.report_skills or config.task_reward == "density")
-    module, task_params, density_weight = maml_route.task_model(
-        config, diayn, diayn_states, None if rollouts is None else rollouts[1])
-    env = PointNav2D(max_steps=config.skills.episode_steps)
-    acquired_env = AcquiredTasks(env, module, 2)
-    spaces = maml_route.task_spaces(config, env, task_params, density_weight)
+    acquired_env, spaces, rollouts, skill_density = maml_route.acquired_setup(
+        config, diayn, diayn_states, seed)
     rl2 = RL2(acquired_env, config.episodes_per_trial)
     states = meta_train(run_dir, config, rl2, spaces, seed)
 
@@ -256,8 +249,8 @@ def main(args) -> dict:
             {m: r[:, goals.shape[0]:] for m, r in per_task.items()})
     results["scratch_lr"] = tuning
     results["diayn"] = maml_route.report_skills(run_dir, config, rollouts)
-    if config.task_reward == "density":
-        results["skill_density"] = maml_route.density_summary(task_params, density_weight)
+    if skill_density is not None:
+        results["skill_density"] = skill_density
     plot_results(run_dir, results, tuple(PHASES.values()))
     return finish(run_dir, {"results": results, "num_seeds": config.skills.num_seeds,
                             "methods": list(METHODS)}, format_table(table_rows(results)))
