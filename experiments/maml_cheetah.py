@@ -171,41 +171,68 @@ def policies(config: Config):
     return meta_phases(MAMLRL(env), config, env.task_space(), METHODS)
 
 
+AT_MAML_RATE = "pretrained_at_maml_rate"
+
+
+def evaluated_policies(config, states) -> dict:
+    """``{name: (meta, adaptation config)}`` of what ``evaluate_methods`` adapts: each of
+    ``METHODS`` (``eval_config``), and, when MAML learns its inner rate (``inner_lr_mode`` not
+    ``fixed``: Meta-SGD), also ``AT_MAML_RATE``, the pretrained policy adapted with MAML's learned
+    rate(s), so that MAML's gain cannot be only a larger step: the pretrained baseline gets both
+    the initial rate and the learned one."""
+    out = {m: (states[m].meta, eval_config(config, m)) for m in METHODS}
+    if config.maml.inner_lr_mode != "fixed":
+        learned = states["maml"].meta.inner_lr
+        out[AT_MAML_RATE] = (states["pretrained"].meta.replace(inner_lr=learned), config.maml)
+    return out
+
+
 def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key):
-    """Adapt each method's meta-policy to ``config.eval_tasks`` held-out tasks drawn from
-    ``space`` for 0..``config.eval_steps`` inner steps (``eval_config``). Returns ``(tasks,
-    results, obs)``: ``results`` has ``returns_by_steps`` / ``returns_ci95`` (``{method: [S+1]}``,
-    mean and 95% CI half-width over tasks) and ``final_train`` (the last training update's
-    pre/post returns); ``obs[method]``: ``[G, S+1, T, N, obs_size]`` observed trajectories."""
+    """Adapt each of ``evaluated_policies`` to ``config.eval_tasks`` held-out tasks drawn from
+    ``space`` for 0..``config.eval_steps`` inner steps (the same tasks and rollout keys for all).
+    Returns ``(tasks, results, obs)``: ``results`` has ``returns_by_steps`` / ``returns_ci95``
+    (``{name: [S+1]}``, mean and 95% CI half-width over tasks), ``paired_over_tasks``
+    (``paired_gains``), ``final_train`` (each method's last training update's pre/post returns)
+    and, when MAML learns its rate, ``maml_inner_lr`` (the mean learned rate); ``obs[name]``:
+    ``[G, S+1, T, N, obs_size]`` observed trajectories."""
     eval_key = jax.random.fold_in(base_key, 10_000)
     tasks = space.sample(jax.random.fold_in(eval_key, 0), (config.eval_tasks,))
-    by_steps, ci95, final, observed, per_task = {}, {}, {}, {}, {}
-    for method in METHODS:
-        returns, obs = learner.evaluate(states[method].meta, eval_config(config, method), tasks,
+    by_steps, ci95, observed, per_task = {}, {}, {}, {}
+    for name, (meta, adapt_config) in evaluated_policies(config, states).items():
+        returns, obs = learner.evaluate(meta, adapt_config, tasks,
                                         jax.random.fold_in(eval_key, 1), config.eval_steps)
-        by_steps[method], ci95[method] = returns_by_steps(returns)  # returns: [G, S+1]
-        per_task[method] = np.asarray(returns, np.float64)
-        observed[method] = np.asarray(obs)
+        by_steps[name], ci95[name] = returns_by_steps(returns)  # returns: [G, S+1]
+        per_task[name] = np.asarray(returns, np.float64)
+        observed[name] = np.asarray(obs)
+    final = {}
+    for method in METHODS:
         last = phase_metrics(run_dir, method)[-1]
         final[method] = {"return_pre": last["return_pre"], "return_post": last["return_post"]}
     results = {"task": config.task, "returns_by_steps": by_steps, "returns_ci95": ci95,
                "returns_per_task": {m: r.tolist() for m, r in per_task.items()},
                "paired_over_tasks": paired_gains(per_task), "final_train": final}
+    if AT_MAML_RATE in per_task:
+        rates = jax.tree.leaves(states["maml"].meta.inner_lr)
+        results["maml_inner_lr"] = float(sum(np.sum(r) for r in rates)
+                                         / sum(np.size(r) for r in rates))
     return tasks, results, observed
 
 
 def paired_gains(per_task: dict) -> dict:
-    """The adaptation gains, paired over the held-out tasks (both methods are evaluated on the
+    """The adaptation gains, paired over the held-out tasks (every policy is evaluated on the
     same tasks with the same rollout keys, so the task-to-task spread cancels): for each inner
-    step count s >= 1, ``maml_s_minus_maml_0`` and ``maml_s_minus_pretrained_s``, each
-    ``stats.paired_comparison`` (mean, 95% CI of the difference, verdicts). ``per_task[m]``:
+    step count s >= 1, ``maml_s_minus_maml_0`` and ``maml_s_minus_<baseline>_s`` for each other
+    evaluated policy (``pretrained``, and ``AT_MAML_RATE`` when present), each
+    ``stats.paired_comparison`` (mean, 95% CI of the difference, verdicts). ``per_task[name]``:
     ``[G, S+1]`` returns."""
-    maml, pretrained = per_task["maml"], per_task["pretrained"]
+    maml = per_task["maml"]
     out = {}
     for s in range(1, maml.shape[1]):
         out[f"maml_{s}_minus_maml_0"] = stats.paired_comparison(maml[:, s], maml[:, 0])
-        out[f"maml_{s}_minus_pretrained_{s}"] = stats.paired_comparison(maml[:, s],
-                                                                         pretrained[:, s])
+        for name, baseline in per_task.items():
+            if name != "maml":
+                out[f"maml_{s}_minus_{name}_{s}"] = stats.paired_comparison(maml[:, s],
+                                                                            baseline[:, s])
     return out
 
 
@@ -231,7 +258,7 @@ def main(args) -> dict:
     run_dir, config, tasks, results, obs = train_and_evaluate(NAME, args, make_env)
     targets = task_values(tasks, config.task)
     # mean forward velocity per task and step count, over T and episodes: [G, S+1]
-    velocity = {m: obs[m][..., X_VELOCITY].mean(axis=(2, 3)) for m in METHODS}
+    velocity = {m: o[..., X_VELOCITY].mean(axis=(2, 3)) for m, o in obs.items()}
     if config.task == "vel":
         results["velocity_error_by_steps"] = {
             m: np.abs(v - targets[:, None]).mean(0).tolist() for m, v in velocity.items()}

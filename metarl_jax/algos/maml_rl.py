@@ -400,6 +400,10 @@ class MAMLRL(Learner):
         state, stats = outer(state, config, chains)
         returns = chains.episode_return.mean(axis=(0, 2))  # [k+1]
         stats.update(return_pre=returns[0], return_post=returns[-1])
+        if config.inner_lr_mode != "fixed":  # the learned rate(s), after this update
+            rates = jax.tree.leaves(state.meta.inner_lr)
+            stats["inner_lr"] = (sum(jnp.sum(r) for r in rates)
+                                 / sum(r.size for r in rates))
         return state.replace(key=key, step=state.step + 1), stats
 
     def _evaluate(self, meta: MetaParams, config: MAMLRLConfig, tasks, key, num_steps: int):
