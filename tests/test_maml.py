@@ -261,3 +261,22 @@ def test_linear_baseline_is_the_ridge_fit_and_survives_identical_straight_paths(
     assert bool(jnp.all(jnp.isfinite(values)))
     np.testing.assert_allclose(np.asarray(values), np.asarray(to_go),
                                atol=0.05 * float(jnp.abs(to_go).max()))
+
+
+@pytest.mark.parametrize("mode", ["scalar", "per_param"])
+def test_meta_rl_logs_the_learned_inner_rate_it_trains(mode):
+    """With a learned rate (Meta-SGD) ProMP's outer Adam moves it, and ``inner_lr`` in the
+    metrics is the mean of ``state.meta.inner_lr`` after each update; fixed rates log nothing."""
+    learner = MAMLRL(PointNav2D())
+    config = MAMLRLConfig(meta_batch_size=2, episodes_per_task=4, hidden_sizes=(8,),
+                          outer="promp", estimator="lvc", inner_lr=0.1, inner_lr_mode=mode,
+                          promp_steps=2, outer_lr=0.01)
+    state = learner.init(jax.random.PRNGKey(0), config, _nav_space())
+    state, metrics = learner.train_chunk(state, config, 2)
+    rates = np.concatenate([np.ravel(r) for r in jax.tree.leaves(state.meta.inner_lr)])
+    assert not np.allclose(rates, 0.1)  # learned
+    assert float(metrics["inner_lr"][-1]) == pytest.approx(float(rates.mean()), rel=1e-5)
+    fixed = config.replace(inner_lr_mode="fixed")
+    _, fixed_metrics = learner.train_chunk(learner.init(jax.random.PRNGKey(0), fixed,
+                                                        _nav_space()), fixed, 1)
+    assert "inner_lr" not in fixed_metrics

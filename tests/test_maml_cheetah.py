@@ -94,3 +94,34 @@ def test_cpu_preset_is_the_measured_promp_setting():
         assert getattr(cpu, f"{method}_iterations") == 600
         assert getattr(accel, method).outer == "trpo"
     assert cpu.eval_tasks == 200 and cpu.maml.num_inner_steps == 1
+
+
+def test_learned_rates_add_the_pretrained_policy_adapted_with_them():
+    """Meta-SGD MAML is compared with the pretrained policy adapted at the fixed initial rate
+    and at MAML's learned rates; a fixed-rate MAML adds nothing (one compiled evaluation)."""
+    from types import SimpleNamespace
+
+    from metarl_jax.algos.maml import MetaParams
+
+    pre_params, maml_params = {"w": np.zeros(3)}, {"w": np.ones(3)}
+    learned = {"w": np.array([0.1, 0.3, -0.2])}
+    fixed = maml_cheetah.PRESETS["quick"]
+    states = {"maml": SimpleNamespace(meta=MetaParams(maml_params, ())),
+              "pretrained": SimpleNamespace(meta=MetaParams(pre_params, ()))}
+    assert set(maml_cheetah.evaluated_policies(fixed, states)) == set(maml_cheetah.METHODS)
+    meta_sgd = fixed.__class__(**{**fixed.__dict__,
+                                  "maml": fixed.maml.replace(inner_lr_mode="per_param")})
+    states["maml"] = SimpleNamespace(meta=MetaParams(maml_params, learned))
+    policies = maml_cheetah.evaluated_policies(meta_sgd, states)
+    assert list(policies) == [*maml_cheetah.METHODS, maml_cheetah.AT_MAML_RATE]
+    meta, config = policies[maml_cheetah.AT_MAML_RATE]
+    assert meta.params is pre_params and meta.inner_lr is learned
+    assert config == meta_sgd.maml
+    _, pretrained_config = policies["pretrained"]
+    assert pretrained_config.inner_lr_mode == "fixed"
+    assert pretrained_config.inner_lr == meta_sgd.maml.inner_lr
+    rng = np.random.default_rng(1)
+    per_task = {name: rng.normal(size=(20, 3)) for name in policies}
+    assert sorted(maml_cheetah.paired_gains(per_task)) == sorted(
+        [f"maml_{s}_minus_{b}" for s in (1, 2)
+         for b in ("maml_0", f"pretrained_{s}", f"{maml_cheetah.AT_MAML_RATE}_{s}")])
