@@ -15,7 +15,10 @@ estimator, or ``trpo``, the MAML paper's trust region on the post-adaptation KL)
 meta-iteration -- MJX rollouts of every task, the inner step, post-adaptation rollouts, the outer
 step -- one compiled program. ``pretrained``: the same network trained by the same outer
 optimizer on all tasks at once (zero inner steps), adapted at test time with MAML's inner step.
-Both are evaluated on ``eval_tasks`` held-out tasks after 0..``eval_steps`` inner steps.
+Both are evaluated on ``eval_tasks`` held-out tasks after 0..``eval_steps`` inner steps. With
+``maml.inner_lr_mode=scalar|per_param`` MAML also learns its inner rates (Meta-SGD, Li et al.
+2017); the pretrained policy is then adapted both at the fixed initial rate and with MAML's
+learned rates (``pretrained_at_maml_rate``), so that a gain cannot be just a larger step.
 
 Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps, ProMP), ``cpu`` (8
 tasks x 8 episodes x 100-step episodes, 32x32 policy, ProMP + LVC, 600 meta-iterations per
@@ -25,7 +28,8 @@ MAML-TRPO, 40 tasks x 20 episodes x 200 steps, 2x100 ReLU policy, 500 iterations
 
 Writes: ``summary.json`` (``results.returns_by_steps.<method>``: mean return per episode after
 0..S inner steps; ``results.returns_ci95``; ``results.returns_per_task`` (``[G][S+1]``);
-``results.paired_over_tasks`` (``paired_gains``); ``results.velocity_error_by_steps`` (vel: mean
+``results.paired_over_tasks`` (``paired_gains``); ``results.maml_inner_lr`` (learned rates: their
+mean); ``results.velocity_error_by_steps`` (vel: mean
 |v_x - v*| after 0..S steps); ``results.final_train``; ``results.task``), ``adaptation.png``
 (mean x-velocity per held-out task before and after adaptation, against the task's target),
 ``curves.png``,
