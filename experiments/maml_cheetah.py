@@ -48,6 +48,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metarl_jax import stats
+from metarl_jax.algos.maml import mean_rate
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
 from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.config import check_at_least_one
@@ -216,9 +217,7 @@ def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key):
                "returns_per_task": {m: r.tolist() for m, r in per_task.items()},
                "paired_over_tasks": paired_gains(per_task), "final_train": final}
     if AT_MAML_RATE in per_task:
-        rates = jax.tree.leaves(states["maml"].meta.inner_lr)
-        results["maml_inner_lr"] = float(sum(np.sum(r) for r in rates)
-                                         / sum(np.size(r) for r in rates))
+        results["maml_inner_lr"] = float(mean_rate(states["maml"].meta.inner_lr))
     return tasks, results, observed
 
 

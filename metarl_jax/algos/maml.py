@@ -96,6 +96,13 @@ def inner_rates(meta: MetaParams, config: MAMLConfig) -> Any:
     return config.inner_lr if config.inner_lr_mode == "fixed" else meta.inner_lr
 
 
+def mean_rate(inner_lr: Any) -> jax.Array:
+    """The mean over every entry of learned inner rates (``MetaParams.inner_lr``: a [] array or a
+    pytree like the params): what a run logs of a Meta-SGD step. ``[]``."""
+    rates = jax.tree.leaves(inner_lr)
+    return sum(jnp.sum(r) for r in rates) / sum(jnp.size(r) for r in rates)
+
+
 def sgd_step(loss: Loss, params: Any, lr: Any, data: Any, first_order: bool = False) -> Any:
     """One inner step ``params - lr * grad loss(params, data)``; ``lr`` is a scalar or a pytree
     like ``params``. ``first_order`` treats the gradient as a constant for the outer gradient."""

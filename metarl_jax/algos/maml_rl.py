@@ -47,6 +47,7 @@ from metarl_jax.algos.maml import (
     adapt_sequence,
     init_meta_params,
     inner_rates,
+    mean_rate,
     sgd_step,
 )
 from metarl_jax.algos.trpo import gauss_newton_fvp, trpo_step
@@ -401,9 +402,7 @@ class MAMLRL(Learner):
         returns = chains.episode_return.mean(axis=(0, 2))  # [k+1]
         stats.update(return_pre=returns[0], return_post=returns[-1])
         if config.inner_lr_mode != "fixed":  # the learned rate(s), after this update
-            rates = jax.tree.leaves(state.meta.inner_lr)
-            stats["inner_lr"] = (sum(jnp.sum(r) for r in rates)
-                                 / sum(r.size for r in rates))
+            stats["inner_lr"] = mean_rate(state.meta.inner_lr)
         return state.replace(key=key, step=state.step + 1), stats
 
     def _evaluate(self, meta: MetaParams, config: MAMLRLConfig, tasks, key, num_steps: int):
