@@ -71,8 +71,13 @@ def test_refuses_mixed_settings_repeated_seeds_and_unfinished_runs(tmp_path, cap
     assert "differ in config" in capsys.readouterr().err
 
 
-def test_a_nan_seed_makes_the_verdict_undefined(tmp_path):
-    runs = [_run(tmp_path, 0, 1.0), _run(tmp_path, 1, float("nan")), _run(tmp_path, 2, 2.0)]
+def test_a_diverged_seed_makes_the_verdict_undefined(tmp_path):
+    """``finish`` writes a NaN result as null: it reads back as NaN, the verdict is "undefined",
+    and ``--out`` stays strict JSON (null again)."""
+    runs = [_run(tmp_path, 0, 1.0), _run(tmp_path, 1, None), _run(tmp_path, 2, 2.0)]
     result = over_seeds.summarize(runs, [KEY])
     assert result["keys"][KEY]["verdict_vs_0"] == "undefined"
     assert "nan" in over_seeds.format_summary(result)
+    out = tmp_path / "over.json"
+    assert over_seeds.main([*map(str, runs), "--key", KEY, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["keys"][KEY]["per_seed"] == [1.0, None, 2.0]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from metarl_jax import stats
+from metarl_jax.io.run_dir import CONFIG_FILE, SUMMARY_FILE, read_json, to_jsonable, write_json
 
 MIN_KEY = "min_over_keys"
 
@@ -46,8 +47,9 @@ def _flatten(tree: Any, prefix: str = "") -> Dict[str, Any]:
 
 
 def lookup(summary: dict, key: str, where: str) -> float:
-    """``summary[a][b]...`` for ``key = "a.b..."`` as a float; a missing part or a value that is
-    not a number raises ``OverSeedsError`` naming what exists at that level."""
+    """``summary[a][b]...`` for ``key = "a.b..."`` as a float (``null``, how ``finish`` writes a
+    diverged run's NaN, reads back as NaN); a missing part or a value that is not a number raises
+    ``OverSeedsError`` naming what exists at that level."""
     node: Any = summary
     for depth, part in enumerate(key.split(".")):
         if not isinstance(node, dict) or part not in node:
@@ -56,6 +58,8 @@ def lookup(summary: dict, key: str, where: str) -> float:
             raise OverSeedsError(f"{where}: no {part!r} under {at} of summary.json "
                                  f"(there: {have})")
         node = node[part]
+    if node is None:
+        return math.nan
     if isinstance(node, bool) or not isinstance(node, (int, float)):
         raise OverSeedsError(f"{where}: {key} is {type(node).__name__}, not a number")
     return float(node)
@@ -63,15 +67,14 @@ def lookup(summary: dict, key: str, where: str) -> float:
 
 def read_run(run_dir: Path) -> dict:
     """``{"dir", "name", "preset", "seed", "config", "summary"}`` of a finished run."""
-    config_path, summary_path = run_dir / "config.json", run_dir / "summary.json"
+    config_path, summary_path = run_dir / CONFIG_FILE, run_dir / SUMMARY_FILE
     if not config_path.is_file():
         raise OverSeedsError(f"{run_dir}: no config.json (not a run folder)")
     if not summary_path.is_file():
         raise OverSeedsError(f"{run_dir}: no summary.json: the run has not finished "
                              f"(continue it with --resume {run_dir})")
     try:
-        saved = json.loads(config_path.read_text())
-        summary = json.loads(summary_path.read_text())
+        saved, summary = read_json(config_path), read_json(summary_path)
     except json.JSONDecodeError as e:
         raise OverSeedsError(f"{run_dir}: unreadable JSON ({e})") from e
     return dict(dir=str(run_dir), name=saved.get("name"), preset=saved.get("preset"),
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
         return 2
     print(format_summary(result))
     if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, to_jsonable(result, nonfinite=[]))  # a NaN seed -> null
     return 0
 
 
