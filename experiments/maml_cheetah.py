@@ -19,6 +19,8 @@ Both are evaluated on ``eval_tasks`` held-out tasks after 0..``eval_steps`` inne
 ``maml.inner_lr_mode=scalar|per_param`` MAML also learns its inner rates (Meta-SGD, Li et al.
 2017); the pretrained policy is then adapted both at the fixed initial rate and with MAML's
 learned rates (``pretrained_at_maml_rate``), so that a gain cannot be just a larger step.
+``pretrained_eval_rates=0.025,0.05,0.2`` also adapts the pretrained policy at each of those fixed
+rates (``pretrained_at_lr_0p025`` ...: a step-size-tuned baseline; evaluation only).
 
 Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps, ProMP), ``cpu`` (8
 tasks x 8 episodes x 100-step episodes, 32x32 policy, ProMP + LVC, 600 meta-iterations per
@@ -85,6 +87,9 @@ class Config:
     updates_per_chunk: int = 5
     eval_tasks: int = 40
     eval_steps: int = 2
+    # extra fixed inner rates at which the pretrained policy is also adapted at evaluation (a
+    # step-tuned baseline, ``pretrained_at_lr_<rate>``); read by the evaluation only
+    pretrained_eval_rates: Tuple[float, ...] = ()
 
     def __post_init__(self):
         if self.task not in self.TASKS:
@@ -101,6 +106,10 @@ class Config:
             if getattr(self, f"{method}_iterations") % self.updates_per_chunk:
                 raise ValueError(f"updates_per_chunk={self.updates_per_chunk} must divide "
                                  f"{method}_iterations (one compile per method)")
+        rates = self.pretrained_eval_rates
+        if not all(np.isfinite(r) and r > 0 for r in rates) or len(set(rates)) != len(rates):
+            raise ValueError(f"pretrained_eval_rates must be distinct finite rates > 0, got "
+                             f"{rates}")
 
 
 def _sized(config: MAMLRLConfig, **changes) -> MAMLRLConfig:
@@ -179,16 +188,27 @@ def policies(config: Config):
 AT_MAML_RATE = "pretrained_at_maml_rate"
 
 
+def at_rate_name(rate: float) -> str:
+    """``pretrained_at_lr_0p05`` for 0.05: the pretrained policy adapted at a fixed ``rate`` (no
+    dot, so that ``over_seeds``' dotted keys can name it)."""
+    return f"pretrained_at_lr_{rate:g}".replace(".", "p")
+
+
 def evaluated_policies(config, states) -> dict:
     """``{name: (meta, adaptation config)}`` of what ``evaluate_methods`` adapts: each of
-    ``METHODS`` (``eval_config``), and, when MAML learns its inner rate (``inner_lr_mode`` not
+    ``METHODS`` (``eval_config``); when MAML learns its inner rate (``inner_lr_mode`` not
     ``fixed``: Meta-SGD), also ``AT_MAML_RATE``, the pretrained policy adapted with MAML's learned
     rate(s), so that MAML's gain cannot be only a larger step: the pretrained baseline gets both
-    the initial rate and the learned one."""
+    the initial rate and the learned one; and ``at_rate_name(r)`` for each of
+    ``config.pretrained_eval_rates``: the pretrained policy adapted at the fixed rate ``r`` (the
+    rate is a config leaf, so these reuse the one compiled evaluation)."""
     out = {m: (states[m].meta, eval_config(config, m)) for m in METHODS}
     if config.maml.inner_lr_mode != "fixed":
         learned = states["maml"].meta.inner_lr
         out[AT_MAML_RATE] = (states["pretrained"].meta.replace(inner_lr=learned), config.maml)
+    for rate in config.pretrained_eval_rates:
+        out[at_rate_name(rate)] = (states["pretrained"].meta,
+                                   eval_config(config, "pretrained").replace(inner_lr=rate))
     return out
 
 
@@ -224,14 +244,17 @@ def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key):
 def paired_gains(per_task: dict) -> dict:
     """The adaptation gains, paired over the held-out tasks (every policy is evaluated on the
     same tasks with the same rollout keys, so the task-to-task spread cancels): for each inner
-    step count s >= 1, ``maml_s_minus_maml_0`` and ``maml_s_minus_<baseline>_s`` for each other
-    evaluated policy (``pretrained``, and ``AT_MAML_RATE`` when present), each
-    ``stats.paired_comparison`` (mean, 95% CI of the difference, verdicts). ``per_task[name]``:
-    ``[G, S+1]`` returns."""
+    step count s >= 1, ``maml_s_minus_maml_0``, ``maml_s_minus_pretrained_0`` (the pretrained
+    policy not adapted: its best "step size" may be none) and ``maml_s_minus_<baseline>_s`` for
+    each other evaluated policy (``pretrained``, ``AT_MAML_RATE`` and ``at_rate_name(r)`` when
+    present), each ``stats.paired_comparison`` (mean, 95% CI of the difference, verdicts).
+    ``per_task[name]``: ``[G, S+1]`` returns."""
     maml = per_task["maml"]
     out = {}
     for s in range(1, maml.shape[1]):
         out[f"maml_{s}_minus_maml_0"] = stats.paired_comparison(maml[:, s], maml[:, 0])
+        out[f"maml_{s}_minus_pretrained_0"] = stats.paired_comparison(
+            maml[:, s], per_task["pretrained"][:, 0])
         for name, baseline in per_task.items():
             if name != "maml":
                 out[f"maml_{s}_minus_{name}_{s}"] = stats.paired_comparison(maml[:, s],

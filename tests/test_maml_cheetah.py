@@ -1,5 +1,6 @@
 """MAML on the MJX HalfCheetah tasks: the quick preset end to end, and the --task option."""
 
+import dataclasses
 import json
 
 import jax
@@ -60,8 +61,9 @@ def test_paired_gains_cancel_the_task_spread():
     maml = difficulty + noise + np.array([0.0, 4.0, 5.0])
     pretrained = difficulty + rng.normal(0.0, 0.5, size=(40, 3)) + np.array([0.0, 1.0, 1.0])
     gains = maml_cheetah.paired_gains({"maml": maml, "pretrained": pretrained})
-    assert sorted(gains) == ["maml_1_minus_maml_0", "maml_1_minus_pretrained_1",
-                             "maml_2_minus_maml_0", "maml_2_minus_pretrained_2"]
+    assert sorted(gains) == ["maml_1_minus_maml_0", "maml_1_minus_pretrained_0",
+                             "maml_1_minus_pretrained_1", "maml_2_minus_maml_0",
+                             "maml_2_minus_pretrained_0", "maml_2_minus_pretrained_2"]
     one = gains["maml_1_minus_pretrained_1"]
     np.testing.assert_allclose(one["per_seed"], maml[:, 1] - pretrained[:, 1])
     assert abs(one["mean"] - 3.0) < 0.5
@@ -124,4 +126,34 @@ def test_learned_rates_add_the_pretrained_policy_adapted_with_them():
     per_task = {name: rng.normal(size=(20, 3)) for name in policies}
     assert sorted(maml_cheetah.paired_gains(per_task)) == sorted(
         [f"maml_{s}_minus_{b}" for s in (1, 2)
-         for b in ("maml_0", f"pretrained_{s}", f"{maml_cheetah.AT_MAML_RATE}_{s}")])
+         for b in ("maml_0", "pretrained_0", f"pretrained_{s}",
+                   f"{maml_cheetah.AT_MAML_RATE}_{s}")])
+
+
+def test_extra_rates_adapt_the_pretrained_policy_at_each_fixed_rate():
+    """``pretrained_eval_rates`` adds the pretrained policy adapted at each fixed rate (same
+    params, MAML's fixed-rate adaptation config with only ``inner_lr`` changed), with paired
+    gains against each; bad rates are refused by name."""
+    from types import SimpleNamespace
+
+    from metarl_jax.algos.maml import MetaParams
+
+    quick = maml_cheetah.PRESETS["quick"]
+    tuned = dataclasses.replace(quick, pretrained_eval_rates=(0.025, 0.2))
+    pre_params = {"w": np.zeros(3)}
+    states = {"maml": SimpleNamespace(meta=MetaParams({"w": np.ones(3)}, ())),
+              "pretrained": SimpleNamespace(meta=MetaParams(pre_params, ()))}
+    policies = maml_cheetah.evaluated_policies(tuned, states)
+    assert list(policies) == [*maml_cheetah.METHODS, "pretrained_at_lr_0p025",
+                              "pretrained_at_lr_0p2"]
+    for name, rate in (("pretrained_at_lr_0p025", 0.025), ("pretrained_at_lr_0p2", 0.2)):
+        meta, config = policies[name]
+        assert meta.params is pre_params
+        assert config == quick.maml.replace(inner_lr=rate)
+    per_task = {name: np.full((5, 2), i, np.float64) for i, name in enumerate(policies)}
+    gains = maml_cheetah.paired_gains(per_task)
+    assert gains["maml_1_minus_pretrained_at_lr_0p2_1"]["mean"] == -3.0
+    assert gains["maml_1_minus_pretrained_0"]["mean"] == -1.0
+    for bad in ((0.1, 0.1), (0.0,), (float("nan"),), (-0.05,)):
+        with pytest.raises(ValueError, match="pretrained_eval_rates"):
+            dataclasses.replace(quick, pretrained_eval_rates=bad)
