@@ -6,6 +6,7 @@ gears 120, 90, 60, 120, 60, 30); reward []; never terminates, truncated after ``
     HalfCheetah      reward = forward_w * v_x - 0.1 * |a|^2                      (gymnasium v5)
     HalfCheetahVel   reward = -|v_x - target_velocity| - 0.05 * |a|^2           (MAML, Finn et al.
                      2017, sec. 5.3); task field ``target_velocity`` [], tasks ~ U[0, 2]
+                     (``target_range``)
     HalfCheetahDir   reward = direction * v_x - 0.05 * |a|^2; ``direction`` [] in {-1, +1}
 
 with ``v_x = (qpos[0]' - qpos[0]) / dt``, ``dt = 5 * 0.01`` s. Reset: ``qpos0 + U[-0.1, 0.1]``,
@@ -14,6 +15,8 @@ fields live in ``Params``, so ``task_space()`` is a ``ParamSpace`` that draws on
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -70,8 +73,14 @@ class HalfCheetahVel(HalfCheetah):
 
     params_cls = HalfCheetahVelParams
 
-    def __init__(self, max_steps: int = 200, ctrl_cost_weight: float = 0.05, **physics):
+    def __init__(self, max_steps: int = 200, ctrl_cost_weight: float = 0.05,
+                 target_range: tuple = (0.0, 2.0), **physics):
         super().__init__(max_steps, ctrl_cost_weight=ctrl_cost_weight, **physics)
+        low, high = (float(v) for v in target_range)
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"target_range must be finite (low, high) with low < high, got "
+                             f"{target_range}")
+        self.target_range = (low, high)
 
     def task_defaults(self):
         return {"target_velocity": 1.0}
@@ -79,8 +88,12 @@ class HalfCheetahVel(HalfCheetah):
     def _task_reward(self, x_velocity, params):
         return -jnp.abs(x_velocity - params.target_velocity)
 
-    def task_space(self, low: float = 0.0, high: float = 2.0):
-        """Tasks ``target_velocity ~ U[low, high]`` over nominal physics."""
+    def task_space(self, low: float | None = None, high: float | None = None):
+        """Tasks ``target_velocity ~ U[low, high]`` over nominal physics (default: the env's
+        ``target_range``, MAML's ``U[0, 2]`` unless set; ProMP's HalfCheetahRandVel uses
+        ``U[0, 3]``)."""
+        low = self.target_range[0] if low is None else low
+        high = self.target_range[1] if high is None else high
         return make_param_space(self.default_params(), {"target_velocity": uniform(low, high)})
 
 

@@ -49,7 +49,7 @@ XY_VELOCITY = slice(13, 15)
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(cheetah.Config):
+class Config(cheetah.LocomotionMetaConfig):
     TASKS: ClassVar[Tuple[str, ...]] = TASKS
     task: str = "dir"
     maml_iterations: int = 100

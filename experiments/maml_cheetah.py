@@ -7,7 +7,8 @@ policy (Finn 2017; Rothfuss 2019).
     python -m experiments.maml_cheetah --preset accel --devices all   # meta-batch over devices
 
 Story (MAML paper, sec. 5.3): the cheetah must run at a target velocity ``~ U[0, 2]`` m/s
-(``--task vel``: reward ``-|v_x - v*| - 0.05 |a|^2``) or in a direction ``+-1`` (``--task dir``:
+(``--task vel``: reward ``-|v_x - v*| - 0.05 |a|^2``; ``vel_target_range=0,3``: ProMP's
+``U[0, 3]``) or in a direction ``+-1`` (``--task dir``:
 ``direction * v_x - 0.05 |a|^2``), a task drawn per meta-batch entry and hidden from the policy.
 ``maml``: MAML-RL (one inner policy-gradient step from ``episodes_per_task`` episodes; outer step
 ``maml.outer``: ``promp``, ProMP's clipped post-adaptation surrogate with the LVC inner
@@ -75,7 +76,10 @@ _SHARED = dict(hidden_sizes=(32, 32), activation="tanh", init_log_std=-0.5, inne
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class LocomotionMetaConfig:
+    """What ``maml_cheetah`` and ``maml_ant`` share: the task family, both methods' configs, the
+    run lengths and the evaluation."""
+
     TASKS: ClassVar[Tuple[str, ...]] = TASKS  # what ``task`` may be (maml_ant's are others)
     task: str = "vel"
     maml: MAMLRLConfig = MAMLRLConfig(outer="trpo", estimator="pg", **_SHARED)
@@ -112,6 +116,20 @@ class Config:
                              f"{rates}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Config(LocomotionMetaConfig):
+    # vel: target velocities ~ U[low, high] for training and held-out tasks (MAML: U[0, 2];
+    # ProMP's HalfCheetahRandVel: U[0, 3])
+    vel_target_range: Tuple[float, float] = (0.0, 2.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        low, high = self.vel_target_range
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ValueError(f"vel_target_range must be finite (low, high) with low < high, got "
+                             f"{self.vel_target_range}")
+
+
 def _sized(config: MAMLRLConfig, **changes) -> MAMLRLConfig:
     return config.replace(**changes)
 
@@ -141,8 +159,9 @@ def make_env(config: Config):
     """The MJX task env (imported here: MuJoCo loads only when the experiment runs)."""
     from envs.half_cheetah import HalfCheetahDir, HalfCheetahVel
 
-    cls = HalfCheetahVel if config.task == "vel" else HalfCheetahDir
-    return cls(max_steps=config.episode_steps)
+    if config.task == "vel":
+        return HalfCheetahVel(max_steps=config.episode_steps, target_range=config.vel_target_range)
+    return HalfCheetahDir(max_steps=config.episode_steps)
 
 
 def eval_config(config: Config, method: str) -> MAMLRLConfig:
