@@ -157,3 +157,22 @@ def test_extra_rates_adapt_the_pretrained_policy_at_each_fixed_rate():
     for bad in ((0.1, 0.1), (0.0,), (float("nan"),), (-0.05,)):
         with pytest.raises(ValueError, match="pretrained_eval_rates"):
             dataclasses.replace(quick, pretrained_eval_rates=bad)
+
+
+def test_vel_target_range_sets_the_tasks_and_bad_ranges_are_refused():
+    """``vel_target_range=0,3`` (ProMP's HalfCheetahRandVel) draws training and held-out targets
+    from U[0, 3]; the default stays MAML's U[0, 2]; maml_ant's config has no such field."""
+    from experiments import maml_ant
+    from metarl_jax.io.config import apply_overrides
+
+    assert maml_cheetah.PRESETS["cpu"].vel_target_range == (0.0, 2.0)
+    wide = apply_overrides(maml_cheetah.PRESETS["quick"], ["vel_target_range=0,3"])
+    assert wide.vel_target_range == (0.0, 3.0)
+    env = maml_cheetah.make_env(wide)
+    targets = maml_cheetah.task_values(env.task_space().sample(jax.random.PRNGKey(0), (2000,)),
+                                       "vel")
+    assert 0.0 <= targets.min() < 0.05 and 2.95 < targets.max() <= 3.0
+    for bad in ((1.0, 1.0), (2.0, 0.0), (0.0, float("inf")), (float("nan"), 1.0)):
+        with pytest.raises(ValueError, match="vel_target_range"):
+            dataclasses.replace(wide, vel_target_range=bad)
+    assert not hasattr(maml_ant.PRESETS["cpu"], "vel_target_range")

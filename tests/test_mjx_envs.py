@@ -293,6 +293,9 @@ def test_cheetah_task_rewards_follow_the_maml_definitions():
     assert float(reward) == pytest.approx(-1.5 - 0.05 * 1.5, rel=1e-5)
     tasks = vel.task_space().sample(jax.random.PRNGKey(0), (2000,)).target_velocity
     assert 0 <= float(tasks.min()) < 0.05 and 1.95 < float(tasks.max()) <= 2.0
+    assert HalfCheetahVel(target_range=(0.5, 3)).task_space().dists["target_velocity"].high == 3
+    with pytest.raises(ValueError, match="target_range"):
+        HalfCheetahVel(target_range=(2.0, 2.0))
     dirs = np.asarray(direction.task_space().sample(jax.random.PRNGKey(0), (200,)).direction)
     assert set(np.unique(dirs)) == {-1.0, 1.0}
 
