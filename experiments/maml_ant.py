@@ -75,6 +75,10 @@ PRESETS = {
 }
 
 
+# The config each method adapts with at test time (``metarl_jax.transfer.adapt_sweep`` reads it).
+eval_config = cheetah.eval_config
+
+
 def make_env(config: Config):
     """The MJX Ant task env (imported here: MuJoCo loads only when the experiment runs)."""
     from envs.ant import AntDir, AntGoal

@@ -60,6 +60,7 @@ from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.scale import mesh_size, run_mesh
 from metarl_jax.transfer.few_shot import (
+    held_out_tasks,
     meta_phases,
     plot_meta_training,
     returns_by_steps,
@@ -239,12 +240,10 @@ def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key):
     (``paired_gains``), ``final_train`` (each method's last training update's pre/post returns)
     and, when MAML learns its rate, ``maml_inner_lr`` (the mean learned rate); ``obs[name]``:
     ``[G, S+1, T, N, obs_size]`` observed trajectories."""
-    eval_key = jax.random.fold_in(base_key, 10_000)
-    tasks = space.sample(jax.random.fold_in(eval_key, 0), (config.eval_tasks,))
+    tasks, rollout_key = held_out_tasks(space, base_key, config.eval_tasks)
     by_steps, ci95, observed, per_task = {}, {}, {}, {}
     for name, (meta, adapt_config) in evaluated_policies(config, states).items():
-        returns, obs = learner.evaluate(meta, adapt_config, tasks,
-                                        jax.random.fold_in(eval_key, 1), config.eval_steps)
+        returns, obs = learner.evaluate(meta, adapt_config, tasks, rollout_key, config.eval_steps)
         by_steps[name], ci95[name] = returns_by_steps(returns)  # returns: [G, S+1]
         per_task[name] = np.asarray(returns, np.float64)
         observed[name] = np.asarray(obs)

@@ -44,6 +44,7 @@ from metarl_jax.randomization.distributions import uniform
 from metarl_jax.randomization.param_space import make_param_space
 from metarl_jax.scale import mesh_size, run_mesh
 from metarl_jax.transfer.few_shot import (
+    held_out_tasks,
     meta_phases,
     plot_meta_training,
     returns_by_steps,
@@ -157,12 +158,11 @@ def main(args) -> dict:
     mesh = run_mesh(args.devices)
     states = train_meta_phases(run_dir, phases, base_key, config.updates_per_chunk, mesh=mesh)
 
-    eval_key = jax.random.fold_in(base_key, 10_000)
-    goals = space.sample(jax.random.fold_in(eval_key, 0), (config.eval_goals,))
+    goals, rollout_key = held_out_tasks(space, base_key, config.eval_goals)
     by_steps, ci95, final, positions = {}, {}, {}, {}
     for method in METHODS:
         returns, pos = learner.evaluate(states[method].meta, eval_config(config, method), goals,
-                                        jax.random.fold_in(eval_key, 1), config.eval_steps)
+                                        rollout_key, config.eval_steps)
         by_steps[method], ci95[method] = returns_by_steps(returns)  # returns: [G, S+1]
         positions[method] = np.asarray(pos[:config.plot_goals])
         last = phase_metrics(run_dir, method)[-1]

@@ -45,9 +45,15 @@ def test_sinusoid_quick_preset(tmp_path):
     assert (out / "curves.png").stat().st_size > 5_000
 
 
-def test_nav2d_quick_preset(tmp_path):
-    out = tmp_path / "nav"
-    summary = _run(maml_nav2d, out, "eval_steps=2")
+@pytest.fixture(scope="module")
+def nav2d_run(tmp_path_factory):
+    """A finished quick-preset maml_nav2d run (2 evaluation steps): its folder and summary."""
+    out = tmp_path_factory.mktemp("maml") / "nav"
+    return out, _run(maml_nav2d, out, "eval_steps=2")
+
+
+def test_nav2d_quick_preset(nav2d_run):
+    out, summary = nav2d_run
     by_steps = summary["results"]["returns_by_steps"]
     assert set(by_steps) == {"maml", "promp", "pretrained"}
     for method, returns in by_steps.items():
@@ -72,3 +78,52 @@ def test_nav2d_quick_preset(tmp_path):
         pure = trained.policy(seed=0)(jax.random.PRNGKey(0), jnp.asarray(obs))
         np.testing.assert_allclose(actions, np.asarray(pure), rtol=1e-6)
     assert not np.allclose(run["maml"].act(obs), run["pretrained"].act(obs))
+
+
+def test_adapt_sweep_reproduces_the_run_and_sweeps_rates(nav2d_run, tmp_path, capsys):
+    """``adapt_sweep`` at each method's own rate and episode count re-derives the run's held-out
+    tasks and rollouts, so it reproduces the summary's returns; another rate, a log-std shift,
+    fewer tasks change them; bad arguments are refused with a message."""
+    from metarl_jax.io.load import RunLoadError
+    from metarl_jax.transfer import adapt_sweep
+
+    out, summary = nav2d_run
+    own = adapt_sweep.sweep(out)
+    assert own["experiment"] == "maml_nav2d" and own["steps"] == 2
+    by_steps = summary["results"]["returns_by_steps"]
+    assert [r["method"] for r in own["rows"]] == list(by_steps)
+    for row in own["rows"]:
+        np.testing.assert_allclose(row["returns_by_steps"], by_steps[row["method"]], rtol=1e-5)
+        assert row["inner_lr"] == maml_nav2d.eval_config(maml_nav2d.PRESETS["quick"],
+                                                         row["method"]).inner_lr
+        gain = row["gain_1_minus_0"]
+        assert np.isclose(gain["mean"], row["returns_by_steps"][1] - row["returns_by_steps"][0])
+
+    swept = adapt_sweep.sweep(out, rates=[0.01, 1.0], episodes=[1, 3], methods=["maml"],
+                              tasks=5, log_std_shift=-0.5)
+    rows = swept["rows"]
+    assert [(r["episodes"], r["inner_lr"]) for r in rows] == [(1, 0.01), (1, 1.0), (3, 0.01),
+                                                              (3, 1.0)]
+    # Same pre-adaptation policy and samples: the 0-step returns agree across rates, the
+    # adapted ones do not.
+    assert rows[0]["returns_by_steps"][0] == rows[1]["returns_by_steps"][0]
+    assert rows[0]["returns_by_steps"][1] != rows[1]["returns_by_steps"][1]
+    assert np.isclose(rows[0]["log_std_mean"], own["rows"][0]["log_std_mean"] - 0.5, atol=1e-6)
+    assert all(np.isfinite(r["returns_by_steps"]).all() for r in rows)
+
+    assert adapt_sweep.main([str(out), "--rates", "0.05", "--methods", "maml,pretrained",
+                             "--tasks", "4", "--out", str(tmp_path / "s.json")]) == 0
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert [r["method"] for r in written["rows"]] == ["maml", "pretrained"]
+    assert "1-step gain" in capsys.readouterr().out
+
+    for kwargs, match in (({"rates": [0.0]}, "rates"), ({"rates": [float("nan")]}, "rates"),
+                          ({"episodes": [0]}, "episodes"), ({"methods": ["nope"]}, "nope"),
+                          ({"tasks": 10_000}, "tasks"), ({"steps": 0}, "steps"),
+                          ({"log_std_shift": float("inf")}, "log_std_shift")):
+        with pytest.raises(ValueError, match=match):
+            adapt_sweep.sweep(out, **kwargs)
+    with pytest.raises(RunLoadError):
+        adapt_sweep.sweep(tmp_path)
+    assert adapt_sweep.main([str(tmp_path)]) == 1
+    assert "adapt_sweep: error" in capsys.readouterr().err

@@ -52,6 +52,15 @@ def train_meta_phases(run_dir: Path, phases: Mapping[str, Phase], key: jax.Array
     return to_host(states)
 
 
+def held_out_tasks(space, seed_key: jax.Array, count: int) -> Tuple[Any, jax.Array]:
+    """``(tasks, rollout_key)``: the ``count`` held-out tasks (leaves ``[count, ...]``) a run with
+    base key ``seed_key`` evaluates on, and the key of their rollouts (``MAMLRL.evaluate``'s
+    ``key``). Training never draws from this branch of the key (``fold_in(seed_key, 10_000)``),
+    and ``experiments.adapt_sweep`` re-derives the same tasks and rollouts from a run folder."""
+    eval_key = jax.random.fold_in(seed_key, 10_000)
+    return space.sample(jax.random.fold_in(eval_key, 0), (count,)), jax.random.fold_in(eval_key, 1)
+
+
 def returns_by_steps(returns: Any) -> Tuple[list, list]:
     """``returns[G, S+1]`` (per task, after 0..S inner steps) -> (mean over tasks ``[S+1]``,
     95% confidence half-width over tasks ``stats.ci95`` ``[S+1]``), as lists."""
