@@ -22,6 +22,8 @@ Both are evaluated on ``eval_tasks`` held-out tasks after 0..``eval_steps`` inne
 learned rates (``pretrained_at_maml_rate``), so that a gain cannot be just a larger step.
 ``pretrained_eval_rates=0.025,0.05,0.2`` also adapts the pretrained policy at each of those fixed
 rates (``pretrained_at_lr_0p025`` ...: a step-size-tuned baseline; evaluation only).
+``python -m metarl_jax.transfer.adapt_sweep RUN_DIR --rates ... --episodes ...`` re-adapts a
+finished run's saved policies at other rates and sample sizes without training.
 
 Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps, ProMP), ``cpu`` (8
 tasks x 8 episodes x 100-step episodes, 32x32 policy, ProMP + LVC, 600 meta-iterations per

@@ -41,6 +41,7 @@ import numpy as np
 
 from metarl_jax import stats
 from metarl_jax.algos.maml_rl import MAMLRL
+from metarl_jax.io.experiment import enable_compile_cache
 from metarl_jax.io.load import RunLoadError, load_run
 from metarl_jax.io.progress import format_table
 from metarl_jax.transfer.few_shot import held_out_tasks, returns_by_steps
@@ -179,6 +180,7 @@ def main(argv=None) -> int:
     parser.add_argument("--log-std-shift", type=float, default=0.0)
     parser.add_argument("--out", default=None, help=f"output JSON (default: RUN_DIR/{OUT_FILE})")
     args = parser.parse_args(argv)
+    enable_compile_cache()  # the same evaluation program serves every seed of a design
     try:
         result = sweep(args.run_dir, args.rates, args.episodes,
                        methods=args.methods.split(",") if args.methods else None,
