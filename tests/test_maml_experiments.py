@@ -127,3 +127,20 @@ def test_adapt_sweep_reproduces_the_run_and_sweeps_rates(nav2d_run, tmp_path, ca
         adapt_sweep.sweep(tmp_path)
     assert adapt_sweep.main([str(tmp_path)]) == 1
     assert "adapt_sweep: error" in capsys.readouterr().err
+
+
+def test_adapt_sweep_fixed_rates_replace_learned_ones(tmp_path):
+    """On a Meta-SGD run (learned inner rate), the default row uses the learned rate and
+    reproduces the run; a given rate replaces it (the rows differ and say so)."""
+    from metarl_jax.transfer import adapt_sweep
+
+    out = tmp_path / "metasgd"
+    summary = _run(maml_nav2d, out, "maml.inner_lr_mode=scalar")
+    own = adapt_sweep.sweep(out, methods=["maml"])
+    (row,) = own["rows"]
+    assert row["learned_rates"]
+    np.testing.assert_allclose(row["returns_by_steps"],
+                               summary["results"]["returns_by_steps"]["maml"], rtol=1e-5)
+    fixed = adapt_sweep.sweep(out, rates=[0.001, 2.0], methods=["maml"], tasks=5)["rows"]
+    assert [(r["inner_lr"], r["learned_rates"]) for r in fixed] == [(0.001, False), (2.0, False)]
+    assert fixed[0]["returns_by_steps"][1] != fixed[1]["returns_by_steps"][1]

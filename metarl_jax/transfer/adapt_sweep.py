@@ -19,7 +19,8 @@ At the run's own rate, episode count, task count and steps it reproduces the run
 noise, same means): a check of whether a policy's noise level alone explains its adaptability.
 
 Writes ``RUN_DIR/adapt_sweep.json`` (or ``--out``): ``{"run", "experiment", "seed", "tasks",
-"steps", "log_std_shift", "rows": [{"method", "episodes", "inner_lr", "log_std_mean",
+"steps", "log_std_shift", "rows": [{"method", "episodes", "inner_lr", "learned_rates",
+"log_std_mean",
 "returns_by_steps" [S+1], "returns_ci95" [S+1], "gain_1_minus_0" (``stats.paired_comparison``
 of the 1-step minus the 0-step returns over tasks)}]}``, and prints one table line per row.
 Rollouts are ``rates x episodes x methods`` evaluations of ``tasks x episodes x (S+1)``
@@ -40,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarl_jax import stats
+from metarl_jax.algos.maml import mean_rate
 from metarl_jax.algos.maml_rl import MAMLRL
 from metarl_jax.io.experiment import enable_compile_cache
 from metarl_jax.io.load import RunLoadError, load_run
@@ -71,8 +73,10 @@ def sweep(run_dir, rates: Optional[Sequence[float]] = None,
 
     Args:
         run_dir: a finished or checkpointed few-shot meta-RL run folder.
-        rates: inner rates (> 0, finite), each applied as the method's fixed test-time rate
-            (default: each method's own test-time rate, ``eval_config``'s).
+        rates: inner rates (> 0, finite), each applied as the method's fixed test-time rate,
+            also in place of learned (Meta-SGD) rates (default: each method's own test-time
+            rate(s), ``eval_config``'s; a row's ``inner_lr`` is then the learned rates' mean
+            and ``learned_rates`` is true).
         episodes: episodes per inner step and per evaluation (>= 1 each; default: the
             method's own).
         methods: phases to adapt (default: every phase with a checkpoint).
@@ -127,12 +131,18 @@ def sweep(run_dir, rates: Optional[Sequence[float]] = None,
             meta = meta.replace(params=shift_log_std(meta.params, log_std_shift))
         base = module.eval_config(run.config, method)
         for eps in (base.episodes_per_task,) if episodes is None else episodes:
-            for rate in (float(base.inner_lr),) if rates is None else rates:
-                config = base.replace(inner_lr=rate, episodes_per_task=eps)
+            for rate in (None,) if rates is None else rates:
+                # A given rate replaces learned (Meta-SGD) rates too: the step is that fixed one.
+                config = base.replace(episodes_per_task=eps) if rate is None else base.replace(
+                    inner_lr_mode="fixed", inner_lr=rate, episodes_per_task=eps)
                 returns, _ = trained.learner.evaluate(meta, config, held_out, rollout_key, steps)
                 returns = np.asarray(returns, np.float64)  # [G, S+1]
                 mean, ci95 = returns_by_steps(returns)
-                rows.append({"method": method, "episodes": eps, "inner_lr": rate,
+                own = rate is None and base.inner_lr_mode != "fixed"
+                rows.append({"method": method, "episodes": eps,
+                             "inner_lr": float(mean_rate(meta.inner_lr) if own
+                                               else config.inner_lr),
+                             "learned_rates": own,
                              "log_std_mean": float(np.mean(meta.params["params"]["log_std"])),
                              "returns_by_steps": mean, "returns_ci95": ci95,
                              "gain_1_minus_0": stats.paired_comparison(returns[:, 1],
