@@ -21,7 +21,7 @@ cell costs a compile, not a run).
   CPU's memory, but XLA's per-device accounting is the same as on accelerators).
 
 MJX envs (256 -> 8k) are not measured here: one MJX HalfCheetah training program takes minutes to
-compile on the 2-core CPU per cell (README, "Scaling up").
+compile on the 2-core CPU per cell (docs/scaling.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reproducer of the XLA:CPU hang (README, "Known issue: XLA:CPU hangs"); a diagnostic, not a test.
+"""Reproducer of the XLA:CPU hang (docs/xla_cpu_hang.md); a diagnostic, not a test.
 
     python -m benchmarks.xla_cpu_hang [--calls 8] [--particles 32] [--map 0] [--stall-s 40]
     XLA_FLAGS=... python -m benchmarks.xla_cpu_hang      # try a flag
@@ -9,7 +9,7 @@ steps, the loss of ``--particles`` physics draws in one ``vmap``, or in a ``lax.
 A watcher samples the process's CPU time; if it stays flat for ``--stall-s`` seconds the program
 has hung (main thread in ``block_until_ready``, every XLA worker idle): it prints the Python
 stacks and exits with status 3. Exit 0: every call finished. On the 2-core machine of
-2026-12-03 most runs of 8 calls hung (README has the counts per setting).
+2026-12-03 most runs of 8 calls hung (docs/xla_cpu_hang.md has the counts per setting).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ class Config:
     # steps converged too, in 12 iterations against 6). Over 8 steps chaos (contacts, float32)
     # makes a window's late residuals rough at every scale: step 8's difference quotient along
     # the path to the truth grew from 25 over the whole path to 1840 over 0.1% of it (step 1:
-    # 11-18), so the central-difference Jacobian measured roughness and LM crawled (README).
+    # 11-18), so the central-difference Jacobian measured roughness and LM crawled (docs/sysid.md).
     horizon: int = 1
     stride: int = 2
     # The gradient calibration: "lm" (Levenberg-Marquardt on the residuals, forward-mode
@@ -180,7 +180,7 @@ PRESETS = {
     # CEM, 3 x 48 particles and 163,840 PPO steps per policy did not finish in 37 min on the
     # loaded machine): 400 one-step windows (stride 2), 10 LM iterations (each 41 forward
     # passes over the 400 windows; on this recording LM reached the loss at the truth, 4e-11,
-    # in 6: README), 10 x 16 CEM, 2 x 32 particles, 98,304 PPO steps per policy (24 updates);
+    # in 6: docs/sysid.md), 10 x 16 CEM, 2 x 32 particles, 98,304 PPO steps per policy (24 updates);
     # every MJX program compiles once.
     "cpu": Config(ppo=dataclasses.replace(Config.ppo, total_steps=98_304), lm_iterations=10,
                   grad_iterations=50, cem_iterations=10, cem_population=16, particles=32,
@@ -270,7 +270,7 @@ def calibrate(config: Config, robot, obs, actions, truth_theta):
     # EPOpt: the wide DR space updated by the trajectories' likelihood (Gaussian, std
     # noise_std in units of each observation dimension's spread).
     # The particles' losses in a lax.map of posterior_batch at a time (the whole vmapped batch
-    # wedged XLA:CPU, as CEM's population did: README).
+    # wedged XLA:CPU, as CEM's population did: docs/sysid.md).
     n = windows.targets.size
     batched = lambda thetas: jax.lax.map(lambda t: loss(t, windows), thetas,
                                          batch_size=config.posterior_batch)

@@ -55,8 +55,8 @@ from metarl_jax.transfer.finetune import FinetuneResult, finetune_returns
 NAME = "distill"
 # (force_mag, length): the corners of the observed box, and a held-out task inside their hull
 # (the reversed push with a pole between the short and the long one it was seen with), 500-step
-# episodes. The family measured first (README), held-out corner (-10, 1) outside the hull of
-# ``OUTSIDE_TASKS`` and 200-step episodes, is the ``cpu_outside`` preset.
+# episodes. The family measured first (docs/value_transfer.md), held-out corner (-10, 1)
+# outside the hull of ``OUTSIDE_TASKS`` and 200-step episodes, is the ``cpu_outside`` preset.
 TASKS = ((10.0, 0.25), (-10.0, 0.25), (10.0, 1.0), (-10.0, 1.0))
 HELD_OUT = (-10.0, 0.5)
 OUTSIDE_TASKS = ((10.0, 0.5), (-10.0, 0.5), (10.0, 1.0), (-10.0, 0.75))

@@ -28,7 +28,7 @@ finished run's saved policies at other rates and sample sizes without training.
 Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps, ProMP), ``cpu`` (8
 tasks x 8 episodes x 100-step episodes, 32x32 policy, ProMP + LVC, 600 meta-iterations per
 method, 200 held-out tasks; about an hour on a 2-core CPU shared by three such runs; at this size
-MAML-TRPO shows no adaptation gain, ProMP does: see the README), ``accel`` (the MAML paper:
+MAML-TRPO shows no adaptation gain, ProMP does: see docs/maml.md), ``accel`` (the MAML paper:
 MAML-TRPO, 40 tasks x 20 episodes x 200 steps, 2x100 ReLU policy, 500 iterations).
 
 Writes: ``summary.json`` (``results.returns_by_steps.<method>``: mean return per episode after
@@ -139,7 +139,7 @@ def _sized(config: MAMLRLConfig, **changes) -> MAMLRLConfig:
 
 _TINY = dict(meta_batch_size=4, episodes_per_task=2, cg_iters=3, max_backtracks=5)
 # ProMP's outer step (Rothfuss 2019) with its LVC inner estimator, for both methods: at the cpu
-# size MAML-TRPO's meta-policy shows no gain from its inner step, ProMP's does (README, #19).
+# size MAML-TRPO's meta-policy shows no gain from its inner step, ProMP's does (docs/maml.md, #19).
 _PROMP = dict(outer="promp", estimator="lvc")
 _PAPER = dict(meta_batch_size=40, episodes_per_task=20, hidden_sizes=(100, 100),
               activation="relu")

@@ -58,8 +58,8 @@ NAME = "rl2_mdp"
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    # gamma 0.15 and 2000 updates: chosen on validation MDPs (experiments._rl2_mdp_sweep; README,
-    # "RL^2"): a short discount cuts the noise that ~100 future rewards add to every advantage;
+    # gamma 0.15 and 2000 updates: chosen on validation MDPs (experiments._rl2_mdp_sweep;
+    # docs/rl2.md): a short discount cuts the noise that ~100 future rewards add to every advantage;
     # the evaluation is the undiscounted return.
     rl2: RL2Config = RL2Config(num_envs=128, num_steps=100, total_steps=25_600_000, num_epochs=4,
                                num_minibatches=4, hidden_size=64, encoder_sizes=(64,),

@@ -27,7 +27,7 @@ still plays exactly one episode per update, as the selection hooks need).
 
 Presets: ``quick`` (tests, ~1 min), ``cpu`` (Pendulum, dr / epopt / mrpo / adr, 5 paired seeds
 vmapped x 5.12M steps per method, 256 envs x 100 updates; ADR thresholds -1000 / -700, step 0.1;
-see the README for its wall time; ``methods=dr,epopt,epopt_adapt`` adds the adaptation arm),
+see docs/robust_dr.md for its wall time; ``methods=dr,epopt,epopt_adapt`` adds the adaptation arm),
 ``accel`` (MJX HalfCheetah for a GPU: 2048 envs x 250-step episodes, 4 seeds, 61M steps per
 method; its ADR thresholds and MRPO coefficient are scaled to HalfCheetah's returns but untuned;
 not run yet), ``accel_pendulum`` (the large pure-JAX run: 2048 envs, 8 seeds, 49M steps per
@@ -97,7 +97,7 @@ class Config:
     methods: Tuple[str, ...] = METHODS
     # num_steps must be the episode length (200): every env plays one whole episode per update.
     # 256 envs = 256 sampled physics per iteration, close to EPOpt's N = 240, so that the
-    # epsilon = 0.1 tail holds ~26 trajectories (with 128 envs, 13: too few, see the README).
+    # epsilon = 0.1 tail holds ~26 trajectories (with 128 envs, 13: too few, see docs/robust_dr.md).
     ppo: PPOConfig = PPOConfig(num_envs=256, num_steps=200, total_steps=2_560_000, num_epochs=10,
                                num_minibatches=32, learning_rate=1e-3, reward_scale=0.1)
     num_seeds: int = 2
@@ -184,7 +184,7 @@ PRESETS = {
                     adapt_episodes=2, adapt_particles=64),
     # 5 paired seeds x 100 updates (DR's curve still climbed at 50 and its failing seeds set the
     # CIs); ADR's thresholds below the box's own boundary returns (-650 / -530 for DR's policy
-    # at m = 2 / l = 1.5 in a 50-update run), so that it can reach the box; see the README.
+    # at m = 2 / l = 1.5 in a 50-update run), so that it can reach the box; see docs/robust_dr.md.
     "cpu": Config(methods=METHODS[:4],
                   ppo=dataclasses.replace(Config.ppo, total_steps=256 * 200 * 100),
                   num_seeds=5, adr_delta=0.1, adr_t_low=-1000.0, adr_t_high=-700.0),

@@ -17,7 +17,7 @@ critic also sees the episode's physics, latency and noise level (the exported ac
 
 Presets: ``quick`` (tests, ~1 min), ``cpu`` (1.02M steps per policy, one seed), ``cpu_seeds``
 (5 vmapped seeds, 2.048M steps per policy per seed: issue #18's comparison, ~97 min on 2 cores;
-README for results), ``accel`` (2048
+docs/sim2real.md for results), ``accel`` (2048
 envs, 4 seeds, 100M steps per policy, for a GPU; not run yet).
 
 Writes to the run folder: ``config.json``, ``metrics.jsonl``, ``summary.json`` (``results.nominal``
@@ -133,7 +133,7 @@ PRESETS = {
     "cpu": Config(),
     # Issue #18's comparison: 5 seeds vmapped in one program, each phase 2.048M env steps per seed
     # (twice the cpu preset: DR was still learning at 1.024M). 97.3 min wall (wall_time_s 5836)
-    # on the 2-core EPYC, load ~1.5-4.5 (pre-registered run of 2026-12-03, README).
+    # on the 2-core EPYC, load ~1.5-4.5 (pre-registered run of 2026-12-03, docs/sim2real.md).
     "cpu_seeds": Config(ppo=dataclasses.replace(Config.ppo, total_steps=2_048_000), num_seeds=5),
     "accel": Config(ppo=dataclasses.replace(Config.ppo, num_envs=2048, num_steps=64,
                                             num_minibatches=32, total_steps=100_000_000),

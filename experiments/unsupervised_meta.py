@@ -87,7 +87,8 @@ TASK_REWARDS = ("discriminator", "density")  # what the acquired tasks reward (m
 class Config:
     skills: diayn_experiment.Config = dataclasses.replace(diayn_experiment.Config(),
                                                           episode_steps=50)
-    # inner_lr 0.01 as experiments.maml_nav2d (README: 0.02 and 0.05 were also run).
+    # inner_lr 0.01 as experiments.maml_nav2d (docs/unsupervised_meta.md: 0.02 and 0.05 were
+    # also run).
     maml: MAMLRLConfig = MAMLRLConfig(outer="trpo", estimator="pg", hidden_sizes=(32, 32),
                                       init_log_std=-2.3, inner_lr=0.01, meta_batch_size=20,
                                       episodes_per_task=10)
@@ -154,9 +155,9 @@ def check_task_reward(config) -> None:
 
 _SKILLS = diayn_experiment.Config.diayn
 # Every preset meta-learns on the density (goal-like) tasks, lambda = 2 and no floor: with
-# DIAYN's own log q(z|s') the meta-learner never adapted faster than scratch (README, #17 runs
-# 1-3); with these it does (run 5, 8 seeds). The floor is off because the bowl is smooth and a
-# floor at -10 would turn it back into a plateau.
+# DIAYN's own log q(z|s') the meta-learner never adapted faster than scratch
+# (docs/unsupervised_meta.md, #17 runs 1-3); with these it does (run 5, 8 seeds). The floor is
+# off because the bowl is smooth and a floor at -10 would turn it back into a plateau.
 _DENSITY = dict(task_reward="density", density_weight=2.0, min_log_q=-1e30)
 # cpu: K = 12 skills (finer directions than 6), 100 meta-iterations, 10-step adaptation curves,
 # 8 seeds (3 left the CI too wide to separate (a) from (b): run 4).

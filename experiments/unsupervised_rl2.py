@@ -75,8 +75,8 @@ class Config:
     # K = 12, 50-step episodes, 3 seeds (the MAML route's cpu DIAYN before it went to 8 seeds)
     skills: diayn_experiment.Config = dataclasses.replace(maml_route._CPU.skills, num_seeds=3)
     # Trials of 5 episodes of 50 steps (250 steps): one trial per env per update. lr 3e-3 and
-    # reward_scale 0.02 chosen on the true-goal task (README: lr 1e-3 with reward_scale 0.1 or
-    # 0.02 did not beat standing still in 120 updates).
+    # reward_scale 0.02 chosen on the true-goal task (docs/unsupervised_meta.md: lr 1e-3 with
+    # reward_scale 0.1 or 0.02 did not beat standing still in 120 updates).
     rl2: RL2Config = RL2Config(num_envs=64, num_steps=250, seq_len=50, total_steps=64 * 250 * 120,
                                num_epochs=4, num_minibatches=4, hidden_size=64,
                                encoder_sizes=(64,), head_sizes=(64,), input_reward_scale=0.2,

@@ -87,7 +87,7 @@ def test_task_flag_and_bad_task():
 
 
 def test_cpu_preset_is_the_measured_promp_setting():
-    """The README's cpu-preset numbers come from ProMP + LVC for both methods, 600 iterations
+    """docs/maml.md's cpu-preset numbers come from ProMP + LVC for both methods, 600 iterations
     each on 200 held-out tasks; the paper's accel preset stays MAML-TRPO."""
     cpu, accel = maml_cheetah.PRESETS["cpu"], maml_cheetah.PRESETS["accel"]
     for method in maml_cheetah.METHODS:

@@ -413,7 +413,7 @@ def test_psrl_summary_pairs_over_tasks_and_gives_a_ci_over_training_seeds():
 
 
 def test_cpu_preset_is_the_setting_chosen_on_validation_mdps():
-    # README's rl2_mdp numbers come from this setting (gamma picked on validation MDPs by
+    # docs/rl2.md's rl2_mdp numbers come from this setting (gamma picked on validation MDPs by
     # experiments._rl2_mdp_sweep, then one held-out run); a silent change would orphan them.
     config = rl2_mdp.PRESETS["cpu"]
     assert (config.rl2.gamma, config.rl2.num_updates, config.num_seeds) == (0.15, 2000, 3)

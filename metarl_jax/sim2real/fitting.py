@@ -87,7 +87,7 @@ def cem_fit(loss: Callable[[Theta, Windows], jax.Array], num_iterations: int,
     refit ``mu, sigma`` to the ``ceil(elite_fraction * population)`` lowest losses; ``mask`` (0 =
     frozen element) keeps uninformative elements at theta0. Returns the final mean.
     ``batch_size``: candidates evaluated at once in a ``lax.map`` (None: the whole population
-    in one ``vmap``; on XLA:CPU the vmapped MJX population has wedged, see the README)."""
+    in one ``vmap``; on XLA:CPU the vmapped MJX population has wedged, see docs/sysid.md)."""
     if batch_size is not None and not 1 <= batch_size <= population:
         raise ValueError(f"batch_size must be in [1, population={population}], got {batch_size}")
     num_elites = max(1, int(np.ceil(elite_fraction * population)))
@@ -158,7 +158,7 @@ def least_squares_fit(residuals: Callable[[Theta, Windows], jax.Array], num_iter
     derivative of the smooth piece the estimate is on) instead of ``(f + b) / 2``; same
     evaluations. (On calibrate_cheetah's 8-step windows it did not help: there the Jacobian is
     wrong because chaos makes late steps rough at every scale, not because of a few jumps; the
-    cure was 1-step windows, README.) A step that lowers the
+    cure was 1-step windows, docs/sysid.md.) A step that lowers the
     loss is taken and ``lambda`` shrinks by ``max(1/3, 1 - (2 rho - 1)^3)`` (``rho``: actual over
     predicted decrease); otherwise it is rejected and ``lambda`` grows by ``nu`` (doubling on each
     consecutive rejection). Non-finite Jacobian entries (a contact's kink) are zeroed; a
