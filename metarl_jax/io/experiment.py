@@ -53,10 +53,10 @@ from metarl_jax.io.run_dir import (
     DamagedRunError,
     ResumeError,
     create_run_dir,
+    jsonable_listing_nonfinite,
     lock_run_dir,
     open_for_resume,
     read_json,
-    to_jsonable,
     write_json,
 )
 from metarl_jax.io.stop_signals import note_run_dir
@@ -195,12 +195,10 @@ def finish(run_dir: Path, summary: Mapping[str, Any], table: str = "") -> dict:
                    environment=run_environment())
     if jax.process_index() != 0:
         return summary
-    nonfinite: list = []
-    jsonable = to_jsonable(summary, nonfinite=nonfinite)
+    jsonable, nonfinite = jsonable_listing_nonfinite(
+        summary, "result(s)", " and listed under summary.json's 'nonfinite'")
     if nonfinite:
-        summary["nonfinite"] = jsonable["nonfinite"] = nonfinite
-        print(f"warning: {len(nonfinite)} result(s) are NaN or infinite, written as null and "
-              f"listed under summary.json's 'nonfinite' (first: {nonfinite[0]})", file=sys.stderr)
+        summary["nonfinite"] = nonfinite
     write_json(run_dir / SUMMARY_FILE, jsonable)
     if table:
         print(table)

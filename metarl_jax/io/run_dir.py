@@ -26,6 +26,7 @@ import fcntl
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -203,6 +204,20 @@ def _has_complete_step(directory: Path) -> bool:
 
 # ----------------------------------------------------------------------------------------------
 # JSON
+
+
+def jsonable_listing_nonfinite(obj: dict, what: str, where: str = "") -> tuple[dict, list]:
+    """``obj`` as JSON-ready data, NaN / inf written as ``null`` and not hidden: their paths are
+    listed under the returned dict's ``nonfinite`` key, and a warning ("N ``what`` are NaN or
+    infinite, written as null``where`` (first: path)") goes to stderr. Returns ``(jsonable,
+    nonfinite paths)``."""
+    nonfinite: list = []
+    jsonable = to_jsonable(obj, nonfinite=nonfinite)
+    if nonfinite:
+        jsonable["nonfinite"] = nonfinite
+        print(f"warning: {len(nonfinite)} {what} are NaN or infinite, written as null{where} "
+              f"(first: {nonfinite[0]})", file=sys.stderr)
+    return jsonable, nonfinite
 
 
 def to_jsonable(obj: Any, where: str = "$", nonfinite: list | None = None) -> Any:

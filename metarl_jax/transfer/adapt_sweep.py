@@ -45,7 +45,7 @@ from metarl_jax.algos.maml_rl import MAMLRL
 from metarl_jax.io.experiment import enable_compile_cache
 from metarl_jax.io.load import RunLoadError, load_run
 from metarl_jax.io.progress import format_table
-from metarl_jax.io.run_dir import to_jsonable, write_json
+from metarl_jax.io.run_dir import jsonable_listing_nonfinite, write_json
 from metarl_jax.transfer.few_shot import held_out_tasks, returns_by_steps
 
 OUT_FILE = "adapt_sweep.json"
@@ -200,12 +200,7 @@ def main(argv=None) -> int:
         return 1
     out = Path(args.out) if args.out else Path(args.run_dir) / OUT_FILE
     # A diverged adaptation (too large a rate) is NaN: written as null and listed, not hidden.
-    nonfinite: list = []
-    jsonable = to_jsonable(result, nonfinite=nonfinite)
-    if nonfinite:
-        jsonable["nonfinite"] = nonfinite
-        print(f"warning: {len(nonfinite)} value(s) are NaN or infinite (diverged adaptation?), "
-              f"written as null (first: {nonfinite[0]})", file=sys.stderr)
+    jsonable, _ = jsonable_listing_nonfinite(result, "value(s)", " (a diverged adaptation?)")
     write_json(out, jsonable, indent=1)
     print(table(result))
     print(f"wrote {out}")
