@@ -4,6 +4,7 @@
                                    [--out DIR] [field=value ...]
     python -m experiments.maml_ant --resume runs/maml_ant/<timestamp>
     python -m experiments.maml_ant --preset accel --devices all   # meta-batch over devices
+    python -m experiments.maml_ant --preset accel num_seeds=5     # 5 seeds in one program
 
 Story (the MAML paper's ant tasks): the ant must walk forward or backward (``--task dir``:
 ``envs.AntDir``, direction angle in {0, pi}, reward ``v_xy . (cos a, sin a)`` + healthy - costs)
@@ -22,7 +23,8 @@ Writes: ``summary.json`` (``results.returns_by_steps.<method>``: mean return per
 0..S inner steps over ``eval_tasks`` held-out tasks; ``results.returns_ci95``;
 ``results.returns_per_task``; ``results.paired_over_tasks``: ``maml_cheetah.paired_gains``;
 ``results.final_train``; ``results.task``; dir: ``results.direction_velocity_by_steps`` (mean
-velocity along the task's direction)), ``curves.png``, ``metrics.jsonl``, ``config.json``,
+velocity along the task's direction); with ``num_seeds=S``, per seed under ``results.per_seed``
+and over seeds as ``maml_cheetah``'s), ``curves.png``, ``metrics.jsonl``, ``config.json``,
 ``checkpoints/``.
 """
 
@@ -38,8 +40,7 @@ from experiments import maml_cheetah as cheetah
 from metarl_jax.algos.maml_rl import MAMLRL
 from metarl_jax.io.cli import supports_devices
 from metarl_jax.io.experiment import finish
-from metarl_jax.io.progress import format_table
-from metarl_jax.transfer.few_shot import meta_phases, plot_meta_training, steps_table_rows
+from metarl_jax.transfer.few_shot import meta_phases, plot_meta_training
 
 NAME = "maml_ant"
 METHODS = cheetah.METHODS
@@ -103,16 +104,17 @@ def policies(config: Config):
 
 @supports_devices
 def main(args) -> dict:
-    run_dir, config, tasks, results, obs = cheetah.train_and_evaluate(NAME, args, make_env)
-    if config.task == "dir":
-        angles = np.asarray(tasks.direction_angle)
-        results["direction_velocity_by_steps"] = {
-            m: direction_velocity(obs[m], angles).mean(0).tolist() for m in METHODS}
+    def describe(tasks, results, obs):
+        if results["task"] == "dir":
+            angles = np.asarray(tasks.direction_angle)
+            results["direction_velocity_by_steps"] = {
+                m: direction_velocity(obs[m], angles).mean(0).tolist() for m in METHODS}
+
+    run_dir, config, results, _ = cheetah.train_and_evaluate(NAME, args, make_env, describe)
     plot_meta_training(run_dir / "curves.png", run_dir, METHODS, ylabel="mean episode return",
                        title=f"Ant-{config.task} (MJX) meta-training")
-    rows = steps_table_rows(results["returns_by_steps"])
     return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks},
-                  format_table(rows))
+                  cheetah.summary_table(results))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ policy (Finn 2017; Rothfuss 2019).
                                        [--out DIR] [field=value ...]
     python -m experiments.maml_cheetah --resume runs/maml_cheetah/<timestamp>
     python -m experiments.maml_cheetah --preset accel --devices all   # meta-batch over devices
+    python -m experiments.maml_cheetah --preset accel num_seeds=5     # 5 seeds in one program
 
 Story (MAML paper, sec. 5.3): the cheetah must run at a target velocity ``~ U[0, 2]`` m/s
 (``--task vel``: reward ``-|v_x - v*| - 0.05 |a|^2``; ``vel_target_range=0,3``: ProMP's
@@ -25,20 +26,29 @@ rates (``pretrained_at_lr_0p025`` ...: a step-size-tuned baseline; evaluation on
 ``python -m metarl_jax.transfer.adapt_sweep RUN_DIR --rates ... --episodes ...`` re-adapts a
 finished run's saved policies at other rates and sample sizes without training.
 
+``num_seeds=S`` trains S seeds side by side in one program (every meta-iteration ``vmap``-ed over
+seeds: on an accelerator one program fills the device where one seed's meta-batch may not; on a
+2-core CPU separate processes are as fast) and evaluates each on its own held-out tasks. Seed i
+is the run ``--seed <seed + i>`` would be (same keys, tasks and initial parameters; MJX's floats
+can differ in the last digits under ``vmap``, which training amplifies, so the match is in
+distribution, not bit for bit). Not with ``--devices`` (which splits one seed's tasks).
+
 Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps, ProMP), ``cpu`` (8
 tasks x 8 episodes x 100-step episodes, 32x32 policy, ProMP + LVC, 600 meta-iterations per
 method, 200 held-out tasks; about an hour on a 2-core CPU shared by three such runs; at this size
 MAML-TRPO shows no adaptation gain, ProMP does: see docs/maml.md), ``accel`` (the MAML paper:
 MAML-TRPO, 40 tasks x 20 episodes x 200 steps, 2x100 ReLU policy, 500 iterations).
 
-Writes: ``summary.json`` (``results.returns_by_steps.<method>``: mean return per episode after
-0..S inner steps; ``results.returns_ci95``; ``results.returns_per_task`` (``[G][S+1]``);
-``results.paired_over_tasks`` (``paired_gains``); ``results.maml_inner_lr`` (learned rates: their
-mean); ``results.velocity_error_by_steps`` (vel: mean
-|v_x - v*| after 0..S steps); ``results.final_train``; ``results.task``), ``adaptation.png``
-(mean x-velocity per held-out task before and after adaptation, against the task's target),
-``curves.png``,
-``metrics.jsonl``, ``config.json``, ``checkpoints/``.
+Writes: ``summary.json`` (one seed: ``results.returns_by_steps.<method>``: mean return per
+episode after 0..S inner steps; ``results.returns_ci95``; ``results.returns_per_task``
+(``[G][S+1]``); ``results.paired_over_tasks`` (``paired_gains``); ``results.maml_inner_lr``
+(learned rates: their mean); ``results.velocity_error_by_steps`` (vel: mean |v_x - v*| after
+0..S steps); ``results.final_train``; ``results.task``. Several seeds: ``results.per_seed``, a
+list of those; ``results.returns_by_steps`` / ``returns_ci95``, the mean over seeds and its 95%
+t-CI; ``results.over_seeds.<gain>``, ``stats.seed_summary`` + ``verdict_vs_0`` of each paired
+gain's per-seed mean, with ``maml_<s>_minus_best_pretrained``), ``adaptation.png`` (mean
+x-velocity per held-out task before and after adaptation, against the task's target; the first
+seed's), ``curves.png``, ``metrics.jsonl``, ``config.json``, ``checkpoints/``.
 """
 
 from __future__ import annotations
@@ -47,17 +57,18 @@ import dataclasses
 import sys
 from typing import ClassVar, Tuple
 
-import jax
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metarl_jax import stats
+from metarl_jax.algos.learner import select_seed
 from metarl_jax.algos.maml import mean_rate
 from metarl_jax.algos.maml_rl import MAMLRL, MAMLRLConfig
-from metarl_jax.io.cli import supports_devices
+from metarl_jax.io.cli import UsageError, supports_devices
 from metarl_jax.io.config import check_at_least_one
 from metarl_jax.io.experiment import finish, start_run
+from metarl_jax.io.over_seeds import summary_vs_0
 from metarl_jax.io.progress import format_table
 from metarl_jax.io.training_loop import phase_metrics
 from metarl_jax.scale import mesh_size, run_mesh
@@ -66,6 +77,7 @@ from metarl_jax.transfer.few_shot import (
     meta_phases,
     plot_meta_training,
     returns_by_steps,
+    seed_keys,
     steps_table_rows,
     train_meta_phases,
 )
@@ -97,6 +109,10 @@ class LocomotionMetaConfig:
     # extra fixed inner rates at which the pretrained policy is also adapted at evaluation (a
     # step-tuned baseline, ``pretrained_at_lr_<rate>``); read by the evaluation only
     pretrained_eval_rates: Tuple[float, ...] = ()
+    # seeds trained side by side in one program (the meta-iteration vmapped over seeds); seed i
+    # is the run ``--seed seed+i`` would be (few_shot.seed_keys); summary: per-seed results and
+    # 95% t-CIs over seeds (``over_seeds``)
+    num_seeds: int = 1
 
     def __post_init__(self):
         if self.task not in self.TASKS:
@@ -108,7 +124,7 @@ class LocomotionMetaConfig:
         if self.maml.num_inner_steps < 1:
             raise ValueError("maml.num_inner_steps must be >= 1")
         check_at_least_one(self, ("episode_steps", "maml_iterations", "pretrained_iterations",
-                                  "updates_per_chunk", "eval_tasks", "eval_steps"))
+                                  "updates_per_chunk", "eval_tasks", "eval_steps", "num_seeds"))
         for method in METHODS:
             if getattr(self, f"{method}_iterations") % self.updates_per_chunk:
                 raise ValueError(f"updates_per_chunk={self.updates_per_chunk} must divide "
@@ -234,14 +250,15 @@ def evaluated_policies(config, states) -> dict:
     return out
 
 
-def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key):
+def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key, seed_index=0):
     """Adapt each of ``evaluated_policies`` to ``config.eval_tasks`` held-out tasks drawn from
     ``space`` for 0..``config.eval_steps`` inner steps (the same tasks and rollout keys for all).
-    Returns ``(tasks, results, obs)``: ``results`` has ``returns_by_steps`` / ``returns_ci95``
-    (``{name: [S+1]}``, mean and 95% CI half-width over tasks), ``paired_over_tasks``
-    (``paired_gains``), ``final_train`` (each method's last training update's pre/post returns)
-    and, when MAML learns its rate, ``maml_inner_lr`` (the mean learned rate); ``obs[name]``:
-    ``[G, S+1, T, N, obs_size]`` observed trajectories."""
+    ``states``: one seed's (``base_key`` its key; ``seed_index`` its place in a several-seed run,
+    for its training curve's last values). Returns ``(tasks, results, obs)``: ``results`` has
+    ``returns_by_steps`` / ``returns_ci95`` (``{name: [S+1]}``, mean and 95% CI half-width over
+    tasks), ``paired_over_tasks`` (``paired_gains``), ``final_train`` (each method's last
+    training update's pre/post returns) and, when MAML learns its rate, ``maml_inner_lr`` (the
+    mean learned rate); ``obs[name]``: ``[G, S+1, T, N, obs_size]`` observed trajectories."""
     tasks, rollout_key = held_out_tasks(space, base_key, config.eval_tasks)
     by_steps, ci95, observed, per_task = {}, {}, {}, {}
     for name, (meta, adapt_config) in evaluated_policies(config, states).items():
@@ -252,7 +269,8 @@ def evaluate_methods(run_dir, learner: MAMLRL, states, config, space, base_key):
     final = {}
     for method in METHODS:
         last = phase_metrics(run_dir, method)[-1]
-        final[method] = {"return_pre": last["return_pre"], "return_post": last["return_post"]}
+        final[method] = {k: last.get(f"{k}_per_seed", [last[k]])[seed_index]
+                         for k in ("return_pre", "return_post")}
     results = {"task": config.task, "returns_by_steps": by_steps, "returns_ci95": ci95,
                "returns_per_task": {m: r.tolist() for m, r in per_task.items()},
                "paired_over_tasks": paired_gains(per_task), "final_train": final}
@@ -282,38 +300,123 @@ def paired_gains(per_task: dict) -> dict:
     return out
 
 
-def train_and_evaluate(name: str, args, make_env_fn):
+BEST_PRETRAINED = "best_pretrained"
+
+
+def over_seed_gains(per_seed: list) -> dict:
+    """Each adaptation gain over the seeds of a several-seed run: ``{gain: stats.seed_summary +
+    verdict_vs_0}`` of the per-seed means of ``paired_over_tasks[gain]`` (``per_seed[i]``: seed
+    i's ``evaluate_methods`` results), plus ``maml_<s>_minus_best_pretrained``: per seed, the
+    smallest of MAML's s-step gains over the pretrained policy's evaluations (un-adapted, and
+    adapted s steps at every evaluated rate) -- a gain over the baseline at its best step size,
+    chosen on the test tasks (which favours the baseline; issue #19's strict comparison)."""
+    first = per_seed[0]
+    values = {k: [seed["paired_over_tasks"][k]["mean"] for seed in per_seed]
+              for k in first["paired_over_tasks"]}
+    pretrained = [n for n in first["returns_by_steps"] if n.startswith("pretrained")]
+    for s in range(1, len(first["returns_by_steps"]["maml"])):
+        gains = [f"maml_{s}_minus_pretrained_0"] + [f"maml_{s}_minus_{n}_{s}" for n in pretrained]
+        values[f"maml_{s}_minus_{BEST_PRETRAINED}"] = [min(v) for v in zip(
+            *(values[k] for k in gains))]
+    return {key: summary_vs_0(per) for key, per in values.items()}
+
+
+def combine_seeds(per_seed: list, seeds: list) -> dict:
+    """The ``results`` of a several-seed run from each seed's (``evaluate_methods`` plus what the
+    experiment added): ``returns_by_steps`` / ``returns_ci95`` the mean over seeds of each
+    seed's mean return and its 95% t-CI over seeds (``{name: [S+1]}``), ``over_seeds``
+    (``over_seed_gains``), ``seeds`` (their ``--seed`` values) and ``per_seed`` (the list)."""
+    names = list(per_seed[0]["returns_by_steps"])
+    means = {n: np.array([seed["returns_by_steps"][n] for seed in per_seed]) for n in names}
+    return {"task": per_seed[0]["task"], "num_seeds": len(per_seed), "seeds": seeds,
+            "returns_by_steps": {n: m.mean(0).tolist() for n, m in means.items()},
+            "returns_ci95": {n: stats.ci95(m, axis=0).tolist() for n, m in means.items()},
+            "over_seeds": over_seed_gains(per_seed), "per_seed": per_seed}
+
+
+def over_seeds_rows(results: dict) -> list:
+    """Table rows of a several-seed run's headline gains (1 inner step): mean, CI, verdict."""
+    rows = []
+    for gain in ("maml_1_minus_maml_0", "maml_1_minus_pretrained_1",
+                 f"maml_1_minus_{BEST_PRETRAINED}"):
+        s = results["over_seeds"].get(gain)
+        if s is not None:
+            rows.append({"gain over seeds": gain, "mean": s["mean"], "95% CI": s["ci95"],
+                         "vs 0": s["verdict_vs_0"]})
+    return rows
+
+
+def check_seeds_on_mesh(config, mesh) -> None:
+    """``UsageError`` for several seeds on several devices (``ShardedMAMLRL`` splits one seed's
+    meta-batch of tasks over devices, not seeds)."""
+    if config.num_seeds > 1 and mesh_size(mesh) > 1:
+        raise UsageError(f"num_seeds={config.num_seeds} trains its seeds in one program on one "
+                         f"device; --devices splits one seed's meta-batch of tasks over devices. "
+                         f"Use one of them.")
+
+
+def train_and_evaluate(name: str, args, make_env_fn, describe):
     """Start the run, train ``METHODS`` as resumable phases on ``make_env_fn(config)``'s tasks
-    (``--devices N``: each update's meta-batch of tasks split over N devices) and evaluate them
-    (``evaluate_methods``). Returns ``(run_dir, config, tasks, results, obs)``; ``results``
-    records ``devices``."""
+    (``--devices N``: each update's meta-batch of tasks split over N devices;
+    ``config.num_seeds`` seeds in one program) and evaluate each seed (``evaluate_methods``).
+    ``describe(tasks, results, obs)`` adds the experiment's own fields to one seed's
+    ``results`` from its observed trajectories (dropped after it) and returns what the
+    experiment plots. Returns ``(run_dir, config, results, shown)``: ``results`` one seed's, or
+    ``combine_seeds``' for several, with ``devices``; ``shown``: ``describe``'s return for the
+    first seed."""
+    mesh = run_mesh(args.devices)
+    check_seeds_on_mesh(args.config, mesh)  # a fresh run: before its folder exists
     run_dir, config, seed = start_run(name, args)
+    check_seeds_on_mesh(config, mesh)  # a resumed run's saved config
     env = make_env_fn(config)
     phases = meta_phases(MAMLRL(env), config, env.task_space(), METHODS)
     learner, _, (space,) = phases[METHODS[0]][:3]
-    base_key = jax.random.PRNGKey(seed)
-    mesh = run_mesh(args.devices)
-    states = train_meta_phases(run_dir, phases, base_key, config.updates_per_chunk, mesh=mesh)
-    tasks, results, obs = evaluate_methods(run_dir, learner, states, config, space, base_key)
+    keys = seed_keys(seed, config.num_seeds)
+    several = config.num_seeds > 1
+    states = train_meta_phases(run_dir, phases, keys if several else keys[0],
+                               config.updates_per_chunk, mesh=mesh)
+    per_seed, shown = [], None
+    for i in range(config.num_seeds):
+        seed_states = {m: select_seed(s, i) for m, s in states.items()} if several else states
+        tasks, results, obs = evaluate_methods(run_dir, learner, seed_states, config, space,
+                                               keys[i], seed_index=i)
+        plotted = describe(tasks, results, obs)
+        shown = plotted if i == 0 else shown
+        per_seed.append(results)
+        del obs  # [G, S+1, T, N, obs] per policy: one seed's at a time
+    results = (combine_seeds(per_seed, [seed + i for i in range(config.num_seeds)]) if several
+               else per_seed[0])
     results["devices"] = mesh_size(mesh)
-    return run_dir, config, tasks, results, obs
+    return run_dir, config, results, shown
+
+
+def summary_table(results: dict) -> str:
+    """The printed table: mean return after 0..S steps per policy (several seeds: the mean over
+    seeds) and, for several seeds, the headline gains with their CIs over seeds."""
+    table = format_table(steps_table_rows(results["returns_by_steps"]))
+    if "over_seeds" in results:
+        table += "\n\n" + format_table(over_seeds_rows(results))
+    return table
 
 
 @supports_devices
 def main(args) -> dict:
-    run_dir, config, tasks, results, obs = train_and_evaluate(NAME, args, make_env)
-    targets = task_values(tasks, config.task)
-    # mean forward velocity per task and step count, over T and episodes: [G, S+1]
-    velocity = {m: o[..., X_VELOCITY].mean(axis=(2, 3)) for m, o in obs.items()}
-    if config.task == "vel":
-        results["velocity_error_by_steps"] = {
-            m: np.abs(v - targets[:, None]).mean(0).tolist() for m, v in velocity.items()}
+    def describe(tasks, results, obs):
+        targets = task_values(tasks, results["task"])
+        # mean forward velocity per task and step count, over T and episodes: [G, S+1]
+        velocity = {m: o[..., X_VELOCITY].mean(axis=(2, 3)) for m, o in obs.items()}
+        if results["task"] == "vel":
+            results["velocity_error_by_steps"] = {
+                m: np.abs(v - targets[:, None]).mean(0).tolist() for m, v in velocity.items()}
+        return targets, velocity
+
+    run_dir, config, results, (targets, velocity) = train_and_evaluate(NAME, args, make_env,
+                                                                       describe)
     plot_adaptation(run_dir / "adaptation.png", targets, velocity, config.task)
     plot_meta_training(run_dir / "curves.png", run_dir, METHODS, ylabel="mean episode return",
                        title=f"HalfCheetah-{config.task} (MJX) meta-training")
-    rows = steps_table_rows(results["returns_by_steps"])
     return finish(run_dir, {"results": results, "eval_tasks": config.eval_tasks},
-                  format_table(rows))
+                  summary_table(results))
 
 
 def task_flag_to_override(argv):

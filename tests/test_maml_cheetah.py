@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from experiments import maml_cheetah
+from metarl_jax import stats
 from metarl_jax.io.cli import cli
-from metarl_jax.io.config import ConfigError
+from metarl_jax.io.config import ConfigError, apply_overrides
 from metarl_jax.io.metrics import read_metrics
 from metarl_jax.io.run_dir import METRICS_FILE
 
@@ -163,8 +164,6 @@ def test_vel_target_range_sets_the_tasks_and_bad_ranges_are_refused():
     """``vel_target_range=0,3`` (ProMP's HalfCheetahRandVel) draws training and held-out targets
     from U[0, 3]; the default stays MAML's U[0, 2]; maml_ant's config has no such field."""
     from experiments import maml_ant
-    from metarl_jax.io.config import apply_overrides
-
     assert maml_cheetah.PRESETS["cpu"].vel_target_range == (0.0, 2.0)
     wide = apply_overrides(maml_cheetah.PRESETS["quick"], ["vel_target_range=0,3"])
     assert wide.vel_target_range == (0.0, 3.0)
@@ -176,3 +175,104 @@ def test_vel_target_range_sets_the_tasks_and_bad_ranges_are_refused():
         with pytest.raises(ValueError, match="vel_target_range"):
             dataclasses.replace(wide, vel_target_range=bad)
     assert not hasattr(maml_ant.PRESETS["cpu"], "vel_target_range")
+
+
+def _seed_results(maml, pretrained, at_lr):
+    """One seed's ``evaluate_methods``-like results from per-task returns ``[G, 2]``."""
+    per_task = {"maml": maml, "pretrained": pretrained, "pretrained_at_lr_0p05": at_lr}
+    return {"task": "vel", "returns_by_steps": {n: r.mean(0).tolist() for n, r in per_task.items()},
+            "paired_over_tasks": maml_cheetah.paired_gains(per_task)}
+
+
+def test_several_seeds_combine_into_ci_over_seeds_and_the_best_pretrained_gain():
+    """No compile: ``combine_seeds`` averages each seed's mean return and puts a t-CI over seeds
+    on it; ``maml_1_minus_best_pretrained`` is, per seed, MAML's 1-step return minus the best of
+    the pretrained policy's evaluations (un-adapted, adapted at 0.1, adapted at 0.05)."""
+    rng = np.random.default_rng(1)
+    per_seed, best = [], []
+    for pre0, pre1, lr1 in ((-50.0, -60.0, -45.0), (-40.0, -70.0, -55.0), (-52.0, -48.0, -65.0)):
+        g = 30
+        maml = np.stack([rng.normal(-60, 3, g), rng.normal(-44, 3, g)], axis=1)
+        pretrained = np.stack([rng.normal(pre0, 3, g), rng.normal(pre1, 3, g)], axis=1)
+        at_lr = np.stack([pretrained[:, 0], rng.normal(lr1, 3, g)], axis=1)
+        per_seed.append(_seed_results(maml, pretrained, at_lr))
+        best.append(min(maml[:, 1].mean() - pretrained[:, 0].mean(),
+                        maml[:, 1].mean() - pretrained[:, 1].mean(),
+                        maml[:, 1].mean() - at_lr[:, 1].mean()))
+    results = maml_cheetah.combine_seeds(per_seed, [7, 8, 9])
+    assert results["num_seeds"] == 3 and results["seeds"] == [7, 8, 9]
+    assert results["per_seed"] is per_seed
+    means = np.array([s["returns_by_steps"]["maml"] for s in per_seed])  # [3 seeds, 2 steps]
+    np.testing.assert_allclose(results["returns_by_steps"]["maml"], means.mean(0))
+    np.testing.assert_allclose(results["returns_ci95"]["maml"],
+                               stats.t_quantile(3) * means.std(0, ddof=1) / np.sqrt(3))
+    gains = results["over_seeds"]
+    strict = gains["maml_1_minus_best_pretrained"]
+    np.testing.assert_allclose(strict["per_seed"], best)
+    # seed 0's best baseline is the step at 0.05, seed 1's the un-adapted policy, seed 2's 0.1
+    assert strict["mean"] < gains["maml_1_minus_pretrained_1"]["mean"]
+    own = gains["maml_1_minus_maml_0"]
+    assert own["verdict_vs_0"] == "better" and own["ci95"] > 0
+    np.testing.assert_allclose(
+        own["per_seed"], [s["paired_over_tasks"]["maml_1_minus_maml_0"]["mean"] for s in per_seed])
+    table = maml_cheetah.summary_table(results)
+    assert "maml_1_minus_best_pretrained" in table and "gain over seeds" in table
+
+
+def test_seed_keys_are_the_separate_runs_keys_and_seeds_do_not_shard():
+    from types import SimpleNamespace
+
+    from metarl_jax.io.cli import UsageError
+    from metarl_jax.transfer.few_shot import seed_keys
+
+    keys = seed_keys(3, 2)
+    np.testing.assert_array_equal(keys, np.stack([jax.random.PRNGKey(3),
+                                                  jax.random.PRNGKey(4)]))
+    with pytest.raises(ValueError, match="num_seeds must be >= 1"):
+        seed_keys(0, 0)
+    with pytest.raises(ConfigError, match="num_seeds"):
+        apply_overrides(maml_cheetah.PRESETS["quick"], ["num_seeds=0"])
+    two = dataclasses.replace(maml_cheetah.PRESETS["quick"], num_seeds=2)
+    maml_cheetah.check_seeds_on_mesh(two, None)  # one device: fine
+    maml_cheetah.check_seeds_on_mesh(maml_cheetah.PRESETS["quick"], SimpleNamespace(size=2))
+    with pytest.raises(UsageError, match="num_seeds=2"):
+        maml_cheetah.check_seeds_on_mesh(two, SimpleNamespace(size=2))
+
+
+@pytest.mark.mjx_e2e
+def test_several_seeds_in_one_run(tmp_path):
+    """``num_seeds=2``: both seeds trained in one program, each evaluated on its own held-out
+    tasks; the summary has per-seed results and CIs over seeds; ``load_run`` restores both seeds
+    and ``adapt_sweep --seed-index 1`` reproduces seed 1's evaluation."""
+    import metarl_jax
+    from metarl_jax.transfer import adapt_sweep
+
+    out = tmp_path / "two"
+    code = cli(maml_cheetah.NAME, maml_cheetah.main, maml_cheetah.Config, maml_cheetah.PRESETS,
+               argv=["--preset", "quick", "--seed", "3", "--out", str(out), "num_seeds=2",
+                     "pretrained_eval_rates=0.05"])
+    assert code == 0
+    results = json.loads((out / "summary.json").read_text())["results"]
+    assert results["num_seeds"] == 2 and results["seeds"] == [3, 4]
+    per_seed = results["per_seed"]
+    assert len(per_seed) == 2
+    maml = np.array([s["returns_by_steps"]["maml"] for s in per_seed])
+    np.testing.assert_allclose(results["returns_by_steps"]["maml"], maml.mean(0), rtol=1e-6)
+    assert not np.allclose(maml[0], maml[1])  # different seeds, different held-out tasks
+    for seed in per_seed:
+        assert len(seed["velocity_error_by_steps"]["maml"]) == 2
+        assert set(seed["final_train"]) == set(maml_cheetah.METHODS)
+    assert {"maml_1_minus_maml_0", "maml_1_minus_best_pretrained"} <= set(results["over_seeds"])
+    lines = read_metrics(out / METRICS_FILE)
+    first = [line for line in lines if line["phase"] == "maml"][0]
+    assert len(first["return_pre_per_seed"]) == 2
+
+    run = metarl_jax.load_run(out)
+    assert all(trained.num_seeds == 2 for trained in run.policies.values())
+    swept = adapt_sweep.sweep(out, seed_index=1)
+    assert swept["seed"] == 4
+    row = {r["method"]: r for r in swept["rows"]}
+    np.testing.assert_allclose(row["maml"]["returns_by_steps"],
+                               per_seed[1]["returns_by_steps"]["maml"], rtol=1e-5)
+    with pytest.raises(ValueError, match="seed_index"):
+        adapt_sweep.sweep(out, seed_index=2)

@@ -144,3 +144,29 @@ def test_adapt_sweep_fixed_rates_replace_learned_ones(tmp_path):
     fixed = adapt_sweep.sweep(out, rates=[0.001, 2.0], methods=["maml"], tasks=5)["rows"]
     assert [(r["inner_lr"], r["learned_rates"]) for r in fixed] == [(0.001, False), (2.0, False)]
     assert fixed[0]["returns_by_steps"][1] != fixed[1]["returns_by_steps"][1]
+
+
+def test_meta_phases_train_several_seeds_in_one_program(tmp_path):
+    """``train_meta_phases`` with keys ``[S, 2]`` (``few_shot.seed_keys``) trains the seeds side
+    by side (``train_chunk_seeds``, one compile) and seed i's state is the one-seed run's with
+    key ``PRNGKey(seed + i)`` (nav2d: bit for bit; MJX's floats may differ in the last digits
+    under ``vmap``)."""
+    from metarl_jax.io.load import Phase
+    from metarl_jax.transfer.few_shot import seed_keys, train_meta_phases
+
+    config = maml_nav2d.PRESETS["quick"]
+    one = {"maml": maml_nav2d.policies(config)["maml"]}
+    several = {"maml": Phase(*one["maml"][:3], num_updates=one["maml"].num_updates,
+                             stacked=True)}
+    keys = seed_keys(5, 2)
+    for folder in ("both", "seed0", "seed1"):
+        (tmp_path / folder).mkdir()
+    both = train_meta_phases(tmp_path / "both", several, keys, 2)["maml"]
+    assert several["maml"].learner.traces["train_chunk_seeds"] == 1
+    for i in range(2):
+        alone = train_meta_phases(tmp_path / f"seed{i}", one, keys[i], 2)["maml"]
+        seed_i = jax.tree.map(lambda x: x[i], both.meta.params)
+        jax.tree.map(np.testing.assert_array_equal, seed_i, alone.meta.params)
+    moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), jax.tree.map(lambda x: x[0],
+                         both.meta.params), jax.tree.map(lambda x: x[1], both.meta.params))
+    assert max(jax.tree.leaves(moved)) > 0  # the two seeds are different runs

@@ -93,7 +93,7 @@ def test_quick_preset_table_says_it_is_a_smoke_test(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[3] == ("quick preset: a smoke test (tiny budget, barely trained policies), not "
                         "results; for meaningful numbers run: python -m experiments.tiny "
-                        "--preset cpu (README lists its numbers)")
+                        "--preset cpu (the README's table of experiments links its numbers)")
     assert lines[4].startswith("summary: ")
 
 

@@ -220,4 +220,4 @@ def _quick_preset_note(run_dir: Path) -> str:
         return ""
     return (f"quick preset: a smoke test (tiny budget, barely trained policies), not results; "
             f"for meaningful numbers run: python -m experiments.{name} --preset cpu "
-            f"(README lists its numbers)")
+            f"(the README's table of experiments links its numbers)")

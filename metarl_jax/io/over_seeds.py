@@ -15,7 +15,9 @@ stats.seed_summary + "verdict_vs_0"}}``.
 
 This is the CPU route to a several-seed comparison for an experiment that trains one seed per run:
 on a 2-core CPU, separate processes (one per seed, run side by side) are as fast per seed as
-``vmap`` over seeds in one program, and each stays resumable on its own.
+``vmap`` over seeds in one program, and each stays resumable on its own. On an accelerator,
+``maml_cheetah`` / ``maml_ant`` train several seeds in one program (``num_seeds=S``) and write
+the same summaries themselves (``results.over_seeds``).
 """
 
 from __future__ import annotations
@@ -102,6 +104,14 @@ def check_same_setting(runs: Sequence[dict]) -> None:
                              f"different seed")
 
 
+def summary_vs_0(per_seed: Sequence[float]) -> dict:
+    """``stats.seed_summary`` of per-seed values plus ``verdict_vs_0`` (their 95% t-CI against
+    0: "better" / "worse" / "tie"; "undefined" for a NaN)."""
+    summary = stats.seed_summary(per_seed)
+    summary["verdict_vs_0"] = stats.ci_verdict(summary["mean"], summary["ci95"], 0.0, 0.0)
+    return summary
+
+
 def summarize(run_dirs: Sequence[Path], keys: Sequence[str], min_over_keys: bool = False) -> dict:
     """The over-seed summary of ``keys`` in ``run_dirs`` (module doc). Needs >= 2 runs."""
     if len(run_dirs) < 2:
@@ -116,11 +126,7 @@ def summarize(run_dirs: Sequence[Path], keys: Sequence[str], min_over_keys: bool
         key: [lookup(run["summary"], key, run["dir"]) for run in runs] for key in keys}
     if min_over_keys:
         values[MIN_KEY] = [min(vs) for vs in zip(*(values[k] for k in keys))]
-    out = {}
-    for key, per_seed in values.items():
-        summary = stats.seed_summary(per_seed)
-        summary["verdict_vs_0"] = stats.ci_verdict(summary["mean"], summary["ci95"], 0.0, 0.0)
-        out[key] = summary
+    out = {key: summary_vs_0(per_seed) for key, per_seed in values.items()}
     return dict(name=runs[0]["name"], preset=runs[0]["preset"], runs=[r["dir"] for r in runs],
                 seeds=[r["seed"] for r in runs], keys=out)
 

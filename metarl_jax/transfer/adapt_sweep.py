@@ -2,7 +2,7 @@
 
     python -m metarl_jax.transfer.adapt_sweep RUN_DIR [--rates 0.025,0.05,0.1]
         [--episodes 2,8] [--tasks N] [--steps S] [--methods maml,pretrained]
-        [--log-std-shift D] [--out FILE]
+        [--log-std-shift D] [--seed-index I] [--out FILE]
 
 For a ``maml_cheetah``, ``maml_ant`` or ``maml_nav2d`` run folder (any experiment whose
 ``policies(config)`` are ``MAMLRL`` phases and which has ``eval_config(config, method)``): each
@@ -18,7 +18,11 @@ At the run's own rate, episode count, task count and steps it reproduces the run
 ``--log-std-shift D`` adds D to every policy's log-std before adapting (a lower exploration
 noise, same means): a check of whether a policy's noise level alone explains its adaptability.
 
-Writes ``RUN_DIR/adapt_sweep.json`` (or ``--out``): ``{"run", "experiment", "seed", "tasks",
+A run of several seeds (``num_seeds=S``) is swept one seed at a time: ``--seed-index I`` (default
+0) picks seed I, whose held-out tasks are those of the run ``--seed <run's seed + I>``.
+
+Writes ``RUN_DIR/adapt_sweep.json`` (or ``--out``): ``{"run", "experiment", "seed" (the swept
+seed's), "tasks",
 "steps", "log_std_shift", "rows": [{"method", "episodes", "inner_lr", "learned_rates",
 "log_std_mean",
 "returns_by_steps" [S+1], "returns_ci95" [S+1], "gain_1_minus_0" (``stats.paired_comparison``
@@ -68,7 +72,7 @@ def shift_log_std(params, shift: float):
 def sweep(run_dir, rates: Optional[Sequence[float]] = None,
           episodes: Optional[Sequence[int]] = None, *,
           methods: Optional[Sequence[str]] = None, tasks: Optional[int] = None,
-          steps: Optional[int] = None, log_std_shift: float = 0.0) -> dict:
+          steps: Optional[int] = None, log_std_shift: float = 0.0, seed_index: int = 0) -> dict:
     """Adapt the run's saved meta-policies at each rate x episode count (see the module doc).
 
     Args:
@@ -84,6 +88,7 @@ def sweep(run_dir, rates: Optional[Sequence[float]] = None,
             tasks also change the rollout keys, so only the full count reproduces the run).
         steps: inner steps S (default: the run's ``eval_steps``).
         log_std_shift: added to each policy's log-std before adapting.
+        seed_index: which seed of a several-seed run (``num_seeds``) to adapt (default 0).
 
     Returns the JSON-ready dict written by ``main``. Raises ``ValueError`` on a bad argument
     and ``RunLoadError`` on a folder that is not such a run.
@@ -116,17 +121,22 @@ def sweep(run_dir, rates: Optional[Sequence[float]] = None,
     steps = int(run.config.eval_steps if steps is None else steps)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    num_seeds = int(getattr(run.config, "num_seeds", 1))
+    if not 0 <= seed_index < num_seeds:
+        raise ValueError(f"seed_index must be in [0, {num_seeds}) (the run's seeds), got "
+                         f"{seed_index}")
+    seed = run.seed + seed_index  # few_shot.seed_keys
 
     # The task distribution the run trained and evaluated on (part of each saved state).
     space = jax.tree.map(lambda x: x[0], run.policies[methods[0]].state.space)
-    all_tasks, rollout_key = held_out_tasks(space, jax.random.PRNGKey(run.seed), count)
+    all_tasks, rollout_key = held_out_tasks(space, jax.random.PRNGKey(seed), count)
     held_out = jax.tree.map(lambda x: x[:tasks], all_tasks)
     if tasks < count:
         rollout_key = jax.random.fold_in(rollout_key, tasks)
     rows = []
     for method in methods:
         trained = run.policies[method]
-        meta = jax.tree.map(lambda x: x[0], trained.state.meta)  # the run's one seed
+        meta = jax.tree.map(lambda x: x[seed_index], trained.state.meta)
         if log_std_shift:
             meta = meta.replace(params=shift_log_std(meta.params, log_std_shift))
         base = module.eval_config(run.config, method)
@@ -147,7 +157,7 @@ def sweep(run_dir, rates: Optional[Sequence[float]] = None,
                              "returns_by_steps": mean, "returns_ci95": ci95,
                              "gain_1_minus_0": stats.paired_comparison(returns[:, 1],
                                                                        returns[:, 0])})
-    return {"run": str(run.run_dir), "experiment": run.name, "seed": run.seed, "tasks": tasks,
+    return {"run": str(run.run_dir), "experiment": run.name, "seed": seed, "tasks": tasks,
             "steps": steps, "log_std_shift": log_std_shift, "rows": rows}
 
 
@@ -188,13 +198,16 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--log-std-shift", type=float, default=0.0)
+    parser.add_argument("--seed-index", type=int, default=0,
+                        help="which seed of a several-seed run (default 0)")
     parser.add_argument("--out", default=None, help=f"output JSON (default: RUN_DIR/{OUT_FILE})")
     args = parser.parse_args(argv)
     enable_compile_cache()  # the same evaluation program serves every seed of a design
     try:
         result = sweep(args.run_dir, args.rates, args.episodes,
                        methods=args.methods.split(",") if args.methods else None,
-                       tasks=args.tasks, steps=args.steps, log_std_shift=args.log_std_shift)
+                       tasks=args.tasks, steps=args.steps, log_std_shift=args.log_std_shift,
+                       seed_index=args.seed_index)
     except (ValueError, RunLoadError) as e:
         print(f"adapt_sweep: error: {e}", file=sys.stderr)
         return 1

@@ -17,16 +17,29 @@ from metarl_jax import stats
 from metarl_jax.io import plots
 from metarl_jax.io.load import Phase
 from metarl_jax.io.training_loop import phase_metrics, train_phase
-from metarl_jax.scale import sharded_all, to_host
+from metarl_jax.scale import mesh_size, sharded_all, to_host
 
 
 def meta_phases(learner, config: Any, space, methods) -> Dict[str, Phase]:
     """An experiment's ``policies(config)`` for MAML-RL methods: ``{method: Phase(learner,
-    config.<method>, (space,), num_updates=config.<method>_iterations, stacked=False)}`` (one
-    state per method, restored by ``metarl_jax.load_run``; ``act`` is the pre-adaptation
-    meta-policy)."""
-    return {m: Phase(learner, getattr(config, m), (space,), stacked=False,
+    config.<method>, (space,), num_updates=config.<method>_iterations)}``, restored by
+    ``metarl_jax.load_run`` (``act`` is the pre-adaptation meta-policy). One state per method
+    (``stacked=False``) unless ``config.num_seeds > 1`` (``train_meta_phases`` with a key per
+    seed: states stacked ``[S, ...]``)."""
+    stacked = getattr(config, "num_seeds", 1) > 1
+    return {m: Phase(learner, getattr(config, m), (space,), stacked=stacked,
                      num_updates=getattr(config, f"{m}_iterations")) for m in methods}
+
+
+def seed_keys(seed: int, num_seeds: int) -> jax.Array:
+    """``[S, 2]`` base keys of the seeds of a few-shot run: seed i's is ``PRNGKey(seed + i)``,
+    the key of a one-seed run with ``--seed seed+i`` (the same held-out tasks, initial
+    parameters and rollout keys), so that a batched run's seed i and that separate run are the
+    same experiment (bit for bit where ``vmap`` leaves the floats alone, as in nav2d; MJX's can
+    differ in the last digits, which training amplifies)."""
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds must be >= 1, got {num_seeds}")
+    return jax.numpy.stack([jax.random.PRNGKey(seed + i) for i in range(num_seeds)])
 
 
 def train_meta_phases(run_dir: Path, phases: Mapping[str, Phase], key: jax.Array,
@@ -34,21 +47,40 @@ def train_meta_phases(run_dir: Path, phases: Mapping[str, Phase], key: jax.Array
     """Train each of ``phases`` (``meta_phases``: a ``MAMLRL``, its config, ``(task space,)``)
     for its ``num_updates`` meta-iterations, each a resumable phase of the run named after its
     method; the i-th method's init key is ``fold_in(key, i)``. Returns ``{method: final
-    MAMLRLState}``. ``mesh`` (``metarl_jax.scale.run_mesh(args.devices)``): each update's
-    meta-batch of tasks split over its devices (``ShardedMAMLRL``; ``meta_batch_size``
-    divisible by their number); the returned states are readable by this process."""
+    MAMLRLState}``. ``key`` ``[2]``: one seed; ``[S, 2]`` (``seed_keys``, phases with
+    ``stacked=True``): S seeds trained side by side in one program (``train_chunk_seeds``: the
+    meta-iteration ``vmap``-ed over seeds; states ``[S, ...]``; on an accelerator one program
+    fills the device where one seed's meta-batch may not). ``mesh``
+    (``metarl_jax.scale.run_mesh(args.devices)``): each update's meta-batch of tasks split over
+    its devices (``ShardedMAMLRL``; ``meta_batch_size`` divisible by their number; one seed
+    only); the returned states are readable by this process."""
+    stacked = np.ndim(key) == 2
+    num_seeds = np.shape(key)[0] if stacked else 1
+    if num_seeds > 1 and mesh_size(mesh) > 1:
+        raise ValueError("several seeds in one run shard nothing yet: ShardedMAMLRL splits one "
+                         "seed's meta-batch of tasks over devices; run num_seeds=1 with "
+                         "--devices, or several seeds without it")
     learners = sharded_all([p[0] for p in phases.values()], mesh)
     states = {}
     for index, (learner, (method, (_, config, init_args, num_updates))) in enumerate(
             zip(learners, ((m, p[:4]) for m, p in phases.items()))):
         samples = ((config.num_inner_steps + 1) * config.meta_batch_size
-                   * config.episodes_per_task * learner.env.max_steps)
+                   * config.episodes_per_task * learner.env.max_steps * num_seeds)
+        def init():  # train_phase calls init / chunk within this iteration
+            if stacked:
+                keys = jax.vmap(lambda k: jax.random.fold_in(k, index))(key)
+                return learner.init_seeds(keys, config, *init_args)
+            return learner.init(jax.random.fold_in(key, index), config, *init_args)
+
+        def chunk(state, n):
+            if stacked:
+                return learner.train_chunk_seeds(state, config, n)
+            return learner.train_chunk(state, config, n)
+
         states[method] = train_phase(
-            run_dir, method,
-            init=lambda: learner.init(jax.random.fold_in(key, index), config, *init_args),
-            chunk=lambda s, n: learner.train_chunk(s, config, n),
-            num_updates=num_updates, updates_per_chunk=updates_per_chunk,
-            steps_per_update=samples, show=("return_pre", "return_post"))
+            run_dir, method, init=init, chunk=chunk, num_updates=num_updates,
+            updates_per_chunk=updates_per_chunk, steps_per_update=samples,
+            show=("return_pre", "return_post"))
     return to_host(states)
 
 
