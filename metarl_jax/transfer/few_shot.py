@@ -17,7 +17,7 @@ from metarl_jax import stats
 from metarl_jax.io import plots
 from metarl_jax.io.load import Phase
 from metarl_jax.io.training_loop import phase_metrics, train_phase
-from metarl_jax.scale import mesh_size, sharded_all, to_host
+from metarl_jax.scale import sharded_all, to_host
 
 
 def meta_phases(learner, config: Any, space, methods) -> Dict[str, Phase]:
@@ -53,13 +53,10 @@ def train_meta_phases(run_dir: Path, phases: Mapping[str, Phase], key: jax.Array
     fills the device where one seed's meta-batch may not). ``mesh``
     (``metarl_jax.scale.run_mesh(args.devices)``): each update's meta-batch of tasks split over
     its devices (``ShardedMAMLRL``; ``meta_batch_size`` divisible by their number; one seed
-    only); the returned states are readable by this process."""
+    only: ``ShardedMAMLRL`` refuses ``train_chunk_seeds``); the returned states are readable
+    by this process."""
     stacked = np.ndim(key) == 2
     num_seeds = np.shape(key)[0] if stacked else 1
-    if num_seeds > 1 and mesh_size(mesh) > 1:
-        raise ValueError("several seeds in one run shard nothing yet: ShardedMAMLRL splits one "
-                         "seed's meta-batch of tasks over devices; run num_seeds=1 with "
-                         "--devices, or several seeds without it")
     learners = sharded_all([p[0] for p in phases.values()], mesh)
     states = {}
     for index, (learner, (method, (_, config, init_args, num_updates))) in enumerate(
