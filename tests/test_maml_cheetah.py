@@ -62,9 +62,11 @@ def test_paired_gains_cancel_the_task_spread():
     maml = difficulty + noise + np.array([0.0, 4.0, 5.0])
     pretrained = difficulty + rng.normal(0.0, 0.5, size=(40, 3)) + np.array([0.0, 1.0, 1.0])
     gains = maml_cheetah.paired_gains({"maml": maml, "pretrained": pretrained})
-    assert sorted(gains) == ["maml_1_minus_maml_0", "maml_1_minus_pretrained_0",
-                             "maml_1_minus_pretrained_1", "maml_2_minus_maml_0",
+    assert sorted(gains) == ["maml_1_minus_best_pretrained", "maml_1_minus_maml_0",
+                             "maml_1_minus_pretrained_0", "maml_1_minus_pretrained_1",
+                             "maml_2_minus_best_pretrained", "maml_2_minus_maml_0",
                              "maml_2_minus_pretrained_0", "maml_2_minus_pretrained_2"]
+    assert gains["maml_2_minus_best_pretrained"]["baseline"] == "pretrained_2"
     one = gains["maml_1_minus_pretrained_1"]
     np.testing.assert_allclose(one["per_seed"], maml[:, 1] - pretrained[:, 1])
     assert abs(one["mean"] - 3.0) < 0.5
@@ -128,7 +130,7 @@ def test_learned_rates_add_the_pretrained_policy_adapted_with_them():
     assert sorted(maml_cheetah.paired_gains(per_task)) == sorted(
         [f"maml_{s}_minus_{b}" for s in (1, 2)
          for b in ("maml_0", "pretrained_0", f"pretrained_{s}",
-                   f"{maml_cheetah.AT_MAML_RATE}_{s}")])
+                   f"{maml_cheetah.AT_MAML_RATE}_{s}", maml_cheetah.BEST_PRETRAINED)])
 
 
 def test_extra_rates_adapt_the_pretrained_policy_at_each_fixed_rate():
@@ -155,6 +157,12 @@ def test_extra_rates_adapt_the_pretrained_policy_at_each_fixed_rate():
     gains = maml_cheetah.paired_gains(per_task)
     assert gains["maml_1_minus_pretrained_at_lr_0p2_1"]["mean"] == -3.0
     assert gains["maml_1_minus_pretrained_0"]["mean"] == -1.0
+    # the best pretrained evaluation is the one with the highest mean return: here the 0.2 step
+    best = gains["maml_1_minus_best_pretrained"]
+    assert best["mean"] == -3.0 and best["baseline"] == "pretrained_at_lr_0p2_1"
+    per_task["pretrained"][:, 0] = 5.0  # now the un-adapted policy is best
+    best = maml_cheetah.paired_gains(per_task)["maml_1_minus_best_pretrained"]
+    assert best["mean"] == -5.0 and best["baseline"] == "pretrained_0"
     for bad in ((0.1, 0.1), (0.0,), (float("nan"),), (-0.05,)):
         with pytest.raises(ValueError, match="pretrained_eval_rates"):
             dataclasses.replace(quick, pretrained_eval_rates=bad)
@@ -217,6 +225,12 @@ def test_several_seeds_combine_into_ci_over_seeds_and_the_best_pretrained_gain()
         own["per_seed"], [s["paired_over_tasks"]["maml_1_minus_maml_0"]["mean"] for s in per_seed])
     table = maml_cheetah.summary_table(results)
     assert "maml_1_minus_best_pretrained" in table and "gain over seeds" in table
+    # one seed: the same headline gains, paired over its held-out tasks, naming the best baseline
+    one = maml_cheetah.summary_table(per_seed[0])
+    assert "gain paired over tasks" in one
+    assert "maml_1_minus_best_pretrained (pretrained_at_lr_0p05_1)" in one
+    np.testing.assert_allclose(per_seed[0]["paired_over_tasks"]["maml_1_minus_best_pretrained"]
+                               ["mean"], best[0])
 
 
 def test_seed_keys_are_the_separate_runs_keys_and_seeds_do_not_shard():
