@@ -109,3 +109,35 @@ def test_promp_adapted_parameters_step_along_the_ratio_gradient():
 
     adapted, want = both(theta_o, theta)
     np.testing.assert_allclose(_flat(adapted), _flat(want), rtol=1e-5, atol=1e-6)
+
+
+def test_adaptive_kl_penalty_has_a_floor_it_can_double_back_from():
+    """ProMP's KL coefficient halves below target_kl / 1.5 and doubles above 1.5 x target_kl.
+    Without a floor, 200 quiet updates take it to exactly 0 in float32, where doubling keeps it
+    (the absorbing state behind #19 part K's collapsed seed); with the default floor it stops
+    at ``kl_coef_min`` and a KL excursion brings it back to the initial value within
+    ceil(log2(kl_coef / kl_coef_min)) updates."""
+    from metarl_jax.algos.maml_rl import adapt_kl_coef
+
+    config = MAMLRLConfig(outer="promp")
+    quiet, loud = jnp.float32(config.target_kl / 10), jnp.float32(config.target_kl * 10)
+    within = jnp.float32(config.target_kl)
+    assert float(adapt_kl_coef(jnp.float32(0.01), quiet, config)) == np.float32(0.005)
+    assert float(adapt_kl_coef(jnp.float32(0.01), loud, config)) == np.float32(0.02)
+    assert float(adapt_kl_coef(jnp.float32(0.01), within, config)) == np.float32(0.01)
+
+    def run(config, kls):
+        coef = jnp.float32(config.kl_coef)
+        for kl in kls:
+            coef = adapt_kl_coef(coef, kl, config)
+        return float(coef)
+
+    no_floor = config.replace(kl_coef_min=0.0)
+    assert run(no_floor, [quiet] * 200) == 0.0
+    assert run(no_floor, [quiet] * 200 + [loud] * 50) == 0.0  # absorbed
+    assert run(config, [quiet] * 200) == np.float32(config.kl_coef_min)
+    steps = int(np.ceil(np.log2(config.kl_coef / config.kl_coef_min)))
+    assert run(config, [quiet] * 200 + [loud] * steps) >= np.float32(config.kl_coef)
+    for bad in (-1e-4, 0.1):  # negative, or above the initial coefficient
+        with np.testing.assert_raises(ValueError):
+            config.replace(kl_coef_min=bad).validate()

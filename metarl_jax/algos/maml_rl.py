@@ -12,7 +12,7 @@ One meta-iteration, compiled whole (``jit`` of ``update``; ``train_chunk`` scans
       "trpo":  conjugate gradient on the Hessian of the post-adaptation KL + line search
       "promp": ``promp_steps`` Adam steps on the clipped surrogate minus ``kl_coef`` times the
                KL of the pre-adaptation policy to the sampling one (coefficient adapted to
-               ``target_kl``, or fixed)
+               ``target_kl``, or fixed; ``adapt_kl_coef``)
 
 ``estimator`` picks ``J_inner`` (``dice``, ``lvc``, ``pg``; see ``algos.dice``): its Hessian is
 what the meta-gradient's second-order term uses, so DiCE gives the unbiased MAML gradient
@@ -93,6 +93,9 @@ class MAMLRLConfig:
     clip_eps: float = 0.3
     kl_coef: float = 1e-2  # ProMP's initial KL penalty
     target_kl: float = 1e-2
+    # floor of the adapted KL penalty (``adapt_kl_coef``): halved in float32 it reaches exactly
+    # 0 after ~150 quiet updates, and 0 never doubles back (0 restores that behaviour)
+    kl_coef_min: float = 1e-4
 
     def validate(self) -> "MAMLRLConfig":
         """Raise ``ValueError`` naming the field for an inconsistent config; return self."""
@@ -114,7 +117,23 @@ class MAMLRLConfig:
         for name in ("max_kl", "outer_lr", "clip_eps", "target_kl"):
             if not float(getattr(self, name)) > 0.0:
                 raise ValueError(f"MAMLRLConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= float(self.kl_coef_min) <= float(self.kl_coef):
+            raise ValueError(f"MAMLRLConfig: need 0 <= kl_coef_min <= kl_coef, got "
+                             f"kl_coef_min={self.kl_coef_min}, kl_coef={self.kl_coef}")
         return self
+
+
+def adapt_kl_coef(coef, kl, config: MAMLRLConfig):
+    """ProMP's adaptive KL penalty (Rothfuss et al. 2019; Schulman et al. 2017's rule): halve
+    ``coef`` when the pre-adaptation policy's ``kl`` to the sampling policy is below
+    ``target_kl / 1.5``, double it above ``target_kl * 1.5``, never below ``kl_coef_min``.
+    Without the floor the coefficient underflows to exactly 0 in float32 after ~150 quiet
+    updates and stays there: in #19 part K (dir, seed 1) the KL then jumped from 0.006 to 7.6
+    and MAML's adaptation gain collapsed with no penalty to pull it back. Scalars in, scalar
+    out."""
+    coef = jnp.where(kl < config.target_kl / 1.5, coef / 2.0,
+                     jnp.where(kl > config.target_kl * 1.5, coef * 2.0, coef))
+    return jnp.maximum(coef, config.kl_coef_min)
 
 
 class GaussianPolicy(nn.Module):
@@ -382,8 +401,7 @@ class MAMLRL(Learner):
         kl_after = loss(meta)[1][1]
         coef = state.kl_coef
         if config.adaptive_kl:
-            coef = jnp.where(kl_after < config.target_kl / 1.5, coef / 2.0,
-                             jnp.where(kl_after > config.target_kl * 1.5, coef * 2.0, coef))
+            coef = adapt_kl_coef(coef, kl_after, config)
         stats = {"surrogate_before": objective[0], "pre_kl": kl_after, "kl_coef": coef}
         return state.replace(meta=meta, opt_state=opt_state, kl_coef=coef), stats
 
