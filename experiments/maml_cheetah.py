@@ -33,11 +33,12 @@ is the run ``--seed <seed + i>`` would be (same keys, tasks and initial paramete
 can differ in the last digits under ``vmap``, which training amplifies, so the match is in
 distribution, not bit for bit). Not with ``--devices`` (which splits one seed's tasks).
 
-Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps, ProMP), ``cpu`` (8
-tasks x 8 episodes x 100-step episodes, 32x32 policy, ProMP + LVC, 600 meta-iterations per
-method, 200 held-out tasks; about an hour on a 2-core CPU shared by three such runs; at this size
-MAML-TRPO shows no adaptation gain, ProMP does: see docs/maml.md), ``accel`` (the MAML paper:
-MAML-TRPO, 40 tasks x 20 episodes x 200 steps, 2x100 ReLU policy, 500 iterations).
+Presets: ``quick`` (tests: 2 iterations on 4 tasks x 2 episodes x 20 steps, 32x32 tanh, ProMP),
+``cpu`` (8 tasks x 8 episodes x 100-step episodes, the paper's 2x100 ReLU policy, ProMP + LVC,
+GAE lambda 0.95, 600 meta-iterations per method, 200 held-out tasks, the pretrained policy also
+adapted at rates 0.025 / 0.05 / 0.2; about 2.5 hours on a 2-core CPU shared by five such runs;
+at this size MAML-TRPO shows no adaptation gain, ProMP does: see docs/maml.md), ``accel`` (the
+MAML paper: MAML-TRPO, 40 tasks x 20 episodes x 200 steps, 2x100 ReLU policy, 500 iterations).
 
 Writes: ``summary.json`` (one seed: ``results.returns_by_steps.<method>``: mean return per
 episode after 0..S inner steps; ``results.returns_ci95``; ``results.returns_per_task``
@@ -159,16 +160,21 @@ _TINY = dict(meta_batch_size=4, episodes_per_task=2, cg_iters=3, max_backtracks=
 # ProMP's outer step (Rothfuss 2019) with its LVC inner estimator, for both methods: at the cpu
 # size MAML-TRPO's meta-policy shows no gain from its inner step, ProMP's does (docs/maml.md, #19).
 _PROMP = dict(outer="promp", estimator="lvc")
-_PAPER = dict(meta_batch_size=40, episodes_per_task=20, hidden_sizes=(100, 100),
-              activation="relu")
+# The MAML paper's policy network (2 x 100 ReLU): the cpu and accel presets' for both methods.
+_PAPER_NET = dict(hidden_sizes=(100, 100), activation="relu")
+# The cpu preset (docs/maml.md, #19 parts J and K): ProMP + LVC, the paper's network and GAE
+# lambda 0.95 for both methods; with it MAML's one step beats its 0-step and the same-network
+# pretrained policy at its best step on vel and on dir (5 seeds each).
+_CPU = dict(**_PROMP, **_PAPER_NET, gae_lambda=0.95)
+_PAPER = dict(meta_batch_size=40, episodes_per_task=20, **_PAPER_NET)
 PRESETS = {
     "quick": Config(maml=_sized(Config.maml, **_TINY, **_PROMP),
                     pretrained=_sized(Config.pretrained, **_TINY, **_PROMP),
                     episode_steps=20, maml_iterations=2, pretrained_iterations=2,
                     updates_per_chunk=1, eval_tasks=4, eval_steps=1),
-    "cpu": Config(maml=_sized(Config.maml, **_PROMP), pretrained=_sized(Config.pretrained,
-                                                                        **_PROMP),
-                  maml_iterations=600, pretrained_iterations=600, eval_tasks=200),
+    "cpu": Config(maml=_sized(Config.maml, **_CPU), pretrained=_sized(Config.pretrained, **_CPU),
+                  maml_iterations=600, pretrained_iterations=600, eval_tasks=200,
+                  pretrained_eval_rates=(0.025, 0.05, 0.2)),
     "accel": Config(maml=_sized(Config.maml, **_PAPER), pretrained=_sized(Config.pretrained,
                                                                           **_PAPER),
                     episode_steps=200, maml_iterations=500, pretrained_iterations=500,

@@ -90,15 +90,20 @@ def test_task_flag_and_bad_task():
 
 
 def test_cpu_preset_is_the_measured_promp_setting():
-    """docs/maml.md's cpu-preset numbers come from ProMP + LVC for both methods, 600 iterations
-    each on 200 held-out tasks; the paper's accel preset stays MAML-TRPO."""
+    """docs/maml.md's cpu-preset numbers (#19 parts J and K) come from ProMP + LVC with the
+    paper's 2x100 ReLU network and GAE lambda 0.95 for both methods, 600 iterations each on 200
+    held-out tasks; the paper's accel preset stays MAML-TRPO."""
     cpu, accel = maml_cheetah.PRESETS["cpu"], maml_cheetah.PRESETS["accel"]
     for method in maml_cheetah.METHODS:
-        assert getattr(cpu, method).outer == "promp"
-        assert getattr(cpu, method).estimator == "lvc"
+        config = getattr(cpu, method)
+        assert (config.outer, config.estimator) == ("promp", "lvc")
+        assert (config.hidden_sizes, config.activation) == ((100, 100), "relu")
+        assert config.gae_lambda == 0.95 and config.inner_lr == 0.1
         assert getattr(cpu, f"{method}_iterations") == 600
         assert getattr(accel, method).outer == "trpo"
+        assert getattr(accel, method).hidden_sizes == (100, 100)
     assert cpu.eval_tasks == 200 and cpu.maml.num_inner_steps == 1
+    assert cpu.pretrained_eval_rates == (0.025, 0.05, 0.2)
 
 
 def test_learned_rates_add_the_pretrained_policy_adapted_with_them():
